@@ -1,0 +1,2 @@
+"""fastmlp version."""
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""Model files: one ``.npz`` of plain arrays plus a JSON config, written atomically, read without pickle."""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ._version import __version__
+
+FORMAT = "fastmlp-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that is missing, truncated, foreign or from a newer fastmlp."""
+
+
+def write_npz_atomic(path, config, arrays):
+    """Write ``arrays`` and the JSON ``config`` to ``path`` via a temporary file and a rename.
+
+    A crash while writing leaves the previous file (if any) untouched: the rename is atomic.
+    """
+    path = os.fspath(path)
+    config = dict(config, format=FORMAT, format_version=FORMAT_VERSION, fastmlp_version=__version__)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, config=np.array(json.dumps(config)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_npz(path):
+    """Return (config dict, {name: array}) from a file written by :func:`write_npz_atomic`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path!r}; check the path (save with model.save(path)).")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ModelFileError(
+                f"{path!r} contains pickled Python objects; fastmlp never loads pickles because "
+                f"they can run arbitrary code. Re-save the model with fastmlp."
+            ) from None
+        raise ModelFileError(f"{path!r} is not a readable .npz file ({exc}); it may be truncated.") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ModelFileError(
+            f"{path!r} is truncated or not a .npz file ({exc}); re-save the model or use an intact copy."
+        ) from None
+    if "config" not in arrays:
+        raise ModelFileError(f"{path!r} is a .npz file but not a fastmlp model (it has no config).")
+    try:
+        config = json.loads(str(arrays.pop("config")))
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path!r} has a damaged config; re-save the model.") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelFileError(f"{path!r} is a .npz file but not a fastmlp model file.")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path!r} was written by fastmlp {config.get('fastmlp_version')} in file format "
+            f"{config['format_version']}; this fastmlp ({__version__}) reads format {FORMAT_VERSION}. "
+            f"Upgrade fastmlp to load it."
+        )
+    return config, arrays

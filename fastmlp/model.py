@@ -1,0 +1,524 @@
+"""``fastmlp.MLP``: a thin model class over an engine (compiled Numba kernels or the NumPy reference)."""
+
+import logging
+import signal
+import threading
+import time
+
+import numpy as np
+
+from . import reference
+from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPT_ADAM,
+                    OPTIMIZERS, code_of)
+from .io import ModelFileError, read_npz, write_npz_atomic
+from .params import init_params, layer_views, param_count
+from .schedules import make_schedule
+from .threads import available_cores, thread_limits
+from .validation import (check_features, check_labels, check_layers, check_number,
+                         check_same_length, check_targets)
+
+log = logging.getLogger("fastmlp")
+
+# Rows per compiled call at prediction time: bounds the hidden activations held at once.
+PREDICT_CHUNK = 4096
+# Samples per compiled training call: progress bars update and Ctrl-C is honoured between calls.
+SLICE_SAMPLES = 16384
+
+
+class NotFittedError(ValueError):
+    """The model was asked to predict before it was trained (or given its weights)."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or Inf; the model keeps its last finite weights."""
+
+
+def engine_module(name):
+    """The module implementing the engine contract (train_batches, evaluate_batches, ...)."""
+    code_of(ENGINES, name, "engine")
+    if name == "numpy":
+        return reference
+    try:
+        from . import engine
+    except ImportError as exc:
+        raise ValueError(
+            f"engine='numba' is not available ({exc}); install numba or pass engine='numpy'."
+        ) from None
+    return engine
+
+
+class MLP:
+    """A multi-layer perceptron trained with minibatch SGD or Adam.
+
+    ``layers`` lists the widths from input to output, e.g. [784, 128, 10]. Hidden layers use
+    ``activation``; ``output`` picks the head and its loss: "softmax" (cross-entropy,
+    classification), "sigmoid" (squared error on one-hot targets, classification) or "identity"
+    (mean squared error, regression). ``engine="numba"`` runs compiled kernels, "numpy" the
+    pure-NumPy reference. ``threads`` defaults to all cores. Everything is seeded by ``seed``.
+    """
+
+    def __init__(self, layers=(784, 128, 10), activation="relu", output="softmax", init="he",
+                 dtype="float32", seed=0, engine="numba", threads=None):
+        self.layers = check_layers(layers)
+        self.activation = ACTIVATIONS[code_of(ACTIVATIONS, activation, "activation")]
+        self.output = HEADS[code_of(HEADS, output, "output")]
+        self.init = INITS[code_of(INITS, init, "init")]
+        self.dtype = DTYPES[code_of(DTYPES, np.dtype(dtype).name if _is_dtype(dtype) else dtype, "dtype")]
+        self.seed = check_number(seed, "seed", low=0, integer=True)
+        self.engine = ENGINES[code_of(ENGINES, engine, "engine")]
+        self.threads = check_number(threads, "threads", low=1, integer=True, allow_none=True)
+        if self.output == "softmax" and self.layers[-1] < 2:
+            raise ValueError("output='softmax' needs at least 2 output units; use output='sigmoid' or more classes.")
+        init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(2))
+        self._flat = init_params(self.layers, self.init, init_rng, self.dtype)
+        self._rng = shuffle_rng
+        self._optimizer = None          # (name, state1, state2, step) kept between fit calls
+        self.classes_ = None
+        self.target_ndim_ = None        # regression: 1 or 2, the shape predict returns
+        self.fitted_ = False
+        self.history_ = {}
+        self.stop_training = False
+
+    # ------------------------------------------------------------ parameters
+
+    @property
+    def params(self):
+        """List of (W, b) per layer; W is (n_in, n_out). Views: writing into them changes the model."""
+        return layer_views(self._flat, self.layers)
+
+    @params.setter
+    def params(self, new):
+        new = list(new)
+        if len(new) != len(self.layers) - 1:
+            raise ValueError(f"params needs {len(self.layers) - 1} (W, b) pairs for layers={list(self.layers)}; got {len(new)}.")
+        views = self.params
+        for l, ((W, b), pair) in enumerate(zip(views, new)):
+            if len(pair) != 2:
+                raise ValueError(f"params[{l}] must be a (W, b) pair.")
+            for name, dst, src in (("W", W, pair[0]), ("b", b, pair[1])):
+                src = np.asarray(src)
+                if src.shape != dst.shape:
+                    raise ValueError(f"params[{l}] {name} has shape {src.shape}; layer {l} needs {dst.shape}.")
+                if src.dtype.kind not in "biuf" or not np.isfinite(src).all():
+                    raise ValueError(f"params[{l}] {name} must hold finite real numbers.")
+        for (W, b), (W_new, b_new) in zip(views, new):
+            W[...] = W_new
+            b[...] = b_new
+        self.fitted_ = True
+
+    @property
+    def n_params(self):
+        """Number of trainable scalars."""
+        return param_count(self.layers)
+
+    @property
+    def is_classifier(self):
+        return self.output != "identity"
+
+    def _thread_count(self):
+        return self.threads or available_cores()
+
+    # ------------------------------------------------------------ targets
+
+    def _encode_targets(self, y, name="y", fitting=False):
+        """(y as class indices, Y as float targets): one of them is empty, by head."""
+        n_out = self.layers[-1]
+        empty_y = np.zeros(0, dtype=np.int64)
+        if not self.is_classifier:
+            Y = check_targets(y, n_out, name, self.dtype)
+            if fitting and self.target_ndim_ is None:
+                self.target_ndim_ = np.ndim(y)
+            return empty_y, Y
+        labels = check_labels(y, name)
+        if fitting and self.classes_ is None:
+            self.classes_ = self._classes_for(labels)
+        classes = self.classes_
+        if classes is None:
+            raise NotFittedError("the model has no classes yet; call fit before evaluate or score.")
+        if labels.dtype.kind != classes.dtype.kind and not (labels.dtype.kind in "iub" and classes.dtype.kind in "iub"):
+            raise ValueError(f"{name} holds {labels.dtype} labels but the model was trained on {classes.dtype} classes {classes[:5]}...")
+        idx = np.searchsorted(classes, labels)
+        idx = np.minimum(idx, len(classes) - 1)
+        unknown = classes[idx] != labels
+        if unknown.any():
+            bad = labels[np.argmax(unknown)]
+            raise ValueError(
+                f"{name} contains the label {bad!r}, which is not one of the model's classes "
+                f"{_short(classes)}; the output layer has {n_out} units. Remove those samples or "
+                f"build a model whose last layer matches the classes."
+            )
+        return idx.astype(np.int64), np.zeros((0, n_out), dtype=self.dtype)
+
+    def _classes_for(self, labels):
+        """Integers 0..n_out-1 keep their meaning (a subset may be present); anything else maps
+        to the sorted unique labels, which must number exactly the output width."""
+        n_out = self.layers[-1]
+        found = np.unique(labels)
+        if len(found) < 2:
+            raise ValueError(f"y has a single class {found[0]!r}; a classifier needs at least two classes.")
+        if labels.dtype.kind in "iub" and found.min() >= 0 and found.max() < n_out:
+            return np.arange(n_out, dtype=np.int64)
+        if len(found) != n_out:
+            raise ValueError(
+                f"y has {len(found)} classes {_short(found)} but the output layer has {n_out} units; "
+                f"set the last entry of layers to {len(found)}, or use labels 0..{n_out - 1}."
+            )
+        return found
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, X, y, epochs=10, batch_size=128, lr=0.1, optimizer="sgd", momentum=0.0,
+            nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, lr_schedule=None,
+            shuffle=True, replacement=False, validation_data=None, validation_split=0.0,
+            early_stopping=None, callbacks=(), verbose=0):
+        """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
+        accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
+
+        Calling ``fit`` again continues from the current weights, and from the optimizer's
+        momentum / Adam moments when the same optimizer is used (a different one starts fresh).
+        Minibatches are drawn from one index permutation per epoch (X and y stay paired); with
+        ``batch_size=None`` it is full-batch gradient descent, with ``replacement=True`` each
+        epoch samples n indices with replacement, with ``shuffle=False`` the order is fixed.
+        ``weight_decay`` is L2 on weights (not biases), added to the gradient. ``lr_schedule``:
+        None, "invscaling", "cosine", a {first_epoch: lr} dict or a callable epoch -> lr.
+        ``early_stopping=PATIENCE`` stops when the validation loss has not improved for that
+        many epochs and restores the best weights. ``callbacks``: callables
+        ``f(model, epoch, logs)`` (or objects with ``on_epoch_end``); returning True or setting
+        ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
+        line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
+        keeping every completed update; ``fit`` then returns normally.
+        """
+        hp = self._check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
+                                  weight_decay, beta1, beta2, eps, early_stopping, verbose)
+        X = check_features(X, "X", self.layers[0], self.dtype)
+        y_idx, Y = self._encode_targets(y, "y", fitting=True)
+        if self.is_classifier:
+            check_same_length(X, y_idx)
+        else:
+            check_same_length(X, Y)
+        validation_split = check_number(validation_split, "validation_split", low=0, high=1, high_open=True)
+        if validation_split and validation_data is not None:
+            raise ValueError("pass either validation_data or validation_split, not both.")
+        if validation_split:
+            from .data import train_test_split
+
+            X, t_train, X_val, t_val = train_test_split(X, y_idx if self.is_classifier else Y,
+                                                        validation_split, self.seed,
+                                                        stratify=self.is_classifier)
+            if self.is_classifier:
+                y_idx, val = t_train, (X_val, t_val, Y)
+            else:
+                Y, val = t_train, (X_val, y_idx, t_val)
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a tuple (X_val, y_val).")
+            X_val = check_features(validation_data[0], "validation_data X", self.layers[0], self.dtype)
+            y_val, Y_val = self._encode_targets(validation_data[1], "validation_data y")
+            check_same_length(X_val, y_val if self.is_classifier else Y_val, "validation_data X", "validation_data y")
+            val = (X_val, y_val, Y_val)
+        else:
+            val = None
+        if early_stopping is not None and val is None:
+            raise ValueError("early_stopping needs validation data: pass validation_data=(X_val, y_val) or validation_split=0.1.")
+        n = X.shape[0]
+        batch = n if hp["batch_size"] is None else hp["batch_size"]
+        if batch > n:
+            raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use batch_size<={n} or None for full batch.")
+        schedule = make_schedule(lr_schedule, hp["lr"], hp["epochs"])
+        callbacks = list(callbacks) if callbacks else []
+        self._ensure_optimizer(hp["optimizer"])
+        self.fitted_ = True
+        self.stop_training = False
+        history = {}
+        best = None  # (val_loss, flat copy, epoch) for early stopping
+        engine = engine_module(self.engine)
+        with _StopOnCtrlC() as interrupt:
+            for epoch in range(hp["epochs"]):
+                lr_e = float(schedule(epoch))
+                check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
+                logs = self._train_epoch(engine, X, y_idx, Y, batch, lr_e, hp, shuffle, replacement,
+                                         epoch, verbose, interrupt)
+                interrupted = logs.pop("interrupted", False)
+                if val is not None:
+                    val_logs = self._evaluate_arrays(engine, *val)
+                    logs.update({"val_" + k: v for k, v in val_logs.items()})
+                self._record(history, logs)
+                log.info(_format_logs(logs))
+                if verbose:
+                    _echo(_format_logs(logs))
+                if early_stopping is not None:
+                    if best is None or logs["val_loss"] < best[0]:
+                        best = (logs["val_loss"], self._flat.copy(), logs["epoch"])
+                    elif logs["epoch"] - best[2] >= early_stopping:
+                        if verbose:
+                            _echo(f"early stopping: no val_loss improvement for {early_stopping} epochs; "
+                                  f"restoring the weights of epoch {best[2]}")
+                        self.stop_training = True
+                for cb in callbacks:
+                    hook = getattr(cb, "on_epoch_end", cb)
+                    if hook(self, logs["epoch"], logs) is True:
+                        self.stop_training = True
+                if interrupted:
+                    if verbose:
+                        _echo("interrupted: keeping the weights of the last completed step")
+                    break
+                if self.stop_training:
+                    break
+        if best is not None and self.stop_training:
+            self._flat[...] = best[1]
+        return history
+
+    def _check_fit_args(self, epochs, batch_size, lr, optimizer, momentum, nesterov,
+                        weight_decay, beta1, beta2, eps, early_stopping, verbose):
+        return {
+            "epochs": check_number(epochs, "epochs", low=1, integer=True),
+            "batch_size": check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True),
+            "lr": check_number(lr, "lr", low=0, low_open=True),
+            "optimizer": code_of(OPTIMIZERS, optimizer, "optimizer"),
+            "momentum": check_number(momentum, "momentum", low=0, high=1, high_open=True),
+            "nesterov": bool(nesterov),
+            "weight_decay": check_number(weight_decay, "weight_decay", low=0),
+            "beta1": check_number(beta1, "beta1", low=0, high=1, high_open=True),
+            "beta2": check_number(beta2, "beta2", low=0, high=1, high_open=True),
+            "eps": check_number(eps, "eps", low=0, low_open=True),
+            "early_stopping": check_number(early_stopping, "early_stopping", low=1, integer=True, allow_none=True),
+            "verbose": check_number(verbose, "verbose", low=0, high=2, integer=True),
+        }
+
+    def _ensure_optimizer(self, opt):
+        if self._optimizer is None or self._optimizer[0] != opt:
+            zeros = np.zeros_like(self._flat)
+            second = np.zeros_like(self._flat) if opt == OPT_ADAM else np.zeros(0, self._flat.dtype)
+            self._optimizer = [opt, zeros, second, 0]
+
+    def _epoch_order(self, n, shuffle, replacement):
+        if replacement:
+            return self._rng.integers(0, n, size=n, dtype=np.int64)
+        if shuffle:
+            return self._rng.permutation(n).astype(np.int64)
+        return np.arange(n, dtype=np.int64)
+
+    def _train_epoch(self, engine, X, y_idx, Y, batch, lr, hp, shuffle, replacement, epoch,
+                     verbose, interrupt):
+        """One epoch as a few compiled calls of whole minibatches each; returns its logs."""
+        start = time.perf_counter()
+        n = X.shape[0]
+        order = self._epoch_order(n, shuffle, replacement)
+        opt, state1, state2, _ = self._optimizer
+        head = HEADS.index(self.output)
+        act = ACTIVATIONS.index(self.activation)
+        per_call = max(1, SLICE_SAMPLES // batch) * batch
+        totals = np.zeros(4)
+        bar = _progress_bar(n, epoch, verbose)
+        threads = self._thread_count()
+        numba_threads, blas_threads = engine.thread_plan(threads, batch, self.layers)
+        logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
+        try:
+            for s in range(0, n, per_call):
+                snapshot = (self._flat.copy(), state1.copy(), state2.copy())
+                with thread_limits(numba_threads, blas_threads):
+                    stats = engine.train_batches(
+                        self._flat, np.asarray(self.layers, dtype=np.int64), act, head, X, y_idx,
+                        Y, order[s:s + per_call], batch, opt, lr, hp["momentum"], hp["nesterov"],
+                        hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"], state1, state2,
+                        self._optimizer[3])
+                self._optimizer[3] += int(stats[3]) if stats[4] < 0 else int(stats[4])
+                totals += stats[:4]
+                if stats[4] >= 0:
+                    self._keep_finite(snapshot)
+                    step = (s // batch) + int(stats[4]) + 1
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {logs['epoch']}, step {step}: loss={stats[5]}; "
+                        f"lower the learning rate (now {lr})."
+                    )
+                if bar is not None:
+                    bar.update(int(stats[2]))
+                    bar.set_postfix(loss=f"{totals[0] / max(totals[2], 1):.4f}")
+                if interrupt.requested:
+                    logs["interrupted"] = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        done = max(totals[2], 1)
+        logs["loss"] = totals[0] / done
+        if self.is_classifier:
+            logs["accuracy"] = totals[1] / done
+        logs["lr"] = lr
+        logs["seconds"] = time.perf_counter() - start
+        return logs
+
+    def _keep_finite(self, snapshot):
+        """After divergence keep the current weights if finite, else those from before the slice."""
+        if not np.isfinite(self._flat).all():
+            self._flat[...], self._optimizer[1][...], self._optimizer[2][...] = snapshot
+
+    def _record(self, history, logs):
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+            self.history_.setdefault(key, []).append(value)
+
+    # ------------------------------------------------------------ inference
+
+    def _check_fitted(self):
+        if not self.fitted_:
+            raise NotFittedError("this MLP has not been trained yet; call fit(X, y) (or load a saved model) first.")
+
+    def _output(self, X, engine=None):
+        engine = engine or engine_module(self.engine)
+        numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
+        with thread_limits(numba_threads, blas_threads):
+            return engine.predict_batches(self._flat, np.asarray(self.layers, dtype=np.int64),
+                                          ACTIVATIONS.index(self.activation), HEADS.index(self.output),
+                                          X, PREDICT_CHUNK)
+
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes): softmax, or the sigmoid outputs for output='sigmoid'."""
+        self._check_fitted()
+        if not self.is_classifier:
+            raise ValueError("predict_proba is for classifiers; this model has output='identity' (use predict).")
+        return self._output(check_features(X, "X", self.layers[0], self.dtype))
+
+    def predict(self, X):
+        """Predicted class labels (classifiers) or values (regression)."""
+        self._check_fitted()
+        out = self._output(check_features(X, "X", self.layers[0], self.dtype))
+        if not self.is_classifier:
+            return out[:, 0] if self.target_ndim_ == 1 else out
+        if self.classes_ is None:
+            return out.argmax(axis=1)
+        return self.classes_[out.argmax(axis=1)]
+
+    def _evaluate_arrays(self, engine, X, y_idx, Y):
+        numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
+        with thread_limits(numba_threads, blas_threads):
+            loss_sum, correct = engine.evaluate_batches(
+                self._flat, np.asarray(self.layers, dtype=np.int64), ACTIVATIONS.index(self.activation),
+                HEADS.index(self.output), X, y_idx, Y, PREDICT_CHUNK)
+        result = {"loss": loss_sum / X.shape[0]}
+        if self.is_classifier:
+            result["accuracy"] = correct / X.shape[0]
+        return result
+
+    def evaluate(self, X, y):
+        """{"loss": mean loss, "accuracy": fraction correct} (no accuracy for regression)."""
+        self._check_fitted()
+        X = check_features(X, "X", self.layers[0], self.dtype)
+        y_idx, Y = self._encode_targets(y)
+        check_same_length(X, y_idx if self.is_classifier else Y)
+        return self._evaluate_arrays(engine_module(self.engine), X, y_idx, Y)
+
+    def score(self, X, y):
+        """Accuracy for classifiers; the coefficient of determination R^2 for regression."""
+        if self.is_classifier:
+            return self.evaluate(X, y)["accuracy"]
+        self._check_fitted()
+        pred = self.predict(X).reshape(len(X), -1).astype(np.float64)
+        Y = check_targets(y, self.layers[-1], "y", np.float64)
+        check_same_length(pred, Y)
+        residual = ((Y - pred) ** 2).sum(axis=0)
+        total = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+        return float(np.mean(1 - residual / np.where(total == 0, 1, total)))
+
+    # ------------------------------------------------------------ files
+
+    def get_config(self):
+        """The constructor arguments, as a JSON-friendly dict."""
+        return {"layers": list(self.layers), "activation": self.activation, "output": self.output,
+                "init": self.init, "dtype": self.dtype, "seed": self.seed, "engine": self.engine,
+                "threads": self.threads}
+
+    def save(self, path):
+        """Write the model to one .npz (weights, classes and a JSON config), atomically."""
+        config = {"model": self.get_config(), "fitted": self.fitted_, "target_ndim": self.target_ndim_,
+                  "history": self.history_}
+        arrays = {"params": self._flat}
+        if self.classes_ is not None:
+            arrays["classes"] = self.classes_
+        write_npz_atomic(path, config, arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` (never unpickles)."""
+        config, arrays = read_npz(path)
+        try:
+            model = cls(**config["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path!r} has an invalid model config ({exc}).") from None
+        flat = arrays.get("params")
+        if flat is None or flat.shape != model._flat.shape or flat.dtype != model._flat.dtype:
+            raise ModelFileError(f"{path!r} has weights that do not match its layers {list(model.layers)}.")
+        model._flat[...] = flat
+        model.classes_ = arrays.get("classes")
+        model.fitted_ = bool(config.get("fitted", True))
+        model.target_ndim_ = config.get("target_ndim")
+        model.history_ = config.get("history") or {}
+        return model
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"MLP({args})"
+
+
+# ---------------------------------------------------------------- helpers
+
+def _is_dtype(value):
+    try:
+        np.dtype(value)
+        return True
+    except TypeError:
+        return False
+
+
+def _short(values, k=10):
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:k])
+    return f"[{shown}{', ...' if len(values) > k else ''}]"
+
+
+def _format_logs(logs):
+    parts = [f"epoch {logs['epoch']}"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in logs:
+            parts.append(f"{key} {logs[key]:.4f}")
+    parts.append(f"lr {logs['lr']:.4g}")
+    parts.append(f"{logs['seconds']:.2f}s")
+    return "  ".join(parts)
+
+
+def _echo(line):
+    from tqdm import tqdm
+
+    tqdm.write(line)
+
+
+def _progress_bar(n, epoch, verbose):
+    if verbose != 1:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=n, desc=f"epoch {epoch + 1}", unit="sample", unit_scale=True, leave=False)
+
+
+class _StopOnCtrlC:
+    """While active (main thread only), the first Ctrl-C sets ``requested`` instead of raising;
+    a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            if self._previous is not None:
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

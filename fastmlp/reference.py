@@ -1,0 +1,288 @@
+"""The reference: every operation of fastmlp in plain NumPy, written to be read.
+
+It is the ground truth the compiled kernels are tested against, the baseline of the benchmarks,
+and the ``engine="numpy"`` of :class:`fastmlp.MLP`. Row-major throughout: X is (B, n_in), a
+layer's W is (n_in, n_out), b is (n_out,). Backward functions overwrite their outputs; the
+mean over the batch is taken once, in the loss gradient (``dz = (...) / B``).
+"""
+
+import numpy as np
+
+from .codes import ACTIVATIONS, HEADS, LEAKY_SLOPE, OPT_ADAM
+from .params import layer_views, weight_mask
+
+
+# ---------------------------------------------------------------- activations
+
+def sigmoid(z):
+    """Logistic 1 / (1 + exp(-z)), evaluated without overflow for any z."""
+    e = np.exp(-np.abs(z))                      # in (0, 1]: never overflows
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def activation_forward(z, act):
+    """a = act(z), elementwise; z is (B, n)."""
+    if act == "identity":
+        return z.copy()
+    if act == "relu":
+        return np.maximum(z, 0)
+    if act == "leaky_relu":
+        return np.where(z > 0, z, z * z.dtype.type(LEAKY_SLOPE))
+    if act == "sigmoid":
+        return sigmoid(z)
+    if act == "tanh":
+        return np.tanh(z)
+    raise ValueError(f"unknown activation {act!r}; choose one of {ACTIVATIONS}")
+
+
+def activation_backward(a, da, act):
+    """dz = da * act'(z), with the derivative written in terms of the output a = act(z)."""
+    if act == "identity":
+        return da.copy()
+    if act == "relu":
+        return np.where(a > 0, da, 0).astype(da.dtype, copy=False)
+    if act == "leaky_relu":
+        return np.where(a > 0, da, da * da.dtype.type(LEAKY_SLOPE))
+    if act == "sigmoid":
+        return da * a * (1 - a)                 # sigma' = sigma (1 - sigma)
+    if act == "tanh":
+        return da * (1 - a * a)                 # tanh' = 1 - tanh^2
+    raise ValueError(f"unknown activation {act!r}; choose one of {ACTIVATIONS}")
+
+
+# ---------------------------------------------------------------- dense layer
+
+def dense_forward(x, W, b, act):
+    """out = act(x @ W + b); x is (B, n_in), W is (n_in, n_out), b is (n_out,), out is (B, n_out)."""
+    return activation_forward(x @ W + b, act)
+
+
+def dense_backward(x, W, out, dout, act, need_dinp=True):
+    """Gradients of a dense layer from the gradient ``dout`` of its output ``out``.
+
+    Returns (dinp, dW, db): dinp is (B, n_in) or None when ``need_dinp`` is False (the first
+    layer's input gradient is never used), dW is (n_in, n_out), db is (n_out,). Sums over the
+    batch: the 1/B is already in ``dout``.
+    """
+    dz = activation_backward(out, dout, act)
+    dW = x.T @ dz
+    db = dz.sum(axis=0)
+    dinp = dz @ W.T if need_dinp else None
+    return dinp, dW, db
+
+
+# ---------------------------------------------------------------- output heads (loss + gradient)
+
+def softmax(logits):
+    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_crossentropy(logits, y):
+    """Softmax + cross-entropy, fused: returns (loss, probs, dlogits).
+
+    loss = mean_i [logsumexp(z_i) - z_i[y_i]] (stable for any finite logits),
+    dlogits = (probs - onehot(y)) / B. logits is (B, C), y is (B,) integer classes.
+    """
+    B = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=1))
+    rows = np.arange(B)
+    loss = float(np.mean(log_norm - shifted[rows, y]))
+    probs = np.exp(shifted - log_norm[:, None])
+    dlogits = probs.copy()
+    dlogits[rows, y] -= 1
+    return loss, probs, dlogits / logits.dtype.type(B)
+
+
+def squared_error(out, Y):
+    """Identity head, for regression: returns (loss, out, dout).
+
+    loss = mean_i 0.5 * ||out_i - Y_i||^2 (half squared error summed over outputs, averaged
+    over samples), dout = (out - Y) / B. out and Y are (B, k).
+    """
+    B = out.shape[0]
+    diff = out - Y
+    loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
+    return loss, out.copy(), diff / out.dtype.type(B)
+
+
+def sigmoid_squared_error(z, y):
+    """Sigmoid head with the quadratic cost on one-hot targets: returns (loss, a, dz).
+
+    a = sigmoid(z), loss = mean_i 0.5 * ||a_i - onehot(y_i)||^2,
+    dz = (a - onehot(y)) * a * (1 - a) / B. z is (B, C), y is (B,) integer classes.
+    """
+    B, C = z.shape
+    a = sigmoid(z)
+    diff = a - np.eye(C, dtype=z.dtype)[y]
+    loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
+    return loss, a, diff * a * (1 - a) / z.dtype.type(B)
+
+
+def head_loss_and_grad(z, y, Y, head):
+    """Dispatch to the head's fused loss: returns (loss, output, dz). ``y`` or ``Y`` is unused."""
+    if head == "softmax":
+        return softmax_crossentropy(z, y)
+    if head == "identity":
+        return squared_error(z, Y)
+    if head == "sigmoid":
+        return sigmoid_squared_error(z, y)
+    raise ValueError(f"unknown output head {head!r}; choose one of {HEADS}")
+
+
+def head_output(z, head):
+    """The head's output without the loss: probabilities, values or sigmoids."""
+    if head == "softmax":
+        return softmax(z)
+    if head == "identity":
+        return z
+    return sigmoid(z)
+
+
+# ---------------------------------------------------------------- whole network
+
+def forward(params, X, act, head):
+    """Hidden activations of every layer: returns [X, a_1, ..., a_{L-1}, z_L].
+
+    ``params`` is a list of (W, b). The last entry is the output layer's pre-activation z_L;
+    the head turns it into probabilities and a loss (see :func:`head_loss_and_grad`).
+    """
+    acts = [X]
+    for l, (W, b) in enumerate(params):
+        layer_act = act if l < len(params) - 1 else "identity"
+        acts.append(dense_forward(acts[-1], W, b, layer_act))
+    return acts
+
+
+def backward(params, acts, dz_out, act):
+    """Gradients [(dW, db), ...] of every layer, given dz of the output layer (already / B)."""
+    grads = [None] * len(params)
+    dout = dz_out
+    for l in range(len(params) - 1, -1, -1):
+        W, _ = params[l]
+        layer_act = act if l < len(params) - 1 else "identity"
+        dout, dW, db = dense_backward(acts[l], W, acts[l + 1], dout, layer_act, need_dinp=l > 0)
+        grads[l] = (dW, db)
+    return grads
+
+
+def loss_and_grad(params, X, y, Y, act, head):
+    """(loss, grads, output) of one batch: the loss is the batch mean, grads are its gradient."""
+    acts = forward(params, X, act, head)
+    loss, output, dz = head_loss_and_grad(acts[-1], y, Y, head)
+    return loss, backward(params, acts, dz, act), output
+
+
+def predict_output(params, X, act, head, chunk=4096):
+    """Head output (probabilities / values) for all rows of X, computed ``chunk`` rows at a time."""
+    n_out = params[-1][0].shape[1]
+    out = np.empty((X.shape[0], n_out), dtype=params[0][0].dtype)
+    for s in range(0, X.shape[0], chunk):
+        z = forward(params, X[s:s + chunk].astype(out.dtype, copy=False), act, head)[-1]
+        out[s:s + chunk] = head_output(z, head)
+    return out
+
+
+# ---------------------------------------------------------------- optimizers (in place, flat)
+
+def sgd_update(p, g, velocity, lr, momentum, nesterov, decay):
+    """One SGD step on flat arrays, in place.
+
+    g <- g + decay * p (L2 weight decay; ``decay`` is a per-entry array, 0 on biases),
+    v <- momentum * v + g, then p <- p - lr * (g + momentum * v) with Nesterov,
+    p <- p - lr * v without (momentum 0 is plain SGD).
+    """
+    g = g + decay * p
+    if momentum == 0:
+        p -= lr * g
+        return
+    velocity *= momentum
+    velocity += g
+    p -= lr * (g + momentum * velocity) if nesterov else lr * velocity
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, decay):
+    """One Adam step on flat arrays, in place (``step`` counts from 1), with bias correction:
+
+    m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
+    p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    """
+    g = g + decay * p
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    m_hat = m / (1 - beta1 ** step)
+    v_hat = v / (1 - beta2 ** step)
+    p -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+# ---------------------------------------------------------------- the training loop
+
+def thread_plan(threads, batch_size, layers):
+    """(Numba threads, BLAS threads) for a call: the reference parallelises only inside BLAS."""
+    return 1, threads
+
+
+def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
+                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
+    """Train on the minibatches ``order[k*B:(k+1)*B]`` in turn (the last one may be shorter).
+
+    The engine contract, shared with :func:`fastmlp.engine.train_batches`: ``flat`` (the
+    parameters) and the optimizer state ``state1``/``state2`` (momentum or Adam's m and v) are
+    updated in place; ``step`` is the number of updates made before this call. ``act`` and
+    ``head`` are codes (see :mod:`fastmlp.codes`). Returns float64
+    [sum of batch loss * batch size, correct predictions, samples, batches, diverged, bad loss]
+    where diverged is the index of the first batch whose loss was not finite (that batch made no
+    update and training stopped there) or -1, and bad loss is that batch's loss.
+    """
+    act, head = ACTIVATIONS[act], HEADS[head]
+    dtype = flat.dtype.type
+    params = layer_views(flat, layers)
+    decay = (weight_mask(layers) * weight_decay).astype(flat.dtype)
+    n_batches = -(-len(order) // batch_size)
+    loss_sum = correct = samples = 0.0
+    for k in range(n_batches):
+        idx = order[k * batch_size:(k + 1) * batch_size]
+        xb = X[idx].astype(dtype, copy=False)
+        yb = y[idx] if head != "identity" else y
+        Yb = Y[idx].astype(dtype, copy=False) if head == "identity" else Y
+        loss, grads, output = loss_and_grad(params, xb, yb, Yb, act, head)
+        if not np.isfinite(loss):
+            return np.array([loss_sum, correct, samples, k, k, loss], dtype=np.float64)
+        g = np.concatenate([t.ravel() for pair in grads for t in pair])
+        if opt == OPT_ADAM:
+            adam_update(flat, g, state1, state2, dtype(lr), dtype(beta1), dtype(beta2),
+                        dtype(eps), step + k + 1, decay)
+        else:
+            sgd_update(flat, g, state1, dtype(lr), dtype(momentum), nesterov, decay)
+        loss_sum += loss * len(idx)
+        samples += len(idx)
+        if head != "identity":
+            correct += float(np.sum(output.argmax(axis=1) == yb))
+    return np.array([loss_sum, correct, samples, n_batches, -1, 0.0], dtype=np.float64)
+
+
+def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
+    """(sum of per-sample losses, correct predictions) over all rows, ``chunk`` rows at a time."""
+    act, head = ACTIVATIONS[act], HEADS[head]
+    params = layer_views(flat, layers)
+    loss_sum = correct = 0.0
+    for s in range(0, X.shape[0], chunk):
+        xb = X[s:s + chunk].astype(flat.dtype, copy=False)
+        z = forward(params, xb, act, head)[-1]
+        yb = y[s:s + chunk] if head != "identity" else y
+        Yb = Y[s:s + chunk].astype(flat.dtype, copy=False) if head == "identity" else Y
+        loss, output, _ = head_loss_and_grad(z, yb, Yb, head)
+        loss_sum += loss * xb.shape[0]
+        if head != "identity":
+            correct += float(np.sum(output.argmax(axis=1) == yb))
+    return loss_sum, correct
+
+
+def predict_batches(flat, layers, act, head, X, chunk=4096):
+    """Head output for all rows of X (the engine contract's predict)."""
+    return predict_output(layer_views(flat, layers), X, ACTIVATIONS[act], HEADS[head], chunk)

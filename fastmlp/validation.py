@@ -1,0 +1,136 @@
+"""Input checks that run in Python before any compiled kernel sees the data.
+
+Numba does no bounds checking, so every shape, dtype, label and hyper-parameter is checked here;
+each failure is a ValueError or TypeError naming the argument, the bad value and the fix.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+
+def check_features(X, name="X", n_features=None, dtype=np.float32):
+    """X as a C-contiguous 2-D array of ``dtype``, copied only when it must be.
+
+    Accepts any real numeric dtype (ints, float16, ...), any memory layout and read-only arrays.
+    Rejects object/string arrays, empty arrays, arrays that are not 2-D, NaN and Inf.
+    """
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a 2-D numeric array; could not convert it: {exc}") from None
+    if X.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has dtype {X.dtype}; it must hold real numbers (int or float). "
+            f"Convert it first, e.g. {name}.astype(np.float32)."
+        )
+    if X.ndim != 2:
+        hint = (f" Flatten images with {name}.reshape(len({name}), -1)." if X.ndim > 2 else
+                f" Use {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a single sample.")
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {X.shape}.{hint}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); pass at least one sample.")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the model's input layer has {n_features}; "
+            f"pass data with {n_features} columns or build the model with layers=[{X.shape[1]}, ...]."
+        )
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(
+            f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}: "
+            f"{X[bad[0], bad[1]]}); remove or impute those values before training."
+        )
+    return X
+
+
+def check_same_length(X, y, x_name="X", y_name="y"):
+    if len(X) != len(y):
+        raise ValueError(
+            f"{x_name} has {len(X)} samples but {y_name} has {len(y)}; they must have one label per row."
+        )
+
+
+def check_labels(y, name="y"):
+    """Class labels as a 1-D array (ints, strings, or floats that are whole numbers)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one class label per sample); got shape {y.shape}.")
+    if y.size == 0:
+        raise ValueError(f"{name} is empty; pass one class label per sample.")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or Inf; every sample needs a class label.")
+        frac = y != np.round(y)
+        if frac.any():
+            raise ValueError(
+                f"{name} holds class labels, but {name}[{int(np.argmax(frac))}] = "
+                f"{y[np.argmax(frac)]} is not a whole number; pass integer or string classes "
+                f"(for regression use output='identity')."
+            )
+        y = y.astype(np.int64)
+    elif y.dtype.kind == "O":
+        if not all(isinstance(v, str) for v in y):
+            raise TypeError(f"{name} mixes types; pass class labels that are all integers or all strings.")
+        y = y.astype(str)
+    elif y.dtype.kind not in "biuU":
+        raise TypeError(f"{name} has dtype {y.dtype}; class labels must be integers or strings.")
+    return y
+
+
+def check_targets(Y, n_outputs, name="y", dtype=np.float32):
+    """Regression targets as a C-contiguous (n, n_outputs) float array."""
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {Y.dtype}; regression targets must be numbers.")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[1] != n_outputs:
+        raise ValueError(
+            f"{name} has shape {Y.shape} but the model has {n_outputs} outputs; pass targets of "
+            f"shape (n_samples, {n_outputs}) or change the last entry of layers."
+        )
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    if not np.isfinite(Y).all():
+        raise ValueError(f"{name} contains NaN or Inf; remove those samples before training.")
+    return Y
+
+
+def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False,
+                 integer=False, allow_none=False):
+    """A finite real (or integer) in the given range; bools are rejected."""
+    if value is None and allow_none:
+        return None
+    kind = "an integer" if integer else "a number"
+    ok_type = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise TypeError(f"{name} must be {kind}; got {value!r} of type {type(value).__name__}.")
+    if not integer and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+        rng = f"{lo or '(-inf'}, {hi or 'inf)'}"
+        raise ValueError(f"{name} must be in {rng}; got {value!r}.")
+    return int(value) if integer else float(value)
+
+
+def check_layers(layers):
+    """Layer widths as a tuple of at least two positive ints."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
+        raise TypeError(f"layers must be a list of layer widths like [784, 128, 10]; got {layers!r}.")
+    if len(layers) < 2:
+        raise ValueError(f"layers needs at least an input and an output width, e.g. [784, 10]; got {list(layers)}.")
+    out = []
+    for i, w in enumerate(layers):
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
+            raise ValueError(f"layers[{i}] = {w!r}; every layer width must be a positive integer.")
+        out.append(int(w))
+    return tuple(out)
