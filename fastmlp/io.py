@@ -44,8 +44,19 @@ def read_npz(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}; check the path (save with model.save(path)).")
     try:
+        # np.load would read any other file as a .npy or a pickle: check for a zip archive first.
+        with open(path, "rb") as f:
+            signature = f.read(4)
+        if signature[:2] != b"PK":
+            what = "is empty" if not signature else "does not start with a zip signature"
+            raise ModelFileError(
+                f"{path!r} is not a .npz file (it {what}); it may be truncated or another kind "
+                f"of file. Pass a model file written by model.save(path)."
+            )
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise ModelFileError(

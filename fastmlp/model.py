@@ -264,7 +264,9 @@ class MLP:
                     break
                 if self.stop_training:
                     break
-        if best is not None and self.stop_training:
+        if best is not None:
+            # Early stopping ends on the best validation weights, also when the epochs run out
+            # (or a callback stops) before the patience does.
             self._flat[...] = best[1]
         return history
 
