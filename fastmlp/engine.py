@@ -1,0 +1,256 @@
+"""The compiled engine: whole runs of minibatches, forward + backward + update, inside Numba.
+
+It implements the engine contract of :mod:`fastmlp.reference` (``train_batches``,
+``evaluate_batches``, ``predict_batches``, ``thread_plan``) with the kernels of
+:mod:`fastmlp.kernels`.
+
+Parallel scheme, per minibatch of B rows with P parameters and ``n_parts`` threads:
+1. the rows are cut into ``n_parts`` fixed, contiguous parts; each thread runs forward, loss and
+   backward for its part into its own gradient buffer ``grads[t]`` (P values, scaled by 1 / B);
+2. the P parameters are cut into ranges; each thread sums ``grads[0..n_parts-1]`` for its range
+   in that fixed order and applies the optimizer step right away (each weight read once).
+No thread ever adds into a shared array, so the same seed, data and thread count give bitwise
+identical weights. With ``n_parts = 1`` the same body is compiled without ``parallel`` and BLAS
+gets the threads instead; :func:`thread_plan` picks the faster of the two for a shape.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .codes import HEAD_IDENTITY, OPT_ADAM
+from .blas import blas_handle
+from .kernels import (activation_backward, dense_backward, dense_backward_sgd, dense_forward,
+                      head_backward, head_forward, head_loss, reduce_and_update)
+from .params import layer_offsets, weight_mask
+
+def thread_plan(threads, batch_size, layers):
+    """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows.
+
+    Measured on 2 cores (benchmarks/): splitting minibatches across Numba threads, each calling
+    single-threaded BLAS, was slower than one part with BLAS threads at every size tried.
+    """
+    return 1, threads
+
+
+def _offsets_array(layers):
+    return np.asarray(layer_offsets(layers), dtype=np.int64).reshape(-1, 4)
+
+
+# ---------------------------------------------------------------- one part of a minibatch
+
+@njit(cache=True, nogil=True)
+def _part_forward_backward(flat, offs, act, head, X, y, Y, rows, scale, acts, dz, grad, lr,
+                           decay, blas):
+    """Forward, loss and backward for the sample indices ``rows``.
+
+    Gradients go into ``grad``; when ``grad`` is empty the plain SGD step with rate ``lr`` and
+    weight decay ``decay`` is applied to ``flat`` during backward instead (one part only).
+    ``acts`` holds every layer's activations for these rows back to back (input first), ``dz``
+    two (rows, max width) scratch buffers. Returns (summed loss, correct count); when the loss
+    is not finite nothing is changed.
+    """
+    n = rows.shape[0]
+    L = offs.shape[0]
+    starts = np.empty(L + 1, dtype=np.int64)    # where each layer's activations begin in acts
+    starts[0] = 0
+    for l in range(L):
+        starts[l + 1] = starts[l] + n * offs[l, 2]
+    x = acts[:n * offs[0, 2]].reshape((n, offs[0, 2]))
+    for i in range(n):                          # gather the minibatch: X is never copied whole
+        x[i, :] = X[rows[i], :]
+    for l in range(L):                          # forward: a_{l+1} = act(a_l @ W_l + b_l)
+        w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+        a_prev = acts[starts[l]:starts[l + 1]].reshape((n, n_in))
+        out = acts[starts[l + 1]:starts[l + 1] + n * n_out].reshape((n, n_out))
+        dense_forward(out, a_prev, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
+                      act if l < L - 1 else 0, blas)
+    n_last = offs[L - 1, 3]
+    z = acts[starts[L]:starts[L] + n * n_last].reshape((n, n_last))
+    yr = np.empty(n if head != HEAD_IDENTITY else 0, dtype=y.dtype)
+    Yr = np.empty((n if head == HEAD_IDENTITY else 0, n_last), dtype=Y.dtype)
+    for i in range(yr.shape[0]):
+        yr[i] = y[rows[i]]
+    for i in range(Yr.shape[0]):
+        Yr[i, :] = Y[rows[i], :]
+    cur = 0
+    loss, correct = head_backward(dz[cur, :n * n_last].reshape((n, n_last)), z, yr, Yr, head, scale)
+    if not np.isfinite(loss):
+        return loss, correct
+    fused = grad.shape[0] == 0
+    for l in range(L - 1, -1, -1):              # backward, last layer first
+        w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+        W = flat[w0:b0].reshape((n_in, n_out))
+        a_prev = acts[starts[l]:starts[l + 1]].reshape((n, n_in))
+        dinp = dz[1 - cur, :n * n_in].reshape((n, n_in))
+        dout = dz[cur, :n * n_out].reshape((n, n_out))
+        if fused:
+            dense_backward_sgd(dinp, W, flat[b0:b0 + n_out], a_prev, dout, lr, decay, l > 0, blas)
+        else:
+            dense_backward(dinp, grad[w0:b0].reshape((n_in, n_out)), grad[b0:b0 + n_out], a_prev,
+                           W, dout, l > 0, blas)
+        if l > 0:
+            activation_backward(dinp, a_prev, act)
+            cur = 1 - cur
+    return loss, correct
+
+
+# ---------------------------------------------------------------- the training loop
+
+def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, momentum, nesterov,
+                weight_decay, decay, beta1, beta2, eps, state1, state2, step, n_parts, blas, stats):
+    """All minibatches of ``order``; see :func:`train_batches`. Compiled serial and parallel.
+
+    Plain SGD on one part takes the fused path (update inside backward, no gradient buffer).
+    """
+    P = flat.shape[0]
+    L = offs.shape[0]
+    part_rows = (batch_size + n_parts - 1) // n_parts
+    width_sum = offs[0, 2]
+    max_width = offs[0, 2]
+    for l in range(L):
+        width_sum += offs[l, 3]
+        max_width = max(max_width, offs[l, 3])
+    fused = n_parts == 1 and opt != OPT_ADAM and momentum == 0.0
+    acts = np.empty((n_parts, part_rows * width_sum), dtype=flat.dtype)
+    dz = np.empty((n_parts, 2, part_rows * max_width), dtype=flat.dtype)
+    grads = np.empty((n_parts, 0 if fused else P), dtype=flat.dtype)
+    part_loss = np.zeros(n_parts)
+    part_correct = np.zeros(n_parts, dtype=np.int64)
+    n = order.shape[0]
+    n_batches = (n + batch_size - 1) // batch_size
+    T = flat.dtype.type
+    # parameter ranges of the update, multiples of 16 so threads don't share cache lines
+    span = ((P + n_parts - 1) // n_parts + 15) // 16 * 16
+    for k in range(n_batches):
+        start = k * batch_size
+        stop = min(start + batch_size, n)
+        B = stop - start
+        scale = T(1.0 / B)
+        for t in prange(n_parts):
+            r0 = min(start + t * part_rows, stop)
+            r1 = min(r0 + part_rows, stop)
+            if r1 > r0:
+                part_loss[t], part_correct[t] = _part_forward_backward(
+                    flat, offs, act, head, X, y, Y, order[r0:r1], scale, acts[t], dz[t], grads[t],
+                    lr, weight_decay, blas)
+            else:
+                part_loss[t] = 0.0
+                part_correct[t] = 0
+                grads[t, :] = 0
+        loss = 0.0
+        correct = 0
+        for t in range(n_parts):
+            loss += part_loss[t]
+            correct += part_correct[t]
+        if not np.isfinite(loss):
+            stats[4] = k
+            stats[5] = loss / B
+            return
+        if not fused:
+            for t in prange(n_parts):
+                reduce_and_update(flat, grads, decay, state1, state2, opt, lr, momentum, nesterov,
+                                  beta1, beta2, eps, step + k + 1, min(t * span, P),
+                                  min((t + 1) * span, P))
+        stats[0] += loss
+        stats[1] += correct
+        stats[2] += B
+        stats[3] += 1
+
+
+_train_serial = njit(cache=True, nogil=True)(_train_loop)
+_train_parallel = njit(cache=True, nogil=True, parallel=True)(_train_loop)
+
+
+def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
+                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
+    """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats).
+
+    Uses the Numba thread count in force (see :func:`fastmlp.threads.thread_limits`) as the
+    number of parts each minibatch is cut into.
+    """
+    import numba
+
+    offs = _offsets_array(layers)
+    decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else flat[:0]
+    if opt != OPT_ADAM:
+        state2 = flat[:0] if state2.shape[0] == 0 else state2
+    stats = np.zeros(6)
+    stats[4] = -1
+    n_parts = numba.get_num_threads()
+    kernel = _train_parallel if n_parts > 1 else _train_serial
+    kernel(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
+           bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
+           state1, state2, int(step), n_parts, blas_handle(), stats)
+    return stats
+
+
+# ---------------------------------------------------------------- inference
+
+@njit(cache=True, nogil=True, parallel=True)
+def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, want_loss, blas):
+    """Forward over X in chunks, each thread on its own rows: head outputs into ``out`` (when
+    it has rows) and per-thread (summed loss, correct) when ``want_loss``."""
+    n = X.shape[0]
+    L = offs.shape[0]
+    n_threads = part_loss.shape[0]
+    max_width = offs[0, 2]
+    for l in range(L):
+        max_width = max(max_width, offs[l, 3])
+    n_chunks = (n + chunk - 1) // chunk
+    per_thread = (n_chunks + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
+        for c in range(t * per_thread, min((t + 1) * per_thread, n_chunks)):
+            r0 = c * chunk
+            r1 = min(r0 + chunk, n)
+            m = r1 - r0
+            a = X[r0:r1]
+            cur = 0
+            for l in range(L):
+                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                z = buf[cur, :m * n_out].reshape((m, n_out))
+                dense_forward(z, a, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
+                              act if l < L - 1 else 0, blas)
+                a = z
+                cur = 1 - cur
+            if want_loss:
+                loss, correct = head_loss(a, y[r0:r1] if y.shape[0] else y, Y[r0:r1] if Y.shape[0] else Y, head)
+                part_loss[t] += loss
+                part_correct[t] += correct
+            if out.shape[0]:
+                head_forward(out[r0:r1], a, head)
+
+
+def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss):
+    import numba
+
+    n_threads = numba.get_num_threads()
+    part_loss = np.zeros(n_threads)
+    part_correct = np.zeros(n_threads, dtype=np.int64)
+    _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, out, part_loss, part_correct,
+           want_loss, blas_handle())
+    return float(part_loss.sum()), float(part_correct.sum())
+
+
+def predict_batches(flat, layers, act, head, X, chunk=4096):
+    """Head outputs (n, n_out) for all rows of X; the compiled twin of the reference's."""
+    X = np.ascontiguousarray(X, dtype=flat.dtype)
+    out = np.empty((X.shape[0], layers[-1]), dtype=flat.dtype)
+    chunk = _chunk_for(X.shape[0], chunk)
+    _run_infer(flat, layers, act, head, X, np.zeros(0, np.int64),
+               np.zeros((0, layers[-1]), flat.dtype), chunk, out, False)
+    return out
+
+
+def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
+    """(summed loss, correct count) over all rows; the compiled twin of the reference's."""
+    X = np.ascontiguousarray(X, dtype=flat.dtype)
+    empty = np.empty((0, layers[-1]), dtype=flat.dtype)
+    return _run_infer(flat, layers, act, head, X, y, Y, _chunk_for(X.shape[0], chunk), empty, True)
+
+
+def _chunk_for(n, chunk):
+    """Rows per chunk: at most ``chunk``, and small enough that every thread gets work."""
+    import numba
+
+    return max(1, min(chunk, -(-n // numba.get_num_threads())))

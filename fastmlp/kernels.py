@@ -1,0 +1,304 @@
+"""Numba kernels: the compiled twins of :mod:`fastmlp.reference`, one forward/backward pair per op.
+
+Conventions (as in the reference): row-major, x is (B, n_in), W is (n_in, n_out), b is (n_out,),
+out is (B, n_out). Output buffers come first in the argument list. Backward kernels OVERWRITE
+their outputs (never accumulate). The loss kernels return the loss SUMMED over their rows and
+take ``scale`` (1 / size of the whole minibatch) for the gradient, so that chunks of one
+minibatch computed on different threads add up to the minibatch mean.
+
+Every kernel keeps the dtype it is given: constants go through ``T = x.dtype.type`` because a
+Python float literal would silently promote a float32 expression to float64. Matrix products go
+go through :func:`fastmlp.blas.gemm`; ``blas`` is the handle from
+:func:`fastmlp.blas.blas_handle`.
+"""
+
+import math
+
+from numba import njit
+
+from .blas import gemm
+from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
+                    HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
+
+jit = njit(cache=True, nogil=True, fastmath=False)
+
+
+# ---------------------------------------------------------------- activations
+
+@jit
+def sigmoid_scalar(z):
+    """1 / (1 + exp(-z)) without overflow: exp only ever sees -|z|."""
+    T = type(z)
+    if z >= 0:
+        return T(1) / (T(1) + math.exp(-z))
+    e = math.exp(z)
+    return e / (T(1) + e)
+
+
+@jit
+def activate(z, act):
+    """act(z) for one scalar; ``act`` is a code from fastmlp.codes."""
+    T = type(z)
+    if act == ACT_RELU:
+        return z if z > 0 else T(0)
+    if act == ACT_LEAKY_RELU:
+        return z if z > 0 else z * T(LEAKY_SLOPE)
+    if act == ACT_SIGMOID:
+        return sigmoid_scalar(z)
+    if act == ACT_TANH:
+        return math.tanh(z)
+    return z
+
+
+@jit
+def activation_derivative(a, act):
+    """act'(z) written in terms of the output a = act(z)."""
+    T = type(a)
+    if act == ACT_RELU:
+        return T(1) if a > 0 else T(0)
+    if act == ACT_LEAKY_RELU:
+        return T(1) if a > 0 else T(LEAKY_SLOPE)
+    if act == ACT_SIGMOID:
+        return a * (T(1) - a)
+    if act == ACT_TANH:
+        return T(1) - a * a
+    return T(1)
+
+
+@jit
+def bias_activation_forward(out, b, act):
+    """out <- act(out + b), in place; out is (B, n), b is (n,)."""
+    B, n = out.shape
+    for i in range(B):
+        for j in range(n):
+            out[i, j] = activate(out[i, j] + b[j], act)
+
+
+@jit
+def activation_backward(dz, a, act):
+    """dz <- dz * act'(z) in place, from the layer output a (no mask arrays)."""
+    if act == ACT_IDENTITY:
+        return
+    B, n = dz.shape
+    for i in range(B):
+        for j in range(n):
+            dz[i, j] *= activation_derivative(a[i, j], act)
+
+
+# ---------------------------------------------------------------- dense layer
+
+@jit
+def dense_forward(out, x, W, b, act, blas):
+    """out = act(x @ W + b): the matmul in BLAS, bias and activation fused in one pass."""
+    gemm(blas, False, False, 1.0, x, W, 0.0, out)
+    bias_activation_forward(out, b, act)
+
+
+@jit
+def dense_backward(dinp, dW, db, x, W, dz, need_dinp, blas):
+    """dW = x.T @ dz, db = sum over rows of dz, dinp = dz @ W.T (skipped unless need_dinp).
+
+    dz is the gradient of the pre-activation (B, n_out), already scaled by 1 / B.
+    """
+    gemm(blas, True, False, 1.0, x, dz, 0.0, dW)
+    B, n_out = dz.shape
+    db[:] = 0
+    for i in range(B):
+        for j in range(n_out):
+            db[j] += dz[i, j]
+    if need_dinp:
+        gemm(blas, False, True, 1.0, dz, W, 0.0, dinp)
+
+
+@jit
+def dense_backward_sgd(dinp, W, b, x, dz, lr, decay, need_dinp, blas):
+    """Backward fused with a plain SGD step (no gradient buffer): dinp = dz @ W.T with the old W,
+    then W <- (1 - lr * decay) * W - lr * x.T @ dz in one GEMM and b <- b - lr * sum_rows(dz).
+    """
+    if need_dinp:
+        gemm(blas, False, True, 1.0, dz, W, 0.0, dinp)
+    gemm(blas, True, False, -lr, x, dz, 1.0 - lr * decay, W)
+    T = W.dtype.type
+    B, n_out = dz.shape
+    step = T(lr)
+    for j in range(n_out):
+        s = T(0)
+        for i in range(B):
+            s += dz[i, j]
+        b[j] -= step * s
+
+
+# ---------------------------------------------------------------- output heads
+
+@jit
+def softmax_crossentropy_backward(dlogits, logits, y, scale):
+    """Fused softmax + cross-entropy over rows: dlogits = (softmax(z) - onehot(y)) * scale.
+
+    Returns (sum over rows of logsumexp(z_i) - z_i[y_i], correct argmax count). Stable for any
+    finite logits: exp only sees z - max(z) <= 0.
+    """
+    B, C = logits.shape
+    T = type(scale)
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        zmax = logits[i, 0]
+        arg = 0
+        for j in range(1, C):
+            if logits[i, j] > zmax:
+                zmax = logits[i, j]
+                arg = j
+        total = T(0)
+        for j in range(C):
+            e = math.exp(logits[i, j] - zmax)
+            dlogits[i, j] = e
+            total += e
+        inv = T(1) / total
+        for j in range(C):
+            dlogits[i, j] *= inv * scale
+        dlogits[i, y[i]] -= scale
+        loss += math.log(total) - (logits[i, y[i]] - zmax)
+        correct += arg == y[i]
+    return loss, correct
+
+
+@jit
+def squared_error_backward(dout, out, Y, scale):
+    """Identity head: dout = (out - Y) * scale; returns sum over rows of 0.5 * ||out_i - Y_i||^2."""
+    B, k = out.shape
+    loss = 0.0
+    for i in range(B):
+        for j in range(k):
+            d = out[i, j] - Y[i, j]
+            dout[i, j] = d * scale
+            loss += 0.5 * float(d) * float(d)
+    return loss
+
+
+@jit
+def sigmoid_squared_error_backward(dz, z, y, scale):
+    """Sigmoid head, quadratic cost on one-hot targets: a = sigmoid(z),
+    dz = (a - onehot(y)) * a * (1 - a) * scale. Returns (summed 0.5 * ||a - onehot||^2, correct)."""
+    B, C = z.shape
+    T = type(scale)
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        arg = 0
+        for j in range(C):
+            if z[i, j] > z[i, arg]:
+                arg = j
+            a = sigmoid_scalar(z[i, j])
+            d = a - (T(1) if j == y[i] else T(0))
+            dz[i, j] = d * a * (T(1) - a) * scale
+            loss += 0.5 * float(d) * float(d)
+        correct += arg == y[i]
+    return loss, correct
+
+
+@jit
+def head_backward(dz, z, y, Y, head, scale):
+    """The head's fused loss and gradient: returns (summed loss, correct count)."""
+    if head == HEAD_SOFTMAX:
+        return softmax_crossentropy_backward(dz, z, y, scale)
+    if head == HEAD_SIGMOID:
+        return sigmoid_squared_error_backward(dz, z, y, scale)
+    return squared_error_backward(dz, z, Y, scale), 0
+
+
+@jit
+def head_forward(out, z, head):
+    """The head's output without a loss: out = softmax(z), sigmoid(z) or z (row-wise)."""
+    B, C = z.shape
+    T = out.dtype.type
+    for i in range(B):
+        if head == HEAD_SOFTMAX:
+            zmax = z[i, 0]
+            for j in range(1, C):
+                zmax = max(zmax, z[i, j])
+            total = T(0)
+            for j in range(C):
+                out[i, j] = math.exp(z[i, j] - zmax)
+                total += out[i, j]
+            for j in range(C):
+                out[i, j] /= total
+        elif head == HEAD_SIGMOID:
+            for j in range(C):
+                out[i, j] = sigmoid_scalar(z[i, j])
+        else:
+            for j in range(C):
+                out[i, j] = z[i, j]
+
+
+@jit
+def head_loss(z, y, Y, head):
+    """(summed loss, correct count) of the rows of z, without a gradient (evaluation)."""
+    B, C = z.shape
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        if head == HEAD_IDENTITY:
+            for j in range(C):
+                d = float(z[i, j]) - float(Y[i, j])
+                loss += 0.5 * d * d
+            continue
+        arg = 0
+        for j in range(1, C):
+            if z[i, j] > z[i, arg]:
+                arg = j
+        correct += arg == y[i]
+        if head == HEAD_SOFTMAX:
+            total = 0.0
+            for j in range(C):
+                total += math.exp(float(z[i, j]) - float(z[i, arg]))
+            loss += math.log(total) - (float(z[i, y[i]]) - float(z[i, arg]))
+        else:
+            for j in range(C):
+                a = sigmoid_scalar(float(z[i, j]))
+                d = a - (1.0 if j == y[i] else 0.0)
+                loss += 0.5 * d * d
+    return loss, correct
+
+
+# ---------------------------------------------------------------- optimizer updates
+
+@jit
+def reduce_and_update(p, grads, decay, state1, state2, opt, lr, momentum, nesterov, beta1,
+                      beta2, eps, step, lo, hi):
+    """For i in [lo, hi): g = sum_t grads[t, i] (fixed order t = 0, 1, ...) + decay[i] * p[i],
+    then one optimizer step on p[i] — each parameter is read and written once.
+
+    SGD: v = momentum * v + g; p -= lr * (g + momentum * v) (Nesterov) or lr * v; plain SGD
+    when momentum is 0. Adam (``step`` counts from 1): m = b1 m + (1 - b1) g,
+    v = b2 v + (1 - b2) g^2, p -= lr * m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps).
+    """
+    T = p.dtype.type
+    n_parts = grads.shape[0]
+    lr_t = T(lr)
+    mom = T(momentum)
+    use_decay = decay.shape[0] > 0
+    if opt == OPT_ADAM:
+        b1, b2, e = T(beta1), T(beta2), T(eps)
+        c1 = T(1.0 / (1.0 - beta1 ** step))
+        c2 = T(1.0 / (1.0 - beta2 ** step))
+    for i in range(lo, hi):
+        g = grads[0, i]
+        for t in range(1, n_parts):
+            g += grads[t, i]
+        if use_decay:
+            g += decay[i] * p[i]
+        if opt == OPT_ADAM:
+            m = b1 * state1[i] + (T(1) - b1) * g
+            v = b2 * state2[i] + (T(1) - b2) * g * g
+            state1[i] = m
+            state2[i] = v
+            p[i] -= lr_t * (m * c1) / (math.sqrt(v * c2) + e)
+        elif momentum == 0.0:
+            p[i] -= lr_t * g
+        else:
+            v = mom * state1[i] + g
+            state1[i] = v
+            if nesterov:
+                p[i] -= lr_t * (g + mom * v)
+            else:
+                p[i] -= lr_t * v
