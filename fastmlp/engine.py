@@ -184,6 +184,23 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     return stats
 
 
+def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
+    """Mean loss of all rows of X and its gradient, written into the flat buffer ``grad``
+    (same layout as ``flat``); the parameters are not changed. Returns (loss, correct count)."""
+    if grad.shape != flat.shape or grad.dtype != flat.dtype:
+        raise ValueError(f"grad must be a {flat.dtype} buffer of shape {flat.shape}; got {grad.dtype} {grad.shape}.")
+    X = np.ascontiguousarray(X, dtype=flat.dtype)
+    n = X.shape[0]
+    offs = _offsets_array(layers)
+    width_sum = int(layers[0]) + int(np.sum(layers[1:]))
+    acts = np.empty(n * width_sum, dtype=flat.dtype)
+    dz = np.empty((2, n * int(np.max(layers))), dtype=flat.dtype)
+    loss, correct = _part_forward_backward(flat, offs, act, head, X, y, Y, np.arange(n),
+                                           flat.dtype.type(1.0 / n), acts, dz, grad, 0.0, 0.0,
+                                           blas_handle())
+    return loss / n, correct
+
+
 # ---------------------------------------------------------------- inference
 
 @njit(cache=True, nogil=True, parallel=True)
