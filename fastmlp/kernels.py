@@ -40,7 +40,7 @@ def activate(z, act):
     """act(z) for one scalar; ``act`` is a code from fastmlp.codes."""
     T = type(z)
     if act == ACT_RELU:
-        return z if z > 0 else T(0)
+        return T(0) if z <= 0 else z     # NaN stays NaN, as in np.maximum
     if act == ACT_LEAKY_RELU:
         return z if z > 0 else z * T(LEAKY_SLOPE)
     if act == ACT_SIGMOID:

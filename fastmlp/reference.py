@@ -250,9 +250,11 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
         xb = X[idx].astype(dtype, copy=False)
         yb = y[idx] if head != "identity" else y
         Yb = Y[idx].astype(dtype, copy=False) if head == "identity" else Y
-        loss, grads, output = loss_and_grad(params, xb, yb, Yb, act, head)
+        acts = forward(params, xb, act, head)
+        loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head)
         if not np.isfinite(loss):
             return np.array([loss_sum, correct, samples, k, k, loss], dtype=np.float64)
+        grads = backward(params, acts, dz, act)
         g = np.concatenate([t.ravel() for pair in grads for t in pair])
         if opt == OPT_ADAM:
             adam_update(flat, g, state1, state2, dtype(lr), dtype(beta1), dtype(beta2),
@@ -262,7 +264,7 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
         loss_sum += loss * len(idx)
         samples += len(idx)
         if head != "identity":
-            correct += float(np.sum(output.argmax(axis=1) == yb))
+            correct += float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
     return np.array([loss_sum, correct, samples, n_batches, -1, 0.0], dtype=np.float64)
 
 
@@ -276,10 +278,10 @@ def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
         z = forward(params, xb, act, head)[-1]
         yb = y[s:s + chunk] if head != "identity" else y
         Yb = Y[s:s + chunk].astype(flat.dtype, copy=False) if head == "identity" else Y
-        loss, output, _ = head_loss_and_grad(z, yb, Yb, head)
+        loss, _, _ = head_loss_and_grad(z, yb, Yb, head)
         loss_sum += loss * xb.shape[0]
         if head != "identity":
-            correct += float(np.sum(output.argmax(axis=1) == yb))
+            correct += float(np.sum(z.argmax(axis=1) == yb))
     return loss_sum, correct
 
 

@@ -1,0 +1,165 @@
+"""The compiled engine against the reference: gradients, whole training runs, determinism."""
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from fastmlp import MLP, engine, reference
+from fastmlp.codes import ACTIVATIONS, HEADS
+from fastmlp.params import init_params, layer_views, param_count
+from fastmlp.threads import thread_limits
+
+LAYERS = (5, 7, 6, 4)
+
+
+def problem(head, n=11, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, LAYERS[0])).astype(dtype)
+    if head == "identity":
+        return X, np.zeros(0, np.int64), rng.standard_normal((n, LAYERS[-1])).astype(dtype)
+    return X, rng.integers(0, LAYERS[-1], n), np.zeros((0, LAYERS[-1]), dtype)
+
+
+def compiled_loss_and_grad(flat, act, head, X, y, Y):
+    grad = np.empty_like(flat)
+    loss, _ = engine.loss_and_grad(flat, np.array(LAYERS), ACTIVATIONS.index(act), HEADS.index(head),
+                                   X, y, Y, grad)
+    return loss, grad
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("head", HEADS)
+def test_compiled_gradient_matches_finite_differences(act, head):
+    X, y, Y = problem(head)
+    for seed in range(50):   # keep every hidden pre-activation away from the ReLU kink
+        flat = init_params(LAYERS, "uniform", np.random.default_rng(seed), np.float64)
+        acts = reference.forward(layer_views(flat, LAYERS), X, "identity", head)
+        if all(np.abs(a).min() > 1e-3 for a in acts[1:-1]):
+            break
+    loss, grad = compiled_loss_and_grad(flat, act, head, X, y, Y)
+    eps = 1e-6
+    numeric = np.empty_like(flat)
+    for i in range(flat.size):
+        plus, minus = flat.copy(), flat.copy()
+        plus[i] += eps
+        minus[i] -= eps
+        numeric[i] = (compiled_loss_and_grad(plus, act, head, X, y, Y)[0]
+                      - compiled_loss_and_grad(minus, act, head, X, y, Y)[0]) / (2 * eps)
+    err = np.abs(grad - numeric)
+    case = f"{act} x {head}"
+    assert err.max() < 1e-7, f"{case}: max abs error {err.max():.3g}"
+    assert err.mean() < 1e-8, f"{case}: mean abs error {err.mean():.3g}"
+    ref_loss, ref_grads, _ = reference.loss_and_grad(layer_views(flat, LAYERS), X, y, Y, act, head)
+    assert loss == pytest.approx(ref_loss, rel=1e-12), f"{case}: fused loss differs from the reference"
+    ref_flat = np.concatenate([t.ravel() for pair in ref_grads for t in pair])
+    np.testing.assert_allclose(grad, ref_flat, rtol=1e-10, atol=1e-13, err_msg=case)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
+                                                         (0, 0.9, True, 0.01), (1, 0.0, False, 0.0)])
+@pytest.mark.parametrize("batch,threads", [(4, 1), (16, 1), (11, 1), (4, 2), (5, 3)])
+def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, threads):
+    """One call of whole minibatches (the last one short), serial and split over threads."""
+    X, y, Y = problem(head, n=23, dtype=dtype)
+    flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
+    order = np.random.default_rng(2).permutation(23)
+    results = []
+    for eng, n_threads in ((reference, 1), (engine, threads)):
+        flat = flat0.copy()
+        s1 = np.zeros_like(flat)
+        s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
+        with thread_limits(n_threads, 1):
+            stats = eng.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
+                                      batch, opt, 0.05, momentum, nesterov, decay, 0.9, 0.999, 1e-8,
+                                      s1, s2, 0)
+        results.append((flat, s1, stats))
+    (ref_flat, ref_s1, ref_stats), (flat, s1, stats) = results
+    rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-5)
+    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} threads={threads}"
+    np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
+    np.testing.assert_allclose(s1, ref_s1, rtol=rtol, atol=atol, err_msg=case + " state")
+    np.testing.assert_allclose(stats[0], ref_stats[0], rtol=rtol * 10, err_msg=case + " loss")
+    assert list(stats[1:5]) == list(ref_stats[1:5]), case
+
+
+@pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9}),
+                                          ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+                                          ("adam", {"lr": 0.01})])
+@pytest.mark.parametrize("batch_size", [None, 16])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, output):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 6))
+    y = rng.integers(0, 3, 70) if output != "identity" else rng.standard_normal((70, 3))
+    histories, weights = [], []
+    for eng in ("numba", "numpy"):
+        model = MLP([6, 8, 3], activation="tanh", output=output, dtype="float64", seed=3, engine=eng)
+        hist = model.fit(X, y, epochs=3, batch_size=batch_size, optimizer=optimizer,
+                         **{"lr": 0.1, **kw})
+        histories.append(hist["loss"])
+        weights.append(model._flat.copy())
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_seed_same_threads_is_bitwise_identical(threads):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((600, 20), dtype=np.float32), rng.integers(0, 5, 600)
+    runs = []
+    for _ in range(2):
+        model = MLP([20, 32, 5], seed=7, threads=threads)
+        model.fit(X, y, epochs=2, batch_size=256, optimizer="sgd", momentum=0.9, lr=0.05)
+        runs.append((model._flat.copy(), model.predict_proba(X)))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert np.array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 5, 4097, 9000])
+def test_predict_and_evaluate_match_reference(threads, n):
+    rng = np.random.default_rng(0)
+    layers = np.array([9, 13, 4])
+    flat = init_params(tuple(layers), "he", rng, np.float64)
+    X, y = rng.standard_normal((n, 9)), rng.integers(0, 4, n)
+    Y = np.zeros((0, 4))
+    with thread_limits(threads, 1):
+        out = engine.predict_batches(flat, layers, 1, 0, X, 4096)
+        loss, correct = engine.evaluate_batches(flat, layers, 1, 0, X, y, Y, 4096)
+    np.testing.assert_allclose(out, reference.predict_batches(flat, layers, 1, 0, X), rtol=1e-10)
+    ref_loss, ref_correct = reference.evaluate_batches(flat, layers, 1, 0, X, y, Y)
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    assert correct == ref_correct
+
+
+def test_divergence_stops_before_the_bad_update():
+    X, y, Y = problem("softmax", n=40)
+    flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
+    X[20:] = np.inf    # the third minibatch of 10 gives inf - inf = nan
+    before = flat.copy()
+    stats = engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(40), 10, 0, 1e-9,
+                                 0.0, False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat),
+                                 np.zeros(0), 0)
+    assert stats[4] == 2 and not np.isfinite(stats[5])
+    assert stats[3] == 2 and stats[2] == 20    # two batches done before it
+    assert np.isfinite(flat).all() and not np.array_equal(flat, before)
+
+
+def test_thread_settings_are_restored_after_fit_and_predict():
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    numba_before, blas_before = numba.get_num_threads(), blas_threads()
+    model = MLP([4, 8, 2], threads=1)
+    X, y = np.random.default_rng(0).random((50, 4)), np.arange(50) % 2
+    model.fit(X, y, epochs=1, batch_size=10)
+    model.predict(X)
+    assert numba.get_num_threads() == numba_before
+    assert blas_threads() == blas_before
+
+
+def test_param_count_of_the_benchmark_models():
+    assert param_count((784, 128, 10)) == 784 * 128 + 128 + 128 * 10 + 10

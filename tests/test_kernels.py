@@ -1,0 +1,166 @@
+"""Every compiled kernel against its NumPy twin in fastmlp.reference, over a grid of shapes."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastmlp import kernels, reference
+from fastmlp.blas import blas_handle, gemm
+from fastmlp.codes import ACTIVATIONS, HEADS
+
+# (rtol, atol) per dtype: float64 tight, float32 loose
+TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
+DTYPES = [np.float64, np.float32]
+# batch 1, odd sizes, and sizes that are no multiple of any tile (AVX-512 holds 16 floats)
+SHAPES = [(1, 1, 1), (1, 7, 3), (5, 3, 9), (17, 33, 10), (64, 16, 16), (33, 65, 31)]
+
+
+def close(actual, expected, dtype, what):
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def data(shape, dtype, seed=0, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (17, 1, 33), (64, 31, 2)])
+def test_gemm_matches_numpy(dtype, ta, tb, m, n, k):
+    A = data((k, m) if ta else (m, k), dtype, 1)
+    B = data((n, k) if tb else (k, n), dtype, 2)
+    C = data((m, n), dtype, 3)
+    expected = -0.5 * ((A.T if ta else A) @ (B.T if tb else B)) + 0.25 * C
+    kernels_C = C.copy()
+
+    @njit
+    def run(blas, A, B, C):
+        gemm(blas, ta, tb, -0.5, A, B, 0.25, C)
+
+    run(blas_handle(), A, B, kernels_C)
+    close(kernels_C, expected, dtype, f"gemm ta={ta} tb={tb} m,n,k={m},{n},{k}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("B,n_in,n_out", SHAPES)
+def test_dense_forward(dtype, act, B, n_in, n_out):
+    x, W, b = data((B, n_in), dtype, 1), data((n_in, n_out), dtype, 2), data(n_out, dtype, 3)
+    out = np.empty((B, n_out), dtype)
+    kernels.dense_forward(out, x, W, b, ACTIVATIONS.index(act), blas_handle())
+    assert out.dtype == dtype
+    close(out, reference.dense_forward(x, W, b, act), dtype, f"dense_forward {act} {B}x{n_in}x{n_out}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("B,n_in,n_out", SHAPES)
+def test_dense_backward(dtype, act, B, n_in, n_out):
+    x, W, b = data((B, n_in), dtype, 1), data((n_in, n_out), dtype, 2), data(n_out, dtype, 3)
+    out = reference.dense_forward(x, W, b, act)
+    dout = data((B, n_out), dtype, 4)
+    ref_dinp, ref_dW, ref_db = reference.dense_backward(x, W, out, dout, act)
+    # the compiled backward takes dz: the activation derivative is applied by activation_backward
+    dz = dout.copy()
+    kernels.activation_backward(dz, out, ACTIVATIONS.index(act))
+    dinp, dW, db = np.empty_like(x), np.full_like(W, np.nan), np.full_like(b, np.nan)
+    kernels.dense_backward(dinp, dW, db, x, W, dz, True, blas_handle())
+    case = f"dense_backward {act} {B}x{n_in}x{n_out}"
+    close(dW, ref_dW, dtype, case + " dW")
+    close(db, ref_db, dtype, case + " db")
+    close(dinp, ref_dinp, dtype, case + " dinp")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,n_in,n_out", SHAPES)
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_dense_backward_sgd_is_backward_then_step(dtype, B, n_in, n_out, decay):
+    x, W, b = data((B, n_in), dtype, 1), data((n_in, n_out), dtype, 2), data(n_out, dtype, 3)
+    dz = data((B, n_out), dtype, 4)
+    lr = 0.3
+    ref_dinp, ref_dW, ref_db = reference.dense_backward(x, W, W[:0, :0], dz, "identity")
+    W_new, b_new, dinp = W.copy(), b.copy(), np.empty_like(x)
+    kernels.dense_backward_sgd(dinp, W_new, b_new, x, dz, lr, decay, True, blas_handle())
+    case = f"dense_backward_sgd {B}x{n_in}x{n_out} decay={decay}"
+    close(dinp, ref_dinp, dtype, case + " dinp (uses the weights before the step)")
+    close(W_new, W - lr * (ref_dW + decay * W), dtype, case + " W")
+    close(b_new, b - lr * ref_db, dtype, case + " b (no decay on biases)")
+
+
+def ref_head(head, z, y, Y):
+    loss, output, dz = reference.head_loss_and_grad(z, y, Y, head)
+    return loss, output, dz
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("B,C", [(1, 2), (3, 10), (17, 5), (64, 3)])
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_heads(dtype, head, B, C, scale):
+    z = data((B, C), dtype, 1, scale)
+    y = np.random.default_rng(2).integers(0, C, B)
+    Y = data((B, C), dtype, 3)
+    loss, output, dz = ref_head(head, z, y, Y)
+    got_dz = np.empty_like(z)
+    code = HEADS.index(head)
+    got_loss, correct = kernels.head_backward(got_dz, z, y, Y, code, dtype(1.0 / B))
+    case = f"{head} head {B}x{C} logits scale {scale}"
+    assert np.isfinite(got_loss) and np.isfinite(got_dz).all(), case
+    rtol = TOL[dtype][0] if scale == 1.0 else 1e-3   # float32 logits of 1e4 lose digits
+    np.testing.assert_allclose(got_loss / B, loss, rtol=rtol, atol=TOL[dtype][1], err_msg=case)
+    close(got_dz, dz, dtype, case + " dz")
+    loss_only, correct_only = kernels.head_loss(z, y, Y, code)
+    np.testing.assert_allclose(loss_only / B, loss, rtol=rtol, atol=TOL[dtype][1], err_msg=case)
+    out = np.empty_like(z)
+    kernels.head_forward(out, z, code)
+    close(out, output, dtype, case + " output")
+    if head != "identity":
+        assert correct == correct_only == int(np.sum(z.argmax(axis=1) == y)), case
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt,momentum,nesterov", [("sgd", 0.0, False), ("sgd", 0.9, False),
+                                                   ("sgd", 0.9, True), ("adam", 0.0, False)])
+@pytest.mark.parametrize("n_parts", [1, 3])
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+def test_reduce_and_update(dtype, opt, momentum, nesterov, n_parts, decay):
+    P = 37
+    p = data(P, dtype, 1)
+    parts = data((n_parts, P), dtype, 2)
+    decay_vec = np.where(np.arange(P) % 5 == 0, 0, decay).astype(dtype)
+    g = parts.sum(axis=0)
+    ref_p = p.copy()
+    s1, s2 = data(P, dtype, 3) * 0.1, np.abs(data(P, dtype, 4)) * 0.1
+    ref_s1, ref_s2 = s1.copy(), s2.copy()
+    lr, b1, b2, eps, step = 0.05, 0.9, 0.999, 1e-8, 3
+    if opt == "adam":
+        reference.adam_update(ref_p, g, ref_s1, ref_s2, dtype(lr), dtype(b1), dtype(b2), dtype(eps),
+                              step, decay_vec)
+    else:
+        reference.sgd_update(ref_p, g, ref_s1, dtype(lr), dtype(momentum), nesterov, decay_vec)
+    kernels.reduce_and_update(p, parts, decay_vec if decay else decay_vec[:0], s1, s2,
+                              1 if opt == "adam" else 0, lr, momentum, nesterov, b1, b2, eps, step,
+                              0, P)
+    case = f"{opt} momentum={momentum} nesterov={nesterov} parts={n_parts} decay={decay}"
+    close(p, ref_p, dtype, case)
+    if opt == "adam" or momentum:
+        close(s1, ref_s1, dtype, case + " state1")
+    if opt == "adam":
+        close(s2, ref_s2, dtype, case + " state2")
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_float32_scalar_kernels_return_float32(act):
+    """A Python float literal would promote a float32 expression to float64: check the return
+    types Numba inferred for float32 arguments."""
+    from numba import types
+
+    code = ACTIVATIONS.index(act)
+    for fn, args in ((kernels.activate, (np.float32(0.3), code)),
+                     (kernels.activation_derivative, (np.float32(0.3), code)),
+                     (kernels.sigmoid_scalar, (np.float32(-0.3),))):
+        fn(*args)
+        sig = next(s for s in fn.signatures if s[0] == types.float32)
+        assert fn.overloads[sig].signature.return_type == types.float32, f"{fn.__name__}({act})"
