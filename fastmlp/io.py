@@ -27,6 +27,7 @@ def write_npz_atomic(path, config, arrays):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the mode a plain open() would
         with os.fdopen(fd, "wb") as f:
             np.savez(f, config=np.array(json.dumps(config)), **arrays)
             f.flush()
@@ -36,6 +37,12 @@ def write_npz_atomic(path, config, arrays):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_npz(path):
