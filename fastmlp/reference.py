@@ -191,11 +191,12 @@ def predict_output(params, X, act, head, chunk=4096):
 def sgd_update(p, g, velocity, lr, momentum, nesterov, decay):
     """One SGD step on flat arrays, in place.
 
-    g <- g + decay * p (L2 weight decay; ``decay`` is a per-entry array, 0 on biases),
+    g <- g + decay * p (L2 weight decay; ``decay`` is a per-entry array, 0 on biases, or None),
     v <- momentum * v + g, then p <- p - lr * (g + momentum * v) with Nesterov,
     p <- p - lr * v without (momentum 0 is plain SGD).
     """
-    g = g + decay * p
+    if decay is not None:
+        g = g + decay * p
     if momentum == 0:
         p -= lr * g
         return
@@ -210,7 +211,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, decay):
     m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
     p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
     """
-    g = g + decay * p
+    if decay is not None:
+        g = g + decay * p
     m *= beta1
     m += (1 - beta1) * g
     v *= beta2
@@ -242,7 +244,7 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     act, head = ACTIVATIONS[act], HEADS[head]
     dtype = flat.dtype.type
     params = layer_views(flat, layers)
-    decay = (weight_mask(layers) * weight_decay).astype(flat.dtype)
+    decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else None
     n_batches = -(-len(order) // batch_size)
     loss_sum = correct = samples = 0.0
     for k in range(n_batches):
