@@ -1,0 +1,678 @@
+"""The ``fastmlp`` command line: train, evaluate, predict, info.
+
+    fastmlp train                                   # built-in 8x8 digits, a few seconds
+    fastmlp train --data mnist/ --layers 784,256,10 --epochs 20 --out mnist.npz
+    fastmlp evaluate mnist.npz --data mnist/
+    fastmlp predict mnist.npz --data mnist/ --show 5
+    fastmlp info
+
+Exit codes: 0 success (also when Ctrl-C stopped training: the model trained so far is saved),
+1 an error (one line on stderr, "fastmlp: error: ..."), 2 bad command-line arguments,
+130 aborted by a second Ctrl-C (nothing saved).
+"""
+
+import argparse
+import difflib
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .codes import ACTIVATIONS, DTYPES, ENGINES, OPTIMIZERS
+
+PROG = "fastmlp"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
+CLASSIFIER_HEADS = ("softmax", "sigmoid")   # the command line trains classifiers only
+HIDDEN_WIDTH = 128
+DATA_HELP = ("a directory of MNIST IDX files, one IDX images file (.gz or raw), .npz with X and y "
+             "(or x_train, y_train, x_test, y_test), .csv (label first), or 'digits'")
+# fit / MLP argument names as they appear in library error messages -> command-line options
+OPTION_NAMES = {"batch_size": "--batch-size", "lr": "--lr", "epochs": "--epochs",
+                "momentum": "--momentum", "weight_decay": "--weight-decay",
+                "validation_split": "--val-split", "early_stopping": "--early-stopping",
+                "threads": "--threads", "seed": "--seed"}
+
+
+class CLIError(Exception):
+    """A problem to report as one line on stderr, with exit code 1."""
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv=None):
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("choose a command: train, evaluate, predict or info")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)   # epoch lines show up at once in pipes too
+    try:
+        return args.handler(args) or EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{PROG}: aborted (Ctrl-C)", file=sys.stderr)
+        return EXIT_ABORTED
+    except BrokenPipeError:             # e.g. fastmlp predict ... | head
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except (CLIError, ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _message(exc):
+    """One line describing ``exc``."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- argument parsing
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line: "fastmlp: error: ... (see 'fastmlp train --help')"."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30, width=min(100, shutil.get_terminal_size().columns))
+
+
+def _wrap(text):
+    """A paragraph wrapped to the terminal (the raw formatter keeps the examples' lines)."""
+    import textwrap
+
+    return textwrap.fill(text, width=min(100, shutil.get_terminal_size().columns) - 2)
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _float_in(low, high=None, low_open=False):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not np.isfinite(value) or (value <= low if low_open else value < low) or \
+                (high is not None and value >= high):
+            where = (f"{'above' if low_open else 'at least'} {low:g}"
+                     + ("" if high is None else f" and below {high:g}"))
+            raise argparse.ArgumentTypeError(f"must be {where}, got {text}")
+        return value
+    return parse
+
+
+def _choice(table):
+    def parse(text):
+        if text in table:
+            return text
+        close = difflib.get_close_matches(text, table, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(table)}{hint}")
+    return parse
+
+
+def build_parser():
+    parser = _Parser(
+        prog=PROG, formatter_class=_Formatter,
+        description=_wrap("Train multi-layer perceptrons on the CPU with Numba-compiled kernels."),
+        epilog="examples:\n"
+               "  fastmlp train                          # built-in 8x8 digits, a few seconds\n"
+               "  fastmlp train --data mnist/ --layers 784,256,10 --epochs 20 --out mnist.npz\n"
+               "  fastmlp evaluate mnist.npz --data mnist/ --plot confusion.png\n"
+               "  fastmlp predict mnist.npz --data mnist/ --show 5\n\n"
+               "'fastmlp COMMAND --help' describes each command.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_predict(commands)
+    info = commands.add_parser(
+        "info", help="versions, cores, threads, BLAS and the Numba cache",
+        formatter_class=_Formatter,
+        description=_wrap("Show the versions of fastmlp, Python, NumPy and Numba, the cores and Numba "
+                    "threads available, Numba's threading layer, the BLAS the compiled engine "
+                    "calls, and where Numba caches compiled kernels."))
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def _add_train(commands):
+    p = commands.add_parser(
+        "train", help="train a model and save it", formatter_class=_Formatter,
+        description=_wrap("Train an MLP classifier and save it. Without arguments it trains on the "
+                    "built-in 8x8 digits in a few seconds. Prints a line per epoch (and a "
+                    "progress bar on a terminal), the test accuracy when the data has a test "
+                    "set, and where the model was saved. Ctrl-C stops after the current slice "
+                    "of batches and still saves the model (exit code 0); a second Ctrl-C aborts."),
+        epilog="examples:\n"
+               "  fastmlp train\n"
+               "  fastmlp train --data mnist/ --layers 784,256,128,10 --optimizer adam --lr 0.001\n"
+               "  fastmlp train --data train.csv --val-split 0.1 --early-stopping 3 --plot curves.png")
+    data = p.add_argument_group("data and model")
+    data.add_argument("--data", metavar="PATH",
+                      help=f"training data: {DATA_HELP} (default: the built-in digits, "
+                           f"which need scikit-learn)")
+    data.add_argument("--layers", metavar="WIDTHS",
+                      help="comma-separated layer widths from input to output, e.g. 784,128,10; "
+                           "the first must be the data's features per image, the last its number "
+                           f"of classes (default: FEATURES,{HIDDEN_WIDTH},CLASSES from the data)")
+    data.add_argument("--activation", default="relu", type=_choice(ACTIVATIONS),
+                      metavar="{" + ",".join(ACTIVATIONS) + "}",
+                      help="hidden-layer activation (default: %(default)s)")
+    data.add_argument("--output", default="softmax", type=_choice(CLASSIFIER_HEADS),
+                      metavar="{" + ",".join(CLASSIFIER_HEADS) + "}",
+                      help="output head: softmax + cross-entropy, or sigmoid + squared error "
+                           "(default: %(default)s)")
+    opt = p.add_argument_group("training")
+    opt.add_argument("--epochs", type=_int_at_least(1), default=10,
+                     help="passes over the training data (default: %(default)s)")
+    opt.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N",
+                     help="samples per minibatch (default: %(default)s)")
+    opt.add_argument("--lr", type=_float_in(0, low_open=True), default=0.1,
+                     help="learning rate (default: %(default)s; try 0.001 with adam)")
+    opt.add_argument("--optimizer", default="sgd", type=_choice(OPTIMIZERS),
+                     metavar="{" + ",".join(OPTIMIZERS) + "}",
+                     help="minibatch SGD or Adam (default: %(default)s)")
+    opt.add_argument("--momentum", type=_float_in(0, 1), default=0.0,
+                     help="SGD momentum, 0 <= m < 1 (default: %(default)s)")
+    opt.add_argument("--weight-decay", type=_float_in(0), default=0.0, metavar="L2",
+                     help="L2 penalty on the weights (default: %(default)s)")
+    opt.add_argument("--val-split", type=_float_in(0, 1), default=None, metavar="FRACTION",
+                     help="hold out this fraction of the training data to report val_loss and "
+                          "val_accuracy each epoch (default: none, or 0.1 with --early-stopping)")
+    opt.add_argument("--early-stopping", type=_int_at_least(1), metavar="PATIENCE",
+                     help="stop when the validation loss has not improved for PATIENCE epochs "
+                          "and keep the best weights")
+    opt.add_argument("--seed", type=_int_at_least(0), default=0,
+                     help="seed for the initial weights, shuffling and the validation split "
+                          "(default: %(default)s)")
+    run = p.add_argument_group("engine")
+    run.add_argument("--threads", type=_int_at_least(1), metavar="N",
+                     help="threads to use (default: all cores available)")
+    run.add_argument("--engine", default="numba", type=_choice(ENGINES),
+                     metavar="{" + ",".join(ENGINES) + "}",
+                     help="compiled Numba kernels or the pure-NumPy reference "
+                          "(default: %(default)s)")
+    run.add_argument("--dtype", default="float32", type=_choice(DTYPES),
+                     metavar="{" + ",".join(DTYPES) + "}",
+                     help="floating-point type of weights and data (default: %(default)s)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default="model.npz", metavar="PATH",
+                     help="where to save the model (default: %(default)s)")
+    out.add_argument("--plot", metavar="PNG",
+                     help="save learning curves (loss and accuracy per epoch) to this image; "
+                          'needs matplotlib: pip install "fastmlp[plot]"')
+    out.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress bar and no per-epoch lines; only the results")
+    p.set_defaults(handler=cmd_train)
+
+
+def _add_split_and_data(p):
+    p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train'")
+    p.add_argument("--data", metavar="PATH", help=f"{DATA_HELP} (default: the built-in digits)")
+    p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
+                   help="which part of the data to use; auto: the test set when the data has "
+                        "one, else the training set (default: %(default)s)")
+
+
+def _add_evaluate(commands):
+    p = commands.add_parser(
+        "evaluate", help="loss, accuracy and confusion matrix of a saved model",
+        formatter_class=_Formatter,
+        description=_wrap("Evaluate a saved model on labelled data: loss, accuracy, accuracy per class "
+                    "and the confusion matrix (rows: true class, columns: predicted class)."),
+        epilog="example:\n  fastmlp evaluate model.npz --data mnist/ --plot confusion.png")
+    _add_split_and_data(p)
+    p.add_argument("--plot", metavar="PNG",
+                   help='also save the confusion matrix as an image (needs matplotlib: '
+                        'pip install "fastmlp[plot]")')
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def _add_predict(commands):
+    p = commands.add_parser(
+        "predict", help="predicted labels of a saved model, as CSV or pictures",
+        formatter_class=_Formatter,
+        description=_wrap("Predict a label for each image. The predictions are written as CSV "
+                    "(index,prediction and, when the data has labels, label) to --out, or to "
+                    "standard output unless --show is given. --show N draws the first N images "
+                    "with prediction and truth in the terminal, or into an image with --show-out."),
+        epilog="examples:\n"
+               "  fastmlp predict model.npz --data test.csv --out predictions.csv\n"
+               "  fastmlp predict model.npz --show 6\n"
+               "  fastmlp predict model.npz --data mnist/ --show 32 --show-out predictions.png")
+    _add_split_and_data(p)
+    p.add_argument("--out", metavar="CSV", help="write the predictions to this CSV file")
+    p.add_argument("--show", type=_int_at_least(1), metavar="N",
+                   help="draw the first N images with their predicted and true labels")
+    p.add_argument("--show-out", metavar="PNG",
+                   help='draw them into this image instead of the terminal (needs matplotlib: '
+                        'pip install "fastmlp[plot]")')
+    p.set_defaults(handler=cmd_predict)
+
+
+# ---------------------------------------------------------------- train
+
+def cmd_train(args):
+    from .data import load
+    from .model import MLP
+
+    _check_output_path(args.out, "--out")
+    if args.plot:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+        _check_output_path(args.plot, "--plot")
+    val_split = args.val_split
+    if args.early_stopping is not None:
+        if val_split == 0:
+            raise CLIError("--early-stopping needs a validation set; give --val-split above 0 "
+                           "(e.g. 0.1) or leave it out")
+        val_split = 0.1 if val_split is None else val_split
+    val_split = val_split or 0.0
+
+    data = load(args.data)
+    if data.y_train is None:
+        raise CLIError(f"{data.source}: has no labels; training needs a label for every image")
+    n_features, n_classes = data.X_train.shape[1], _n_classes(data)
+    layers = parse_layers(args.layers, n_features, n_classes, data.name)
+    verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
+
+    with _option_names():
+        model = MLP(layers, activation=args.activation, output=args.output, dtype=args.dtype,
+                    seed=args.seed, engine=args.engine, threads=args.threads)
+    if not args.quiet:
+        n_test = 0 if data.X_test is None else len(data.X_test)
+        print(f"data: {data.name} ({data.source}): {len(data.X_train)} training and {n_test} "
+              f"test images of {n_features} features, {n_classes} classes")
+        print(f"model: layers {','.join(map(str, layers))}, {args.activation} + {args.output}, "
+              f"{model.n_params:,} parameters, {args.dtype}, engine {args.engine}")
+        extra = "".join(f", {name} {value:g}" for name, value in
+                        (("momentum", args.momentum), ("weight decay", args.weight_decay),
+                         ("validation split", val_split)) if value)
+        print(f"training: {args.epochs} epochs, {args.optimizer}, lr {args.lr:g}, "
+              f"batch size {args.batch_size}{extra}"
+              + (f", early stopping after {args.early_stopping}" if args.early_stopping else ""))
+    if not args.quiet and args.engine == "numba" and _kernels_cached() is False:
+        print("compiling the Numba kernels, once: 10-30 s (later runs load them from the cache)")
+    with _option_names():
+        history = model.fit(data.X_train, data.y_train, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                            momentum=args.momentum, weight_decay=args.weight_decay,
+                            validation_split=val_split, early_stopping=args.early_stopping,
+                            verbose=verbose)
+    interrupted = bool(getattr(model, "interrupted_", False))
+    model.save(args.out)        # first, so that nothing later can lose the trained weights
+
+    epochs_run = len(history.get("epoch", []))
+    summary = ", ".join(f"{key.replace('_', ' ')} {history[key][-1]:.4f}"
+                        for key in ("loss", "accuracy", "val_loss", "val_accuracy") if history.get(key))
+    print(f"trained {epochs_run} epoch{'s' * (epochs_run != 1)} in "
+          f"{sum(history.get('seconds', [])):.1f} s" + (f": {summary}" if summary else ""))
+    if interrupted:
+        print(f"interrupted (Ctrl-C) during epoch {epochs_run} of {args.epochs}; "
+              f"saved the weights of the last completed step")
+    if data.X_test is not None and data.y_test is not None:
+        result = model.evaluate(data.X_test, data.y_test)
+        print(f"test: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+              f"({len(data.X_test)} images)")
+    evaluate = f"{PROG} evaluate {shlex.quote(args.out)}" + (
+        f" --data {shlex.quote(args.data)}" if args.data else "")
+    print(f"saved the model to {args.out} (evaluate it with: {evaluate})")
+    if args.plot:
+        from .plots import plot_history
+
+        plot_history(history, args.plot, title=f"{data.name}: layers {','.join(map(str, layers))}")
+        print(f"saved learning curves to {args.plot}")
+    return EXIT_OK
+
+
+def parse_layers(text, n_features, n_classes, data_name="the data"):
+    """Layer widths from "784,128,10", checked against the data; the default when ``text`` is None."""
+    if text is None:
+        return [n_features, HIDDEN_WIDTH, n_classes]
+    example = f"--layers {n_features},{HIDDEN_WIDTH},{n_classes}"
+    try:
+        layers = [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise CLIError(f"--layers {text!r}: give comma-separated whole numbers, e.g. {example}") from None
+    if len(layers) < 2:
+        raise CLIError(f"--layers {text!r}: give at least the input and output widths, e.g. {example}")
+    if min(layers) < 1:
+        raise CLIError(f"--layers {text!r}: every width must be at least 1, e.g. {example}")
+    if layers[0] != n_features:
+        raise CLIError(f"--layers starts with {layers[0]} but the {data_name} images have "
+                       f"{n_features} features; start with {n_features}, e.g. {example}")
+    if layers[-1] != n_classes:
+        raise CLIError(f"--layers ends with {layers[-1]} but {data_name} has {n_classes} classes "
+                       f"(labels 0..{n_classes - 1}); end with {n_classes}, e.g. {example}")
+    return layers
+
+
+def _n_classes(data):
+    top = int(data.y_train.max()) if len(data.y_train) else 0
+    if data.y_test is not None and len(data.y_test):
+        top = max(top, int(data.y_test.max()))
+    return top + 1
+
+
+class _option_names:
+    """Re-raise the library's ValueError / TypeError with argument names as options
+    (batch_size -> --batch-size)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None or not issubclass(kind, (ValueError, TypeError)) or isinstance(exc, CLIError):
+            return False
+        import re
+
+        text = re.sub(r"\b(" + "|".join(OPTION_NAMES) + r")\b(?=[=<> ])",
+                      lambda m: OPTION_NAMES[m.group(1)], _message(exc))
+        text = text.replace(" or None for full batch", "")     # no such value on the command line
+        raise CLIError(text) from None
+
+
+def _check_output_path(path, option):
+    """Fail before any work when ``path`` cannot be written: a directory, or a missing folder."""
+    target = Path(path)
+    if target.is_dir():
+        raise CLIError(f"{option} {path}: is a directory; give a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise CLIError(f"{option} {path}: the directory {folder} does not exist")
+
+
+# ---------------------------------------------------------------- evaluate and predict
+
+def _load_model(path):
+    from .model import MLP
+
+    try:
+        return MLP.load(path)
+    except FileNotFoundError:
+        raise CLIError(f"no model file at {path}; train one with: {PROG} train --out "
+                       f"{shlex.quote(str(path))}") from None
+
+
+def _pick(data, split):
+    """(X, y or None, name of the part) of the data for --split."""
+    if split == "test" or (split == "auto" and data.X_test is not None):
+        if data.X_test is None:
+            raise CLIError(f"{data.source} has no test set; use --split train")
+        return data.X_test, data.y_test, "test"
+    return data.X_train, data.y_train, "training"
+
+
+def _load_for(model, model_path, args):
+    from .data import load
+
+    data = load(args.data)
+    X, y, part = _pick(data, args.split)
+    if X.shape[1] != model.layers[0]:
+        raise CLIError(f"{model_path} takes images of {model.layers[0]} features but "
+                       f"{data.source} has {X.shape[1]}; use data like the model was trained on")
+    return data, X, y, part
+
+
+def cmd_evaluate(args):
+    from .plots import confusion_matrix
+
+    if args.plot:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+        _check_output_path(args.plot, "--plot")
+    model = _load_model(args.model)
+    data, X, y, part = _load_for(model, args.model, args)
+    if y is None:
+        raise CLIError(f"{data.source} has no labels to evaluate against; "
+                       f"use '{PROG} predict' for predictions only")
+    result = model.evaluate(X, y)
+    print(f"{args.model} on {data.name} ({part} set, {len(X)} images)")
+    if not model.is_classifier:
+        print(f"loss {result['loss']:.4f}, R^2 {model.score(X, y):.4f}")
+        return EXIT_OK
+    pred = model.predict(X)
+    classes = model.classes_ if model.classes_ is not None else np.unique(np.concatenate([y, pred]))
+    matrix = confusion_matrix(y, pred, classes)
+    print(f"loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}\n")
+    print(format_per_class(matrix, classes))
+    print()
+    print(format_confusion(matrix, classes))
+    if args.plot:
+        from .plots import plot_confusion
+
+        plot_confusion(matrix, classes, args.plot, title=f"{data.name} ({part} set)")
+        print(f"\nsaved the confusion matrix to {args.plot}")
+    return EXIT_OK
+
+
+def format_per_class(matrix, classes):
+    """Accuracy per class as a text table, from a confusion matrix."""
+    width = max(5, *(len(str(c)) for c in classes))
+    lines = [f"{'class':>{width}}  images  correct  accuracy"]
+    for c, row, hit in zip(classes, matrix, np.diag(matrix)):
+        total = int(row.sum())
+        accuracy = f"{hit / total:.4f}" if total else "-"
+        lines.append(f"{str(c):>{width}}  {total:>6}  {int(hit):>7}  {accuracy:>8}")
+    return "\n".join(lines)
+
+
+def format_confusion(matrix, classes):
+    """A confusion matrix as text: rows true class, columns predicted class."""
+    names = [str(c) for c in classes]
+    cell = max(3, *(len(n) for n in names), len(str(int(matrix.max(initial=0))))) + 1
+    corner = "true\\pred"
+    lines = ["confusion matrix (rows: true class, columns: predicted class)",
+             f"{corner:>{len(corner)}}" + "".join(f"{n:>{cell}}" for n in names)]
+    for name, row in zip(names, matrix):
+        lines.append(f"{name:>{len(corner)}}" + "".join(f"{int(v):>{cell}}" for v in row))
+    return "\n".join(lines)
+
+
+def cmd_predict(args):
+    if args.show_out:
+        if not args.show:
+            raise CLIError("--show-out needs --show N: how many images to draw")
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+        _check_output_path(args.show_out, "--show-out")
+    if args.out:
+        _check_output_path(args.out, "--out")
+    model = _load_model(args.model)
+    data, X, y, part = _load_for(model, args.model, args)
+    pred = model.predict(X)
+    to_stdout = not args.out and not args.show
+    note = sys.stderr if to_stdout else sys.stdout     # keep stdout clean for the CSV
+    if args.out:
+        with open(args.out, "w", encoding="utf-8", newline="") as file:
+            write_predictions(file, pred, y)
+        print(f"wrote {len(pred)} predictions ({data.name}, {part} set) to {args.out}", file=note)
+    elif to_stdout:
+        write_predictions(sys.stdout, pred, y)
+    if y is not None and model.is_classifier:
+        print(f"accuracy {np.mean(pred == y):.4f} ({len(y)} images)", file=note)
+    if args.show:
+        n = min(args.show, len(X))
+        truth = None if y is None else y[:n]
+        if args.show_out:
+            from .plots import plot_images
+
+            plot_images(X[:n], truth, pred[:n], args.show_out)
+            print(f"saved {n} images with their predictions to {args.show_out}")
+        else:
+            print(render_images(X[:n], pred[:n], truth))
+    return EXIT_OK
+
+
+def write_predictions(file, pred, y=None):
+    """CSV: index,prediction[,label], one line per image."""
+    file.write("index,prediction" + (",label" if y is not None else "") + "\n")
+    if y is None:
+        file.writelines(f"{i},{p}\n" for i, p in enumerate(pred.tolist()))
+    else:
+        file.writelines(f"{i},{p},{t}\n" for i, (p, t) in enumerate(zip(pred.tolist(), y.tolist())))
+
+
+# ---------------------------------------------------------------- images in the terminal
+
+UNICODE_RAMP = " ░▒▓█"
+ASCII_RAMP = " .:-=+*#%@"
+
+
+def render_image(image, ramp=UNICODE_RAMP):
+    """Lines of text drawing a square image (side x side, values >= 0), two characters per
+    pixel so that it looks square; each image is scaled to its own maximum."""
+    image = np.clip(np.asarray(image, dtype=np.float64), 0, None)
+    top = image.max()
+    levels = np.zeros(image.shape, dtype=int) if top <= 0 else \
+        np.rint(image / top * (len(ramp) - 1)).astype(int)
+    return ["".join(ramp[v] * 2 for v in row) for row in levels]
+
+
+def render_images(X, y_pred, y_true=None, columns=None, ramp=None):
+    """Images side by side, as many as fit the terminal, each titled with its index, the
+    prediction and the truth (marked when wrong)."""
+    from .plots import image_grid
+
+    images = image_grid(X)
+    if ramp is None:
+        ramp = UNICODE_RAMP if _can_print(UNICODE_RAMP) else ASCII_RAMP
+    columns = columns or shutil.get_terminal_size().columns
+    blocks = []
+    for i, image in enumerate(images):
+        titles = [f"#{i} pred {y_pred[i]}"]
+        if y_true is not None:
+            titles.append(f"true {y_true[i]}" + ("" if y_true[i] == y_pred[i] else " WRONG"))
+        art = render_image(image, ramp)
+        width = max(len(art[0]), *(len(t) for t in titles))
+        blocks.append([t.ljust(width) for t in titles] + [line.ljust(width) for line in art])
+    gap = "   "
+    rows, row, used = [], [], 0
+    for block in blocks:
+        if row and used + len(gap) + len(block[0]) > columns:
+            rows.append(row)
+            row, used = [], 0
+        used += (len(gap) if row else 0) + len(block[0])
+        row.append(block)
+    if row:
+        rows.append(row)
+    return "\n\n".join("\n".join(gap.join(b[k] for b in row).rstrip() for k in range(len(row[0])))
+                       for row in rows)
+
+
+def _can_print(text):
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- info
+
+def cmd_info(args):
+    import platform
+
+    import numba
+
+    from .threads import available_cores
+
+    rows = [("fastmlp", f"{__version__} ({Path(__file__).resolve().parent})"),
+            ("python", f"{platform.python_version()} ({platform.python_implementation()}, "
+                       f"{platform.system()} {platform.machine()})"),
+            ("numpy", np.__version__),
+            ("numba", numba.__version__)]
+    for name, extra in (("matplotlib", "plot"), ("sklearn", "sklearn")):
+        rows.append((name if name != "sklearn" else "scikit-learn", _version_of(name, extra)))
+    rows.append(("cores", f"{available_cores()} available to this process "
+                          f"({os.cpu_count()} in the machine)"))
+    rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
+    rows.append(("threading layer", _threading_layer()))
+    try:
+        from .blas import blas_name
+
+        rows.append(("BLAS", blas_name()))
+    except Exception as exc:        # noqa: BLE001 - a report, not a failure
+        rows.append(("BLAS", f"unavailable ({_message(exc)})"))
+    rows.append(("numba cache", _cache_dir()))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _version_of(module, extra):
+    import importlib
+
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return f'not installed (pip install "fastmlp[{extra}]")'
+
+
+def _threading_layer():
+    """The layer Numba's parallel kernels run on, found by running a tiny prediction."""
+    import numba
+
+    from .model import MLP
+
+    try:
+        model = MLP([4, 2], engine="numba", threads=1)
+        model.params = model.params         # mark as fitted
+        model.predict(np.zeros((2, 4), dtype=np.float32))
+        layer = numba.threading_layer()
+    except Exception as exc:        # noqa: BLE001 - a report, not a failure
+        return f"unknown ({_message(exc)})"
+    return f"{layer} (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+
+
+def _kernels_cached():
+    """Whether Numba's cache holds compiled fastmlp kernels; None when it cannot tell."""
+    import numba
+
+    folder = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else \
+        Path(__file__).resolve().parent / "__pycache__"
+    if not numba.config.CACHE_DIR and not os.access(folder.parent, os.W_OK):
+        return None                     # Numba falls back to a per-user folder
+    try:
+        return any(folder.rglob("engine.*.nbi"))
+    except OSError:
+        return None
+
+
+def _cache_dir():
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return f"{numba.config.CACHE_DIR} (NUMBA_CACHE_DIR)"
+    folder = Path(__file__).resolve().parent / "__pycache__"
+    writable = os.access(folder if folder.exists() else folder.parent, os.W_OK)
+    note = ("default: beside the package; set NUMBA_CACHE_DIR to move it" if writable else
+            "not writable, so Numba uses a per-user cache directory instead; "
+            "set NUMBA_CACHE_DIR to choose one")
+    return f"{folder} ({note})"

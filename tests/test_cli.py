@@ -1,0 +1,330 @@
+"""The command line end to end, in subprocesses (``python -m fastmlp ...``), plus its text helpers
+in-process: train / evaluate / predict / info on the built-in digits and on files the tests
+write (npz, IDX), one-line errors, --help, and Ctrl-C during training."""
+
+import gzip
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("sklearn", reason="the built-in digits come with scikit-learn")
+
+
+def env():
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, COLUMNS="100", PYTHONIOENCODING="utf-8")
+
+
+def run(*args, cwd, timeout=120):
+    """``python -m fastmlp ARGS`` in ``cwd``; the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "fastmlp", *map(str, args)], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert lines[0].startswith("fastmlp: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A model trained by ``fastmlp train`` on the built-in digits, and the folder it is in."""
+    folder = tmp_path_factory.mktemp("digits")
+    out = ok(run("train", "--epochs", "3", cwd=folder))
+    return folder, out
+
+
+def write_idx(path, array):
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def synthetic_images(n, side, n_classes, seed=0):
+    """uint8 images (n, side, side): class k lights up row band k, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    images = rng.integers(0, 60, (n, side, side))
+    band = side // n_classes
+    for k in range(n_classes):
+        images[y == k, k * band:(k + 1) * band, :] += 180
+    return images.clip(0, 255).astype(np.uint8), y.astype(np.uint8)
+
+
+# ---------------------------------------------------------------- train, evaluate, predict
+
+
+def test_train_defaults_on_the_builtin_digits(digits_model):
+    folder, out = digits_model
+    assert (folder / "model.npz").is_file()
+    lines = out.splitlines()
+    assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == \
+        [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
+    assert "layers 64,128,10" in out
+    test_line = next(line for line in lines if line.startswith("test: accuracy"))
+    assert float(test_line.split()[2].rstrip(",")) > 0.8, test_line
+    assert "saved the model to model.npz" in out
+    model = MLP.load(folder / "model.npz")
+    assert model.layers == (64, 128, 10)
+    assert model.history_["epoch"] == [1, 2, 3]
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(digits_model):
+    folder, _ = digits_model
+    out = ok(run("evaluate", "model.npz", cwd=folder))
+    assert "accuracy" in out and "loss" in out
+    assert "test set, 359 images" in out
+    assert "confusion matrix" in out
+    rows = out[out.index("true\\pred"):].splitlines()
+    assert rows[0].split()[1:] == [str(k) for k in range(10)]
+    matrix = np.array([[int(v) for v in row.split()[1:]] for row in rows[1:11]])
+    assert matrix.shape == (10, 10) and matrix.sum() == 359
+    accuracy = float(out.split("accuracy ")[1].split()[0])
+    assert np.trace(matrix) / 359 == pytest.approx(accuracy, abs=1e-4)
+    per_class = out[out.index("class  images"):].splitlines()[1:11]
+    assert [int(row.split()[1]) for row in per_class] == matrix.sum(axis=1).tolist()
+
+
+def test_evaluate_plot_writes_a_png(digits_model):
+    pytest.importorskip("matplotlib", reason='matplotlib is an optional extra: pip install "fastmlp[plot]"')
+    folder, _ = digits_model
+    ok(run("evaluate", "model.npz", "--split", "train", "--plot", "confusion.png", cwd=folder))
+    assert (folder / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_writes_labels(digits_model):
+    folder, _ = digits_model
+    out = ok(run("predict", "model.npz", "--out", "preds.csv", cwd=folder))
+    assert "wrote 359 predictions" in out
+    lines = (folder / "preds.csv").read_text().splitlines()
+    assert lines[0] == "index,prediction,label"
+    assert len(lines) == 360
+    pred = np.array([int(line.split(",")[1]) for line in lines[1:]])
+    assert set(pred) <= set(range(10))
+    # to standard output, as the same CSV, when neither --out nor --show is given
+    stdout = ok(run("predict", "model.npz", cwd=folder))
+    assert stdout.splitlines() == lines
+
+
+def test_predict_show_renders_images_in_the_terminal(digits_model):
+    folder, _ = digits_model
+    out = ok(run("predict", "model.npz", "--show", "2", cwd=folder))
+    assert "#0 pred" in out and "#1 pred" in out and "true" in out
+    art = [line for line in out.splitlines() if set(line) & set("░▒▓█")]
+    assert len(art) == 8, out       # two 8x8 images side by side: 8 lines of block art
+
+
+def test_predict_show_out_writes_a_png(digits_model):
+    pytest.importorskip("matplotlib", reason='matplotlib is an optional extra: pip install "fastmlp[plot]"')
+    folder, _ = digits_model
+    out = ok(run("predict", "model.npz", "--show", "4", "--show-out", "images.png", cwd=folder))
+    assert "saved 4 images" in out
+    assert (folder / "images.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info(tmp_path):
+    out = ok(run("info", cwd=tmp_path))
+    for key in ("fastmlp", "python", "numpy", "numba", "cores", "numba threads", "threading layer",
+                "BLAS", "numba cache"):
+        assert any(line.startswith(key + " ") for line in out.splitlines()), key
+    assert "unknown" not in out.split("threading layer")[1].splitlines()[0]
+
+
+def test_train_on_an_npz_file_with_validation_and_plot(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 4
+    X = rng.normal(size=(300, 16)).astype(np.float32) + 2.0 * np.eye(4, 16)[y]
+    np.savez(tmp_path / "blobs.npz", X=X, y=y)
+    args = ["train", "--data", "blobs.npz", "--layers", "16,8,4", "--epochs", "2", "--val-split", "0.2",
+            "--optimizer", "adam", "--lr", "0.01", "--out", "blobs_model.npz"]
+    has_mpl = subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode == 0
+    if has_mpl:
+        args += ["--plot", "curves.png"]
+    out = ok(run(*args, cwd=tmp_path))
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("val_accuracy" in line for line in epoch_lines)
+    assert "test:" not in out                   # the file has no test set
+    model = MLP.load(tmp_path / "blobs_model.npz")
+    assert model.layers == (16, 8, 4) and model.history_["epoch"] == [1, 2]
+    if has_mpl:
+        assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_and_predict_on_idx_files(tmp_path):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    images, labels = synthetic_images(200, 8, 3)
+    write_idx(folder / "train-images-idx3-ubyte.gz", images)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+    images, labels = synthetic_images(60, 8, 3, seed=1)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    out = ok(run("train", "--data", "idx", "--epochs", "3", "--batch-size", "16", "--quiet",
+                 "--out", "idx.npz", cwd=tmp_path))
+    assert "epoch " not in out, "--quiet prints no per-epoch lines"
+    assert "test: accuracy" in out and "saved the model to idx.npz" in out
+    assert MLP.load(tmp_path / "idx.npz").layers == (64, 128, 3)
+    stdout = ok(run("predict", "idx.npz", "--data", "idx", cwd=tmp_path))
+    assert len(stdout.splitlines()) == 61
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--layers", "784,128,10"], ["--layers starts with 784", "64 features"]),
+    (["train", "--data", "missing.npz"], ["missing.npz", "no such file"]),
+    (["train", "--activation", "rleu"], ["--activation", "'rleu'", "did you mean 'relu'"]),
+    (["evaluate", "missing.npz"], ["no model file at missing.npz"]),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, args, fragments):
+    assert_one_line_error(run(*args, cwd=tmp_path), *fragments)
+
+
+@pytest.mark.parametrize("args, code, fragments", [
+    (["train", "--layers", "64,abc,10"], 1, ["--layers", "whole numbers"]),
+    (["train", "--epochs", "0"], 2, ["--epochs", "at least 1"]),
+    (["train", "--lr", "-1"], 2, ["--lr", "above 0"]),
+    (["train", "--batch-size", "100000"], 1, ["--batch-size=100000", "larger than"]),
+    (["train", "--out", "no/such/folder/m.npz"], 1, ["--out", "does not exist"]),
+    (["train", "--val-split", "0", "--early-stopping", "2"], 1, ["--early-stopping needs a validation set"]),
+    (["predict", "m.npz", "--show-out", "x.png"], 1, ["--show-out needs --show"]),
+    (["bogus"], 2, ["invalid choice"]),
+    ([], 2, ["choose a command"]),
+])
+def test_errors_in_process(tmp_path, monkeypatch, capsys, args, code, fragments):
+    """The same one-line errors through cli.main, without starting an interpreter each; usage
+    errors exit with 2, the others with 1."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        returned = cli.main(args)
+    except SystemExit as exc:         # argparse exits
+        returned = exc.code
+    stderr = capsys.readouterr().err
+    assert returned == code, stderr
+    assert_one_line_error(subprocess.CompletedProcess(args, returned, "", stderr), *fragments)
+
+
+def test_error_on_a_file_that_is_not_a_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.npz").write_text("hello")
+    assert cli.main(["evaluate", "notes.npz"]) == 1
+    assert_one_line_error(subprocess.CompletedProcess([], 1, "", capsys.readouterr().err),
+                          "not a .npz file")
+
+
+def test_help_of_every_command(tmp_path):
+    out = ok(run("--help", cwd=tmp_path))
+    for command in ("train", "evaluate", "predict", "info"):
+        assert command in out
+    out = ok(run("train", "--help", cwd=tmp_path))
+    for option in ("--data", "--layers", "--activation", "--output", "--epochs", "--batch-size",
+                   "--lr", "--optimizer", "--momentum", "--weight-decay", "--val-split",
+                   "--early-stopping", "--seed", "--threads", "--engine", "--dtype", "--out",
+                   "--plot", "--quiet", "Ctrl-C"):
+        assert option in out, option
+    # the other commands in-process: the same parser, without three more interpreter starts
+    parser = cli.build_parser()
+    for command, options in (("evaluate", ["MODEL", "--data", "--split", "--plot"]),
+                             ("predict", ["MODEL", "--data", "--out", "--show", "--show-out"]),
+                             ("info", ["threading layer", "BLAS"])):
+        text = parser._subparsers._group_actions[0].choices[command].format_help()
+        for option in options:
+            assert option in text, (command, option)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_during_train_saves_the_model(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.random((20000, 64), dtype=np.float32)
+    np.savez(tmp_path / "big.npz", X=X, y=X[:, :10].argmax(axis=1))
+    proc = subprocess.Popen([sys.executable, "-m", "fastmlp", "train", "--data", "big.npz",
+                             "--epochs", "1000", "--out", "big_model.npz"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("epoch 1 ") for line in seen):
+            assert time.monotonic() < deadline, f"no epoch line within 120 s:\n{''.join(seen)}"
+            assert proc.poll() is None, f"exited early ({proc.returncode}):\n{''.join(seen)}{proc.stderr.read()}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        proc.send_signal(signal.SIGINT)
+        returncode = proc.wait(timeout=60)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    while not lines.empty():
+        seen.append(lines.get())
+    out = "".join(seen)
+    assert returncode == 0, f"exit {returncode}\n{out}\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted (Ctrl-C)" in out
+    assert "saved the model to big_model.npz" in out
+    model = MLP.load(tmp_path / "big_model.npz")
+    assert 1 <= len(model.history_["epoch"]) < 1000
+    assert all(np.isfinite(t).all() for pair in model.params for t in pair)
+
+
+# ---------------------------------------------------------------- helpers, in-process
+
+
+def test_parse_layers():
+    assert cli.parse_layers(None, 784, 10) == [784, 128, 10]
+    assert cli.parse_layers("784, 256,128,10", 784, 10) == [784, 256, 128, 10]
+    for text, message in (("784", "at least the input and output"), ("784,0,10", "at least 1"),
+                          ("64,10", "starts with 64"), ("784,9", "ends with 9"), ("a,b", "whole numbers")):
+        with pytest.raises(cli.CLIError, match=message):
+            cli.parse_layers(text, 784, 10)
+
+
+def test_render_images_ascii_side_by_side():
+    X = np.zeros((3, 16), dtype=np.float32)
+    X[:, 5] = 1.0                       # one bright pixel at row 1, column 1 of a 4x4 image
+    text = cli.render_images(X, [1, 2, 3], [1, 0, 3], columns=200, ramp=cli.ASCII_RAMP)
+    lines = text.split("\n")
+    assert len(lines) == 2 + 4          # two title lines, four rows of pixels
+    assert lines[0].split() == ["#0", "pred", "1", "#1", "pred", "2", "#2", "pred", "3"]
+    assert "WRONG" in lines[1] and lines[1].count("WRONG") == 1
+    assert lines[3].count("@@") == 3    # the bright pixel, two characters wide, in each image
+    # a narrow terminal wraps to one image per row
+    narrow = cli.render_images(X, [1, 2, 3], None, columns=10, ramp=cli.ASCII_RAMP).split("\n")
+    assert [line for line in narrow if "pred" in line] == ["#0 pred 1", "#1 pred 2", "#2 pred 3"]
+
+
+def test_render_image_scales_each_image_to_its_maximum():
+    lines = cli.render_image(np.array([[0.0, 0.5], [0.25, 0.5]]), ramp=" .:-=")
+    assert lines == ["  ==", "::=="]

@@ -1,0 +1,271 @@
+"""fit's training features: validation, early stopping, callbacks, verbose output, logging and
+Ctrl-C handling (in-process, by raising SIGINT from inside fit)."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp.model
+from fastmlp import MLP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6):
+    """Well-separated Gaussian blobs: an easy classification problem."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (n_classes, n_features))
+    y = np.arange(n) % n_classes
+    X = centers[y] + rng.normal(0, spread, (n, n_features))
+    return X.astype(np.float32), y
+
+
+def noisy_problem(seed=0):
+    """Noisy labels and a big network at a high rate: the validation loss soon turns up."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    flip = rng.random(200) < 0.3
+    y[flip] = 1 - y[flip]
+    X_val = rng.normal(size=(100, 4)).astype(np.float32)
+    y_val = (X_val[:, 0] + X_val[:, 1] > 0).astype(int)
+    return X, y, X_val, y_val
+
+
+def flat(model):
+    return np.concatenate([t.ravel() for pair in model.params for t in pair])
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_validation_split_reports_val_metrics_each_epoch():
+    X, y = blobs()
+    history = MLP([4, 16, 3], seed=0).fit(X, y, epochs=4, batch_size=16, validation_split=0.25)
+    for key in ("val_loss", "val_accuracy"):
+        assert len(history[key]) == 4, key
+        assert all(np.isfinite(history[key])), key
+    assert history["val_accuracy"][-1] >= 0.9
+
+
+def test_validation_data_metrics_match_evaluate():
+    X, y = blobs(seed=1)
+    X_val, y_val = blobs(n=90, seed=1)
+    model = MLP([4, 16, 3], seed=0)
+    history = model.fit(X, y, epochs=3, batch_size=16, validation_data=(X_val, y_val))
+    assert len(history["val_loss"]) == len(history["val_accuracy"]) == 3
+    final = model.evaluate(X_val, y_val)
+    assert history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-6)
+    assert history["val_accuracy"][-1] == pytest.approx(final["accuracy"])
+
+
+def test_validation_split_and_data_are_exclusive():
+    X, y = blobs(n=60)
+    with pytest.raises(ValueError, match="either validation_data or validation_split"):
+        MLP([4, 3]).fit(X, y, validation_split=0.2, validation_data=(X, y))
+
+
+def test_no_validation_no_val_keys():
+    X, y = blobs(n=60)
+    history = MLP([4, 3]).fit(X, y, epochs=2, batch_size=10)
+    assert "val_loss" not in history and "val_accuracy" not in history
+
+
+# ---------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_stops_early_and_restores_best_weights():
+    X, y, X_val, y_val = noisy_problem()
+    model = MLP([4, 64, 64, 2], seed=0)
+    patience = 3
+    history = model.fit(X, y, epochs=200, batch_size=8, lr=0.3, validation_data=(X_val, y_val),
+                        early_stopping=patience)
+    val = history["val_loss"]
+    assert len(val) < 200, "early stopping never triggered"
+    best = int(np.argmin(val))
+    assert len(val) - 1 - best == patience, "stopped after the wrong number of epochs"
+    assert model.evaluate(X_val, y_val)["loss"] == pytest.approx(val[best], rel=1e-6), \
+        "the model does not hold the weights of its best epoch"
+
+
+def test_early_stopping_with_validation_split():
+    X, y, _, _ = noisy_problem(seed=2)
+    history = MLP([4, 64, 64, 2], seed=0).fit(X, y, epochs=200, batch_size=8, lr=0.3,
+                                              validation_split=0.3, early_stopping=2)
+    assert len(history["val_loss"]) < 200
+    assert len(history["val_loss"]) - 1 - int(np.argmin(history["val_loss"])) == 2
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def test_callbacks_receive_logs_function_and_object():
+    X, y = blobs(n=90)
+    seen = []
+
+    def record(model, epoch, logs):
+        seen.append(("f", epoch, dict(logs)))
+
+    class Recorder:
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(("o", epoch, dict(logs)))
+
+    model = MLP([4, 8, 3], seed=0)
+    history = model.fit(X, y, epochs=3, batch_size=10, validation_split=0.2,
+                        callbacks=[record, Recorder()])
+    assert [(kind, epoch) for kind, epoch, _ in seen] == [("f", 1), ("o", 1), ("f", 2), ("o", 2),
+                                                           ("f", 3), ("o", 3)]
+    for kind, epoch, logs in seen:
+        assert set(logs) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+        assert logs["epoch"] == epoch
+        assert logs["loss"] == history["loss"][epoch - 1]
+        assert logs["val_loss"] == history["val_loss"][epoch - 1]
+
+
+@pytest.mark.parametrize("how", ["return True", "stop_training", "object return True"])
+def test_callbacks_can_stop_training(how):
+    X, y = blobs(n=60)
+
+    def function(model, epoch, logs):
+        if epoch == 2:
+            if how == "stop_training":
+                model.stop_training = True
+            else:
+                return True
+        return None
+
+    class Stopper:
+        def on_epoch_end(self, model, epoch, logs):
+            return function(model, epoch, logs)
+
+    callback = Stopper() if how.startswith("object") else function
+    model = MLP([4, 8, 3], seed=0)
+    history = model.fit(X, y, epochs=10, batch_size=10, callbacks=[callback])
+    assert history["epoch"] == [1, 2]
+    assert model.stop_training
+    # the flag does not leak into the next fit
+    assert MLP([4, 8, 3]).fit(X, y, epochs=3, batch_size=10)["epoch"] == [1, 2, 3]
+    assert model.fit(X, y, epochs=1, batch_size=10)["epoch"] == [3]
+
+
+# ---------------------------------------------------------------- verbose and logging
+
+
+def test_verbose_0_prints_nothing(capsys):
+    X, y = blobs(n=60)
+    MLP([4, 8, 3]).fit(X, y, epochs=3, batch_size=10, validation_split=0.2, verbose=0)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_verbose_2_prints_one_line_per_epoch(capsys):
+    X, y = blobs(n=60)
+    MLP([4, 8, 3]).fit(X, y, epochs=3, batch_size=10, validation_split=0.2, verbose=2)
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 3, captured.out
+    for k, line in enumerate(lines, start=1):
+        assert line.startswith(f"epoch {k} ")
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert f" {key} " in line, (key, line)
+    assert captured.err == "", "verbose=2 draws no progress bar"
+
+
+def test_verbose_1_lines_on_stdout_bar_on_stderr(capsys):
+    X, y = blobs(n=60)
+    MLP([4, 8, 3]).fit(X, y, epochs=2, batch_size=10, verbose=1)
+    captured = capsys.readouterr()
+    assert [line.split()[:2] for line in captured.out.splitlines()] == [["epoch", "1"], ["epoch", "2"]]
+    assert "epoch 1:" in captured.err and "epoch 2:" in captured.err, "no progress bar on stderr"
+    assert "sample" in captured.err
+
+
+def test_library_logs_each_epoch_to_the_fastmlp_logger(caplog):
+    X, y = blobs(n=60)
+    with caplog.at_level(logging.INFO, logger="fastmlp"):
+        MLP([4, 8, 3]).fit(X, y, epochs=3, batch_size=10)
+    records = [r for r in caplog.records if r.name == "fastmlp"]
+    assert [r.levelno for r in records] == [logging.INFO] * 3
+    assert [r.getMessage().split()[:2] for r in records] == [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
+
+
+def test_library_is_quiet_by_default():
+    """A fresh interpreter with no logging configured: fit(verbose=0) writes nothing at all."""
+    code = ("import numpy as np; from fastmlp import MLP; "
+            "X = np.random.default_rng(0).normal(size=(60, 4)); y = np.arange(60) % 3; "
+            "MLP([4, 8, 3]).fit(X, y, epochs=2, batch_size=10, validation_split=0.2)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+# ---------------------------------------------------------------- Ctrl-C inside fit
+
+
+def test_ctrl_c_in_a_callback_stops_after_the_next_slice():
+    """SIGINT raised at the end of epoch 1: fit runs the one slice it is in (the whole of epoch 2,
+    which is smaller than a slice), then returns normally with its history and the handler
+    it found."""
+    X, y = blobs()
+    handler_before = signal.getsignal(signal.SIGINT)
+
+    def press_ctrl_c(model, epoch, logs):
+        if epoch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    model = MLP([4, 16, 3], seed=0)
+    history = model.fit(X, y, epochs=50, batch_size=16, validation_split=0.2, callbacks=[press_ctrl_c])
+    assert model.interrupted_
+    assert history["epoch"] == [1, 2]
+    assert all(len(history[key]) == 2 for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
+    assert np.isfinite(flat(model)).all()
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    # a later fit is not interrupted
+    model.fit(X, y, epochs=1, batch_size=16)
+    assert not model.interrupted_
+
+
+def test_ctrl_c_mid_epoch_keeps_the_completed_slices(monkeypatch):
+    """With slices of 4 minibatches, SIGINT during the third slice of epoch 1: the epoch ends
+    after that slice, with exactly 3 x 4 optimizer steps taken."""
+    monkeypatch.setattr(fastmlp.model, "SLICE_SAMPLES", 64)
+    engine = fastmlp.model.engine_module("numba")
+    real = engine.train_batches
+    calls = []
+
+    def train_batches(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args)
+
+    monkeypatch.setattr(engine, "train_batches", train_batches)
+    X, y = blobs(n=640)
+    model = MLP([4, 16, 3], seed=0)
+    history = model.fit(X, y, epochs=5, batch_size=16)
+    assert model.interrupted_
+    assert len(calls) == 3
+    assert history["epoch"] == [1]
+    assert model._optimizer[3] == 3 * 4, "optimizer steps taken"
+    assert np.isfinite(flat(model)).all() and np.isfinite(history["loss"][0])
+
+
+def test_second_ctrl_c_raises_keyboard_interrupt():
+    X, y = blobs(n=60)
+    handler_before = signal.getsignal(signal.SIGINT)
+
+    def press_twice(model, epoch, logs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        MLP([4, 8, 3]).fit(X, y, epochs=5, batch_size=10, callbacks=[press_twice])
+    assert signal.getsignal(signal.SIGINT) is handler_before
