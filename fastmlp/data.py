@@ -459,7 +459,12 @@ def _images(X, where):
     if X.ndim < 2 or X.dtype.kind not in "biuf":
         raise DataError(f"{where}: images must be numbers of shape (n, features) or "
                         f"(n, h, w), got {X.dtype} of shape {X.shape}")
-    return as_float_images(X)
+    images = as_float_images(X)
+    if not np.isfinite(images).all():
+        row, column = np.argwhere(~np.isfinite(images))[0]
+        raise DataError(f"{where}: image {row} has {images[row, column]} at pixel {column}; "
+                        f"images must hold finite numbers, fix or drop that row")
+    return images
 
 
 def _labels(y, where):

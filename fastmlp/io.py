@@ -83,7 +83,10 @@ def read_npz(path):
         raise ModelFileError(f"{path!r} has a damaged config; re-save the model.") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{path!r} is a .npz file but not a fastmlp model file.")
-    if config.get("format_version", 0) > FORMAT_VERSION:
+    version = config.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{path!r} has a damaged config (format_version={version!r}); re-save the model.")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path!r} was written by fastmlp {config.get('fastmlp_version')} in file format "
             f"{config['format_version']}; this fastmlp ({__version__}) reads format {FORMAT_VERSION}. "

@@ -1,4 +1,18 @@
-"""``fastmlp.MLP``: a thin model class over an engine (compiled Numba kernels or the NumPy reference)."""
+"""``fastmlp.MLP``: a thin model class over an engine (compiled Numba kernels or the NumPy reference).
+
+Threads and processes
+---------------------
+Models may be trained and used from several Python threads at once: every compiled call runs
+under one process-wide lock (:func:`fastmlp.threads.thread_limits`), so calls from different
+threads take turns, each with its own thread counts, and give bitwise the same results as when
+run one after the other. The lock is needed because fastmlp keeps Numba's default ``workqueue``
+threading layer, which must not launch two parallel regions at once but, unlike OpenMP, is
+fork-safe: a process forked with ``multiprocessing`` (start method "fork"), also after the parent
+has trained with ``engine="numba"``, can load, fit and predict normally. The lock is reset in
+the child after a fork, so a fork taken while another thread was training cannot deadlock it.
+The "spawn" and "forkserver" start methods always work (each worker imports fastmlp afresh
+and reads the compiled kernels from Numba's cache).
+"""
 
 import logging
 import signal
@@ -7,6 +21,7 @@ import time
 
 import numpy as np
 
+from . import checkpoint as _checkpoint
 from . import reference
 from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPT_ADAM,
                     OPTIMIZERS, code_of)
@@ -135,6 +150,10 @@ class MLP:
         classes = self.classes_
         if classes is None:
             raise NotFittedError("the model has no classes yet; call fit before evaluate or score.")
+        if np.ndim(classes) != 1 or len(classes) > n_out:
+            # Class indices go straight into compiled kernels, which do no bounds checking.
+            raise ValueError(f"model.classes_ has shape {np.shape(classes)} but the output layer has "
+                             f"{n_out} units; set classes_ to at most {n_out} labels (or refit).")
         if labels.dtype.kind != classes.dtype.kind and not (labels.dtype.kind in "iub" and classes.dtype.kind in "iub"):
             raise ValueError(f"{name} holds {labels.dtype} labels but the model was trained on {classes.dtype} classes {classes[:5]}...")
         idx = np.searchsorted(classes, labels)
@@ -170,7 +189,8 @@ class MLP:
     def fit(self, X, y, epochs=10, batch_size=128, lr=0.1, optimizer="sgd", momentum=0.0,
             nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, lr_schedule=None,
             shuffle=True, replacement=False, validation_data=None, validation_split=0.0,
-            early_stopping=None, callbacks=(), verbose=0):
+            early_stopping=None, callbacks=(), verbose=0, checkpoint=None, checkpoint_every=None,
+            resume=None):
         """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
         accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
 
@@ -187,9 +207,26 @@ class MLP:
         ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
         line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
         keeping every completed update; ``fit`` then returns normally.
+
+        ``checkpoint=PATH`` writes a checkpoint (atomically) every ``checkpoint_every`` epochs
+        (default 1) and at the end: weights, optimizer state, the shuffling generator, history
+        and the fit arguments. ``resume=PATH`` continues a run from its checkpoint: pass the same
+        data and arguments (a mismatch raises ValueError); the epochs already done are skipped,
+        so the run still trains ``epochs`` in total and ends bitwise identical to an
+        uninterrupted one (same engine and threads). Ctrl-C and divergence leave the last
+        checkpoint as it was. See :mod:`fastmlp.checkpoint`.
         """
         hp = self._check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
                                   weight_decay, beta1, beta2, eps, early_stopping, verbose)
+        callbacks = _check_callbacks(callbacks)
+        if checkpoint is not None:
+            checkpoint = _checkpoint.check_path(checkpoint, "checkpoint")
+        elif checkpoint_every is not None:
+            raise ValueError("checkpoint_every needs a file to write to: pass checkpoint='run.ckpt.npz' too.")
+        checkpoint_every = check_number(1 if checkpoint_every is None else checkpoint_every,
+                                        "checkpoint_every", low=1, integer=True, example=5)
+        resumed = None if resume is None else _checkpoint.Resume(
+            _checkpoint.check_path(resume, "resume"), type(self), self)
         X = check_features(X, "X", self.layers[0], self.dtype)
         y_idx, Y = self._encode_targets(y, "y", fitting=True)
         if self.is_classifier:
@@ -205,6 +242,12 @@ class MLP:
             X, t_train, X_val, t_val = train_test_split(X, y_idx if self.is_classifier else Y,
                                                         validation_split, self.seed,
                                                         stratify=self.is_classifier)
+            if len(X_val) == 0 or len(X) == 0:
+                raise ValueError(
+                    f"validation_split={validation_split} of {len(X) + len(X_val)} samples leaves "
+                    f"{len(X)} for training and {len(X_val)} for validation (the split is per class); "
+                    f"pass more data, another fraction, or validation_data=(X_val, y_val)."
+                )
             if self.is_classifier:
                 y_idx, val = t_train, (X_val, t_val, Y)
             else:
@@ -225,17 +268,30 @@ class MLP:
         if batch > n:
             raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use batch_size<={n} or None for full batch.")
         schedule = make_schedule(lr_schedule, hp["lr"], hp["epochs"])
-        callbacks = list(callbacks) if callbacks else []
+        fit_args = None
+        if checkpoint is not None or resumed is not None:
+            data = [X, y_idx, Y] + ([] if val is None else list(val))
+            fit_args = _checkpoint.fit_arguments(hp, batch, shuffle, replacement, lr_schedule,
+                                                 validation_split, validation_data is not None, n,
+                                                 _checkpoint.data_fingerprint(data))
+        history = {}
+        best = None  # (val_loss, flat copy, epoch) for early stopping
+        start, stopped = 0, False
+        if resumed is not None:
+            resumed.check_fit(fit_args)
+            resumed.check_classes(self)
+            start, history, best, stopped = resumed.apply(self)
+            if stopped:       # early stopping or a callback ended that run: nothing left to do
+                start = hp["epochs"]
         self._ensure_optimizer(hp["optimizer"])
         self.fitted_ = True
         self.stop_training = False
-        history = {}
-        best = None  # (val_loss, flat copy, epoch) for early stopping
         engine = engine_module(self.engine)
         with _StopOnCtrlC() as interrupt:
-            for epoch in range(hp["epochs"]):
-                lr_e = float(schedule(epoch))
+            for epoch in range(start, hp["epochs"]):
+                lr_e = schedule(epoch)
                 check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
+                lr_e = float(lr_e)
                 logs = self._train_epoch(engine, X, y_idx, Y, batch, lr_e, hp, shuffle, replacement,
                                          epoch, verbose, interrupt)
                 interrupted = logs.pop("interrupted", False)
@@ -258,6 +314,10 @@ class MLP:
                     hook = getattr(cb, "on_epoch_end", cb)
                     if hook(self, logs["epoch"], logs) is True:
                         self.stop_training = True
+                if (checkpoint is not None and not interrupted and not self.stop_training
+                        and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < hp["epochs"]):
+                    _checkpoint.save(checkpoint, self, fit_args=fit_args, epoch=epoch + 1,
+                                     history=history, best=best, stopped=False)
                 if interrupted:
                     if verbose:
                         _echo("interrupted: keeping the weights of the last completed step")
@@ -268,14 +328,18 @@ class MLP:
             # Early stopping ends on the best validation weights, also when the epochs run out
             # (or a callback stops) before the patience does.
             self._flat[...] = best[1]
+        if checkpoint is not None and not interrupt.requested:
+            _checkpoint.save(checkpoint, self, fit_args=fit_args, epoch=len(history.get("epoch", [])),
+                             history=history, best=best, stopped=stopped or self.stop_training)
         return history
 
     def _check_fit_args(self, epochs, batch_size, lr, optimizer, momentum, nesterov,
                         weight_decay, beta1, beta2, eps, early_stopping, verbose):
         return {
-            "epochs": check_number(epochs, "epochs", low=1, integer=True),
-            "batch_size": check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True),
-            "lr": check_number(lr, "lr", low=0, low_open=True),
+            "epochs": check_number(epochs, "epochs", low=1, integer=True, example=10),
+            "batch_size": check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True,
+                                       example=32),
+            "lr": check_number(lr, "lr", low=0, low_open=True, example=0.1),
             "optimizer": code_of(OPTIMIZERS, optimizer, "optimizer"),
             "momentum": check_number(momentum, "momentum", low=0, high=1, high_open=True),
             "nesterov": bool(nesterov),
@@ -317,8 +381,9 @@ class MLP:
         logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
         try:
             for s in range(0, n, per_call):
-                snapshot = (self._flat.copy(), state1.copy(), state2.copy())
-                with thread_limits(numba_threads, blas_threads):
+                snapshot = (self._flat.copy(), state1.copy(), state2.copy(), self._optimizer[3])
+                # Overflow is detected below (TrainingDiverged), not warned about by NumPy.
+                with thread_limits(numba_threads, blas_threads), np.errstate(over="ignore", invalid="ignore"):
                     stats = engine.train_batches(
                         self._flat, np.asarray(self.layers, dtype=np.int64), act, head, X, y_idx,
                         Y, order[s:s + per_call], batch, opt, lr, hp["momentum"], hp["nesterov"],
@@ -332,6 +397,16 @@ class MLP:
                     raise TrainingDiverged(
                         f"training diverged at epoch {logs['epoch']}, step {step}: loss={stats[5]}; "
                         f"lower the learning rate (now {lr})."
+                    )
+                if not np.isfinite(self._flat).all():
+                    # A finite loss, but the last update overflowed the weights.
+                    self._keep_finite(snapshot)
+                    step = min(s + per_call, n) // batch + (min(s + per_call, n) % batch > 0)
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {logs['epoch']}, step {step}: the weights "
+                        f"overflowed to inf/nan (loss={totals[0] / max(totals[2], 1)}); lower the "
+                        f"learning rate (now {lr}). The weights from before step {s // batch + 1} "
+                        f"are kept."
                     )
                 if bar is not None:
                     bar.update(int(stats[2]))
@@ -353,7 +428,8 @@ class MLP:
     def _keep_finite(self, snapshot):
         """After divergence keep the current weights if finite, else those from before the slice."""
         if not np.isfinite(self._flat).all():
-            self._flat[...], self._optimizer[1][...], self._optimizer[2][...] = snapshot
+            self._flat[...], self._optimizer[1][...], self._optimizer[2][...] = snapshot[:3]
+            self._optimizer[3] = snapshot[3]
 
     def _record(self, history, logs):
         for key, value in logs.items():
@@ -422,6 +498,89 @@ class MLP:
         total = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
         return float(np.mean(1 - residual / np.where(total == 0, 1, total)))
 
+    # ------------------------------------------------------------ scikit-learn exchange
+
+    @classmethod
+    def from_sklearn(cls, estimator, **kwargs):
+        """A model holding the weights of a fitted scikit-learn ``MLPClassifier`` /
+        ``MLPRegressor`` (or ``fastmlp.sklearn``'s), predicting what the estimator predicts.
+
+        ``kwargs`` go to the constructor (``engine``, ``threads``, ``seed``...). The weights are
+        copied. A binary classifier's single logistic unit z becomes a 2-unit softmax over
+        (0, z), which gives the same probabilities. Multilabel classifiers and Poisson
+        regressors have no fastmlp equivalent: ValueError.
+        """
+        coefs = getattr(estimator, "coefs_", None)
+        if coefs is None:
+            raise NotFittedError(f"{type(estimator).__name__} is not fitted; call its fit first.")
+        names = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+        if estimator.activation not in names:
+            raise ValueError(f"activation={estimator.activation!r} has no fastmlp equivalent.")
+        pairs = [(np.asarray(W), np.asarray(b)) for W, b in zip(coefs, estimator.intercepts_)]
+        layers = [pairs[0][0].shape[0]] + [W.shape[1] for W, _ in pairs]
+        out = estimator.out_activation_
+        classes = getattr(estimator, "classes_", None)
+        if out == "logistic" and (classes is None or np.ndim(classes) != 1 or len(classes) != 2):
+            raise ValueError("multilabel (or single-class) classifiers have no fastmlp equivalent: "
+                             "fastmlp's classifiers predict one class per sample.")
+        if out not in ("softmax", "logistic", "identity"):
+            raise ValueError(f"out_activation_={out!r} has no fastmlp output head.")
+        if out == "logistic":                   # sigmoid(z) = softmax((0, z))[1]
+            W, b = pairs[-1]
+            pairs[-1] = (np.hstack([np.zeros_like(W), W]), np.concatenate([np.zeros_like(b), b]))
+            layers[-1] = 2
+        dtype = np.result_type(*[W for W, _ in pairs])
+        model = cls(layers=layers, activation=names[estimator.activation],
+                    output="identity" if out == "identity" else "softmax",
+                    dtype=dtype.name if dtype.name in DTYPES else "float64", **kwargs)
+        model.params = pairs
+        if out == "identity":
+            model.target_ndim_ = 1 if layers[-1] == 1 else 2
+        else:
+            model.classes_ = np.asarray(classes)
+        return model
+
+    def to_sklearn(self):
+        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` with a copy of these weights
+        (needs scikit-learn): it predicts what this model predicts. A 2-class softmax becomes
+        scikit-learn's single logistic unit on the logit difference. ``output="sigmoid"`` and
+        ``activation="leaky_relu"`` have no scikit-learn equivalent: ValueError.
+        """
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        from sklearn.preprocessing import LabelBinarizer
+
+        self._check_fitted()
+        names = {"identity": "identity", "sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
+        if self.activation not in names:
+            raise ValueError(f"activation={self.activation!r} has no scikit-learn equivalent; "
+                             f"use one of {sorted(names)}.")
+        if self.output == "sigmoid":
+            raise ValueError("output='sigmoid' (squared error on sigmoid outputs) has no "
+                             "scikit-learn equivalent; use output='softmax'.")
+        pairs = [(W.copy(), b.copy()) for W, b in self.params]
+        kwargs = {"hidden_layer_sizes": tuple(self.layers[1:-1]), "activation": names[self.activation]}
+        if self.output == "identity":
+            est = MLPRegressor(**kwargs)
+            est.out_activation_ = "identity"
+        else:
+            est = MLPClassifier(**kwargs)
+            est.classes_ = (self.classes_ if self.classes_ is not None
+                            else np.arange(self.layers[-1]))
+            est._label_binarizer = LabelBinarizer().fit(est.classes_)   # what its predict reads
+            if self.layers[-1] == 2:            # softmax((z0, z1))[1] = sigmoid(z1 - z0)
+                W, b = pairs[-1]
+                pairs[-1] = (W[:, 1:] - W[:, :1], b[1:] - b[:1])
+                est.out_activation_ = "logistic"
+            else:
+                est.out_activation_ = "softmax"
+        est.coefs_ = [W for W, _ in pairs]
+        est.intercepts_ = [b for _, b in pairs]
+        est.n_features_in_ = self.layers[0]
+        est.n_layers_ = len(self.layers)
+        est.n_outputs_ = pairs[-1][0].shape[1]
+        est.n_iter_ = len(self.history_.get("epoch", []))
+        return est
+
     # ------------------------------------------------------------ files
 
     def get_config(self):
@@ -430,19 +589,28 @@ class MLP:
                 "init": self.init, "dtype": self.dtype, "seed": self.seed, "engine": self.engine,
                 "threads": self.threads}
 
-    def save(self, path):
-        """Write the model to one .npz (weights, classes and a JSON config), atomically."""
+    def _file_contents(self):
+        """(JSON config, arrays) of a model file; checkpoints add their own entries to both."""
         config = {"model": self.get_config(), "fitted": self.fitted_, "target_ndim": self.target_ndim_,
                   "history": self.history_}
         arrays = {"params": self._flat}
         if self.classes_ is not None:
             arrays["classes"] = self.classes_
-        write_npz_atomic(path, config, arrays)
+        return config, arrays
+
+    def save(self, path):
+        """Write the model to one .npz (weights, classes and a JSON config), atomically."""
+        write_npz_atomic(path, *self._file_contents())
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save` (never unpickles)."""
-        config, arrays = read_npz(path)
+        """Read a model written by :meth:`save` (never unpickles). A checkpoint written by
+        ``fit(checkpoint=...)`` loads as the model at that epoch."""
+        return cls._from_contents(path, *read_npz(path))
+
+    @classmethod
+    def _from_contents(cls, path, config, arrays):
+        """A model from a file's config and arrays, each checked: the compiled kernels trust them."""
         try:
             model = cls(**config["model"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -450,11 +618,29 @@ class MLP:
         flat = arrays.get("params")
         if flat is None or flat.shape != model._flat.shape or flat.dtype != model._flat.dtype:
             raise ModelFileError(f"{path!r} has weights that do not match its layers {list(model.layers)}.")
+        if not np.isfinite(flat).all():
+            raise ModelFileError(f"{path!r} has NaN or Inf weights; it was saved from a diverged "
+                                 f"model or is damaged. Use an earlier file or retrain.")
         model._flat[...] = flat
-        model.classes_ = arrays.get("classes")
+        classes = arrays.get("classes")
+        if classes is not None:
+            n_out = model.layers[-1]
+            if (classes.ndim != 1 or classes.dtype.kind not in "biuU" or not model.is_classifier
+                    or len(classes) != n_out or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all())):
+                raise ModelFileError(
+                    f"{path!r} has classes of shape {classes.shape} ({classes.dtype}) that do not fit its "
+                    f"output layer of {n_out} units (output={model.output!r}); the file is damaged, re-save the model."
+                )
+        model.classes_ = classes
         model.fitted_ = bool(config.get("fitted", True))
-        model.target_ndim_ = config.get("target_ndim")
-        model.history_ = config.get("history") or {}
+        target_ndim = config.get("target_ndim")
+        if target_ndim not in (None, 1, 2):
+            raise ModelFileError(f"{path!r} has target_ndim={target_ndim!r} (should be 1, 2 or null); re-save the model.")
+        model.target_ndim_ = target_ndim
+        history = config.get("history") or {}
+        if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+            raise ModelFileError(f"{path!r} has a damaged history (a dict of per-epoch lists is expected); re-save the model.")
+        model.history_ = history
         return model
 
     def __repr__(self):
@@ -463,6 +649,23 @@ class MLP:
 
 
 # ---------------------------------------------------------------- helpers
+
+def _check_callbacks(callbacks):
+    """callbacks as a list of callables (or objects with on_epoch_end), checked before training."""
+    if callbacks is None:
+        return []
+    if callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
+        callbacks = [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of functions f(model, epoch, logs); got {callbacks!r}.") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(getattr(cb, "on_epoch_end", cb)):
+            raise TypeError(f"callbacks[{i}] = {cb!r} is not callable; pass functions "
+                            f"f(model, epoch, logs) or objects with an on_epoch_end method.")
+    return callbacks
+
 
 def _is_dtype(value):
     try:

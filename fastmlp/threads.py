@@ -16,6 +16,17 @@ from functools import lru_cache
 _LOCK = threading.RLock()
 
 
+def _reset_lock_in_child():
+    """After fork the child has only the forking thread: a lock held by any other thread of the
+    parent would never be released, so the child starts with a fresh one."""
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
 def available_cores():
     """Cores this process may run on."""
     try:

@@ -37,12 +37,21 @@ def check_features(X, name="X", n_features=None, dtype=np.float32):
             f"{name} has {X.shape[1]} features but the model's input layer has {n_features}; "
             f"pass data with {n_features} columns or build the model with layers=[{X.shape[1]}, ...]."
         )
-    X = np.ascontiguousarray(X, dtype=dtype)
+    original = X
+    with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
+        X = np.ascontiguousarray(X, dtype=dtype)
     if X.dtype.kind == "f" and not np.isfinite(X).all():
-        bad = np.argwhere(~np.isfinite(X))[0]
+        bad = tuple(np.argwhere(~np.isfinite(X))[0])
+        value = original[bad]
+        if np.isfinite(value):
+            raise ValueError(
+                f"{name}[{bad[0]}, {bad[1]}] = {value!r} is too large for {np.dtype(dtype).name} "
+                f"(it overflows to inf); scale the features first, e.g. standardize each column, "
+                f"or build the model with dtype='float64'."
+            )
         raise ValueError(
             f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}: "
-            f"{X[bad[0], bad[1]]}); remove or impute those values before training."
+            f"{value}); remove or impute those values before training."
         )
     return X
 
@@ -56,11 +65,14 @@ def check_same_length(X, y, x_name="X", y_name="y"):
 
 def check_labels(y, name="y"):
     """Class labels as a 1-D array (ints, strings, or floats that are whole numbers)."""
+    if y is None:
+        raise TypeError(f"{name} is None; pass one class label per sample (an array of ints or strings).")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one class label per sample); got shape {y.shape}.")
+        hint = f" For one-hot rows pass {name}.argmax(axis=1)." if y.ndim == 2 else ""
+        raise ValueError(f"{name} must be 1-D (one class label per sample); got shape {y.shape}.{hint}")
     if y.size == 0:
         raise ValueError(f"{name} is empty; pass one class label per sample.")
     if y.dtype.kind == "f":
@@ -85,6 +97,8 @@ def check_labels(y, name="y"):
 
 def check_targets(Y, n_outputs, name="y", dtype=np.float32):
     """Regression targets as a C-contiguous (n, n_outputs) float array."""
+    if Y is None:
+        raise TypeError(f"{name} is None; pass the regression targets, shape (n_samples, {n_outputs}).")
     Y = np.asarray(Y)
     if Y.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {Y.dtype}; regression targets must be numbers.")
@@ -102,23 +116,28 @@ def check_targets(Y, n_outputs, name="y", dtype=np.float32):
 
 
 def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False,
-                 integer=False, allow_none=False):
-    """A finite real (or integer) in the given range; bools are rejected."""
+                 integer=False, allow_none=False, example=None):
+    """A finite real (or integer) in the given range; bools are rejected.
+
+    ``example`` (e.g. "0.1") is shown as the fix: "... Pass e.g. lr=0.1."
+    """
     if value is None and allow_none:
         return None
     kind = "an integer" if integer else "a number"
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+    hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+    rng = f"{lo or '(-inf'}, {hi or 'inf)'}"
+    fix = f" Pass e.g. {name}={example}." if example is not None else ""
     ok_type = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, ok_type):
-        raise TypeError(f"{name} must be {kind}; got {value!r} of type {type(value).__name__}.")
+        raise TypeError(f"{name} must be {kind} in {rng}; got {value!r} of type "
+                        f"{type(value).__name__}.{fix}")
     if not integer and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
+        raise ValueError(f"{name} must be finite, in {rng}; got {value!r}.{fix}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
-        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
-        rng = f"{lo or '(-inf'}, {hi or 'inf)'}"
-        raise ValueError(f"{name} must be in {rng}; got {value!r}.")
+        raise ValueError(f"{name} must be in {rng}; got {value!r}.{fix}")
     return int(value) if integer else float(value)
 
 
