@@ -93,6 +93,7 @@ class MLP:
         self.fitted_ = False
         self.history_ = {}
         self.stop_training = False
+        self.interrupted_ = False       # whether the last fit was stopped by Ctrl-C
 
     # ------------------------------------------------------------ parameters
 
@@ -206,7 +207,8 @@ class MLP:
         ``f(model, epoch, logs)`` (or objects with ``on_epoch_end``); returning True or setting
         ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
         line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
-        keeping every completed update; ``fit`` then returns normally.
+        keeping every completed update; ``fit`` then returns normally with
+        ``model.interrupted_`` set to True.
 
         ``checkpoint=PATH`` writes a checkpoint (atomically) every ``checkpoint_every`` epochs
         (default 1) and at the end: weights, optimizer state, the shuffling generator, history
@@ -324,6 +326,7 @@ class MLP:
                     break
                 if self.stop_training:
                     break
+        self.interrupted_ = interrupt.requested
         if best is not None:
             # Early stopping ends on the best validation weights, also when the epochs run out
             # (or a callback stops) before the patience does.
