@@ -1,11 +1,16 @@
 """Thread settings around compiled calls, restored afterwards, one call at a time.
 
-Two pools could run our numbers: Numba's (``prange``) and the BLAS behind ``np.dot`` (OpenBLAS,
-bundled with SciPy and NumPy). BLAS threads inside ``prange`` oversubscribe the cores, so every
+Two pools could run our numbers: Numba's (``prange``) and the BLAS the kernels call (OpenBLAS,
+bundled with NumPy, or SciPy's). BLAS threads inside ``prange`` oversubscribe the cores, so every
 compiled call states both counts explicitly. Both are process-wide settings, so calls are
-serialised by one lock and the user's settings are put back when each call returns. The lock also
-keeps two Python threads from launching parallel Numba regions at once (Numba's default
-``workqueue`` threading layer is not thread-safe, but it is fork-safe, which is why we keep it).
+serialised by one lock and the user's settings are put back when each call returns.
+
+Threading layer: Numba would pick OpenMP when it is installed, and GNU OpenMP hangs a process
+forked after it ran (``multiprocessing``'s default start method on Linux, joblib). Unless the
+user chose a layer (``NUMBA_THREADING_LAYER``), fastmlp asks for ``workqueue``, which is
+fork-safe; it is not thread-safe, which the lock takes care of (two Python threads never launch
+parallel regions at once). If Numba's pool was already started with another layer, that one
+stays.
 """
 
 import os
@@ -27,6 +32,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
+def _choose_threading_layer():
+    """workqueue unless the user chose a layer; only effective before Numba's pool starts."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
 def available_cores():
     """Cores this process may run on."""
     try:
@@ -44,7 +57,7 @@ def max_threads():
 
 @lru_cache(maxsize=1)
 def _blas_controller():
-    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS, which Numba's np.dot calls)
+    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS too: the fallback GEMM)
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -56,6 +69,7 @@ def thread_limits(numba_threads, blas_threads):
     import numba
 
     with _LOCK:
+        _choose_threading_layer()
         previous = numba.get_num_threads()
         numba.set_num_threads(max(1, min(int(numba_threads), max_threads())))
         try:
