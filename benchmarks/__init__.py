@@ -1,0 +1,1 @@
+"""pytest-benchmark suite: python -m pytest benchmarks --benchmark-only (see README.md)."""

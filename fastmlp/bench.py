@@ -1,0 +1,688 @@
+"""How fast is fastmlp? A readable report (``fastmlp bench`` / ``python -m fastmlp.bench``) and the
+helpers the pytest-benchmark suite in ``benchmarks/`` shares with it.
+
+The report trains one epoch per (model, batch size, thread count) with the compiled engine and
+with the NumPy reference, from the same starting weights and the same sample order, and prints
+seconds per epoch, the speed-up, and the *GEMM floor*: the epoch's matrix-product FLOPs divided by
+the throughput of the BLAS the engine calls, measured in the same run on a large product. No MLP
+epoch can beat its floor on this BLAS; ``floor / engine`` says how close the engine gets.
+PyTorch (CPU, eager) and scikit-learn's ``MLPClassifier`` join the table when installed.
+
+The epoch is the engine contract's ``train_batches`` over a whole epoch in one call, with the
+thread counts applied exactly as :class:`fastmlp.MLP` does (``thread_plan`` then
+``thread_limits``): plain SGD, ReLU hidden layers, softmax cross-entropy, float32.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .codes import ACTIVATIONS, HEADS, OPT_SGD
+from .params import init_params
+from .threads import available_cores, thread_limits
+
+DEFAULT_MODELS = ((784, 128, 10), (784, 512, 256, 10))
+DEFAULT_BATCH_SIZES = (32, 128, 512)
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+EPOCH_SAMPLES = 60000          # one epoch of (Fashion-)MNIST
+QUICK_SAMPLES = 6000           # FASTMLP_BENCH_QUICK=1 / --quick
+PREDICT_SAMPLES = 10000
+N_FEATURES = 784
+LR = 0.05                      # small enough that one epoch of plain SGD never diverges
+GEMM_SIZE = 2048               # the floor's reference product: GEMM_SIZE^3, float32
+ACT = ACTIVATIONS.index("relu")
+HEAD = HEADS.index("softmax")
+
+
+# ---------------------------------------------------------------- models and FLOPs
+
+def parse_model(text):
+    """"784-128-10" (or "784,128,10", or a sequence of ints) -> (784, 128, 10)."""
+    if not isinstance(text, str):
+        layers = tuple(int(w) for w in text)
+    else:
+        parts = text.replace(",", "-").split("-")
+        try:
+            layers = tuple(int(p) for p in parts) if text.strip() else ()
+        except ValueError:
+            raise ValueError(f"model {text!r} must be layer widths joined by '-', e.g. 784-128-10") from None
+    if len(layers) < 2 or min(layers) < 1:
+        raise ValueError(f"model {text!r} needs at least an input and an output width, all >= 1, "
+                         f"e.g. 784-128-10")
+    return layers
+
+
+def model_name(layers):
+    return "-".join(str(w) for w in layers)
+
+
+def matmul_flops(layers, n):
+    """Matrix-product FLOPs of one training pass over ``n`` samples.
+
+    Forward 2 n sum(n_in n_out), the weight gradients as many again, and the input gradients of
+    every layer but the first (the first layer's is never needed). Elementwise work is left out:
+    this is what the BLAS has to do at the least.
+    """
+    macs = [a * b for a, b in zip(layers[:-1], layers[1:])]
+    return 2 * n * (2 * sum(macs) + sum(macs[1:]))
+
+
+def forward_flops(layers, n):
+    """Matrix-product FLOPs of a forward pass (prediction) over ``n`` samples."""
+    return 2 * n * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+
+
+# ---------------------------------------------------------------- the GEMM floor
+
+def gemm_gflops(threads=None, dtype="float32", size=GEMM_SIZE, repeats=3):
+    """Best GEMM throughput (GFLOP/s) of the BLAS the compiled engine calls, on one
+    ``size`` x ``size`` x ``size`` product with ``threads`` BLAS threads (default: all cores).
+
+    NumPy's matmul when the engine calls NumPy's OpenBLAS (:func:`fastmlp.blas.blas_name`), else
+    ``scipy.linalg.blas.sgemm`` / ``dgemm``. The best of ``repeats`` timed products, after one
+    untimed: a floor should be the fastest the library goes.
+    """
+    from .blas import blas_name
+
+    threads = threads or available_cores()
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(0)
+    A = rng.random((size, size), dtype=dtype)
+    B = rng.random((size, size), dtype=dtype)
+    if blas_name().startswith("numpy"):
+        C = np.empty((size, size), dtype=dtype)
+
+        def product():
+            np.matmul(A, B, out=C)
+    else:
+        from scipy.linalg import blas as sblas
+
+        gemm = sblas.sgemm if dtype == np.float32 else sblas.dgemm
+        A, B = np.asfortranarray(A), np.asfortranarray(B)
+
+        def product():
+            gemm(1.0, A, B)
+    best = float("inf")
+    with thread_limits(1, threads):
+        product()
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def floor_seconds(layers, n, gflops):
+    """The GEMM floor of one epoch: its matmul FLOPs at ``gflops`` GFLOP/s."""
+    return matmul_flops(layers, n) / (gflops * 1e9)
+
+
+# ---------------------------------------------------------------- data
+
+@lru_cache(maxsize=4)
+def bench_data(n_train=EPOCH_SAMPLES, n_test=PREDICT_SAMPLES, path=None):
+    """(X_train, y_train, X_test, y_test, source) for benchmarks: float32 (n, 784) and int64.
+
+    ``path`` (else the env var FASTMLP_BENCH_DATA, else Fashion-MNIST when installed at
+    /usr/share/datasets/fashion-mnist) is read with :func:`fastmlp.data.load`; at most
+    ``n_train`` / ``n_test`` rows are kept. ``path="synthetic"``, or no data found, gives
+    deterministic synthetic data of the same shape: uniform pixels, labels from a random linear
+    teacher (learnable, so losses behave). ``source`` says which, for reports.
+    """
+    path = path or os.environ.get("FASTMLP_BENCH_DATA") or (
+        FASHION_MNIST_DIR if Path(FASHION_MNIST_DIR).is_dir() else "synthetic")
+    if str(path) != "synthetic":
+        from .data import load
+
+        ds = load(path)
+        if ds.X_train.shape[1] != N_FEATURES:
+            raise ValueError(f"{path}: benchmark data needs {N_FEATURES} features per sample "
+                             f"(28x28 images); it has {ds.X_train.shape[1]}")
+        X_test, y_test = ds.X_test, ds.y_test
+        if X_test is None:
+            X_test, y_test = ds.X_train, ds.y_train
+        return (np.ascontiguousarray(ds.X_train[:n_train]), ds.y_train[:n_train].astype(np.int64),
+                np.ascontiguousarray(X_test[:n_test]), y_test[:n_test].astype(np.int64),
+                f"{ds.name} ({path})")
+    rng = np.random.default_rng(20240)
+    teacher = rng.standard_normal((N_FEATURES, 10)).astype(np.float32)
+    out = []
+    for n in (n_train, n_test):
+        X = rng.random((n, N_FEATURES), dtype=np.float32)
+        out += [X, ((X - np.float32(0.5)) @ teacher).argmax(axis=1).astype(np.int64)]
+    return (*out, "synthetic (uniform pixels, linear-teacher labels, seed 20240)")
+
+
+def quick_mode():
+    """True when FASTMLP_BENCH_QUICK=1: smoke runs on QUICK_SAMPLES samples."""
+    return os.environ.get("FASTMLP_BENCH_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------- one epoch of an engine
+
+class EpochCase:
+    """One training epoch of an engine from fixed starting weights and a fixed sample order.
+
+    ``reset()`` puts the starting weights back; ``run()`` trains one epoch (or its first ``n``
+    samples) through the engine contract with the thread counts applied as fastmlp.MLP does.
+    Two cases with the same layers, seed and data start from the same weights and see the
+    samples in the same order, so their results can be compared.
+    """
+
+    def __init__(self, engine, layers, batch_size, threads, X, y, dtype="float32", lr=LR, seed=0):
+        from .model import engine_module
+
+        self.engine_name = engine
+        self.engine = engine_module(engine)
+        self.layers = tuple(int(w) for w in layers)
+        self.batch_size = int(batch_size)
+        self.threads = int(threads)
+        self.lr = float(lr)
+        self.X = np.ascontiguousarray(X, dtype=dtype)
+        self.y = np.ascontiguousarray(y, dtype=np.int64)
+        self._layers = np.asarray(self.layers, dtype=np.int64)
+        self.start = init_params(self.layers, "he", np.random.default_rng(seed), dtype)
+        self.order = np.random.default_rng(seed + 1).permutation(len(self.X)).astype(np.int64)
+        self.flat = self.start.copy()
+        self.state1 = np.zeros_like(self.flat)
+        self._state2 = np.zeros(0, dtype=self.flat.dtype)
+        self._Y = np.zeros((0, self.layers[-1]), dtype=self.flat.dtype)
+        self.plan = self.engine.thread_plan(self.threads, self.batch_size, self.layers)
+        self.stats = None
+
+    @property
+    def n_samples(self):
+        return len(self.order)
+
+    def reset(self):
+        self.flat[...] = self.start
+        self.state1[...] = 0
+
+    def run(self, n=None):
+        """Train on the first ``n`` samples of the epoch's order (all by default); returns the
+        engine's stats [loss sum, correct, samples, batches, diverged, bad loss]."""
+        order = self.order if n is None else self.order[:n]
+        with thread_limits(*self.plan):
+            self.stats = self.engine.train_batches(
+                self.flat, self._layers, ACT, HEAD, self.X, self.y, self._Y, order,
+                self.batch_size, OPT_SGD, self.lr, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
+                self.state1, self._state2, 0)
+        return self.stats
+
+    def warm_up(self):
+        """Compile (or load from the cache) and touch the code paths on two batches, then reset."""
+        self.run(min(self.n_samples, 2 * self.batch_size))
+        self.reset()
+
+    @property
+    def mean_loss(self):
+        return float(self.stats[0] / max(self.stats[2], 1))
+
+    def time_epoch(self, n=None, repeats=1):
+        """Median seconds of ``repeats`` runs on ``n`` samples, each from the starting weights."""
+        times = []
+        for _ in range(max(1, repeats)):
+            self.reset()
+            start = time.perf_counter()
+            self.run(n)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+
+# (epoch mean loss, weights) relative tolerances of compare_epochs, by dtype. Measured on
+# Fashion-MNIST, one epoch of plain SGD: float64 engines agree to 1e-14; float32 ones end up
+# 0.6% (batch 512) to 5% (batch 32) apart relative to how far the weights moved, their losses
+# within 3e-4.
+EPOCH_RTOL = {"float32": (0.01, 0.2), "float64": (1e-7, 1e-7)}
+
+
+def compare_epochs(case, reference, rtol=None):
+    """Raise AssertionError unless two epochs from the same start agree: same samples, finite
+    losses within tolerance, and weights whose distance is small next to how far they moved.
+
+    Two float32 engines round differently, and SGD carries rounding forward, so weights are not
+    compared elementwise: the difference between the two results must be a small fraction of
+    the distance the reference travelled from the starting weights. ``rtol`` is a pair
+    (loss, weights); default :data:`EPOCH_RTOL` for the dtype.
+    """
+    loss_rtol, weight_rtol = rtol or EPOCH_RTOL[case.flat.dtype.name]
+    s, r = case.stats, reference.stats
+    assert s is not None and r is not None, "run both epochs first"
+    assert s[4] < 0 and r[4] < 0, f"diverged: {case.engine_name} {s}, {reference.engine_name} {r}"
+    assert s[2] == r[2], f"samples differ: {s[2]} vs {r[2]}"
+    assert np.isfinite(case.flat).all(), f"{case.engine_name}: weights not finite"
+    loss, ref_loss = case.mean_loss, reference.mean_loss
+    assert np.isfinite(loss) and abs(loss - ref_loss) <= loss_rtol * abs(ref_loss), (
+        f"{case.engine_name} epoch loss {loss:.6f} vs {reference.engine_name} {ref_loss:.6f}")
+    moved = np.linalg.norm(reference.flat.astype(np.float64) - reference.start)
+    apart = np.linalg.norm(case.flat.astype(np.float64) - reference.flat)
+    assert apart <= weight_rtol * moved, (
+        f"{case.engine_name} weights are {apart:.3g} from {reference.engine_name}'s, which moved "
+        f"{moved:.3g} from the start (allowed {weight_rtol:.0e} of that)")
+    return apart / moved
+
+
+# ---------------------------------------------------------------- optional peers
+
+def torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def sklearn_version():
+    try:
+        import sklearn
+    except ImportError:
+        return None
+    return sklearn.__version__
+
+
+def torch_model(layers, flat=None):
+    """The same MLP in PyTorch (Linear + ReLU, logits out); weights copied from fastmlp's flat
+    buffer when given (fastmlp's W is (n_in, n_out), torch's weight is (n_out, n_in))."""
+    import torch
+
+    from .params import layer_views
+
+    modules = []
+    for l, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
+        modules.append(torch.nn.Linear(n_in, n_out))
+        if l < len(layers) - 2:
+            modules.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*modules)
+    if flat is not None:
+        linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for lin, (W, b) in zip(linears, layer_views(flat, layers)):
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T, dtype=np.float32)))
+                lin.bias.copy_(torch.from_numpy(np.asarray(b, dtype=np.float32)))
+    return model
+
+
+class torch_threads:
+    """Context manager: torch.set_num_threads(n), restored afterwards."""
+
+    def __init__(self, n):
+        self.n = int(n)
+
+    def __enter__(self):
+        import torch
+
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.previous)
+        return False
+
+
+def torch_train(model, X, y, order, batch_size, optimizer):
+    """One eager epoch over ``order``: forward, cross-entropy, backward, step per minibatch.
+    Returns the mean training loss."""
+    import torch
+
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    idx = torch.from_numpy(np.asarray(order, dtype=np.int64))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    total = 0.0
+    for s in range(0, len(idx), batch_size):
+        rows = idx[s:s + batch_size]
+        xb, yb = Xt[rows], yt[rows]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(rows)
+    return total / max(len(idx), 1)
+
+
+def torch_epoch_seconds(case, n=None, repeats=1):
+    """Seconds for PyTorch to train ``case``'s model for one epoch (its first ``n`` samples):
+    same starting weights, order, batch size, plain SGD rate and thread count. Returns
+    (median seconds, mean loss of the last run)."""
+    import torch
+
+    order = case.order if n is None else case.order[:n]
+    times, loss = [], float("nan")
+    with torch_threads(case.threads):
+        warm = order[:max(2 * case.batch_size, len(order) // 10)]
+        for k in range(max(1, repeats) + 1):     # run 0 warms up (allocator, thread pool)
+            model = torch_model(case.layers, case.start)
+            opt = torch.optim.SGD(model.parameters(), lr=case.lr)
+            start = time.perf_counter()
+            loss = torch_train(model, case.X, case.y, order if k else warm, case.batch_size, opt)
+            if k:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times), loss
+
+
+def sklearn_epoch_seconds(case, n=None, repeats=1):
+    """Seconds for scikit-learn's MLPClassifier to run one epoch (``max_iter=1``, plain SGD,
+    same rate and batch size, no L2) on ``case``'s first ``n`` samples, BLAS threads limited to
+    ``case.threads``. Its own initialisation and input checks are included."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    rows = case.order if n is None else case.order[:n]
+    X, y = case.X[rows], case.y[rows]
+    times = []
+    for _ in range(max(1, repeats)):
+        clf = MLPClassifier(hidden_layer_sizes=case.layers[1:-1], activation="relu", solver="sgd",
+                            learning_rate_init=case.lr, momentum=0.0, nesterovs_momentum=False,
+                            alpha=0.0, batch_size=case.batch_size, max_iter=1, shuffle=True,
+                            random_state=0)
+        with warnings.catch_warnings(), thread_limits(1, case.threads):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            start = time.perf_counter()
+            clf.fit(X, y)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- first call (compilation)
+
+def first_fit_child():
+    """Run in a fresh interpreter (see :func:`first_fit_seconds`): time ``MLP.fit`` for one
+    epoch on tiny data, then ``predict``; print one JSON line."""
+    t0 = time.perf_counter()
+    from fastmlp import MLP
+
+    t_import = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    X = rng.random((256, N_FEATURES), dtype=np.float32)
+    y = np.arange(256) % 10
+    model = MLP([N_FEATURES, 128, 10], engine=os.environ.get("FASTMLP_BENCH_ENGINE", "numba"))
+    t0 = time.perf_counter()
+    history = model.fit(X, y, epochs=1, batch_size=32, lr=LR)
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = model.predict(X)
+    t_predict = time.perf_counter() - t0
+    print(json.dumps({"import_s": t_import, "fit_s": t_fit, "predict_s": t_predict,
+                      "loss": history["loss"][-1], "n_predicted": int(len(pred))}))
+
+
+def first_fit_seconds(cache_dir, engine="numba", timeout=900):
+    """Time the first fit (and predict) of a new process whose Numba cache is ``cache_dir``
+    (NUMBA_CACHE_DIR): an empty folder measures compilation, a filled one loading the cache.
+    Returns the child's dict: import_s, fit_s, predict_s, loss, n_predicted."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), FASTMLP_BENCH_ENGINE=engine)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-c", "from fastmlp.bench import first_fit_child as f; f()"],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"first-fit child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- the report
+
+def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=None,
+               samples=EPOCH_SAMPLES, ref_fraction=0.1, repeats=1, peers=("torch", "sklearn"),
+               data=None, gemm_size=GEMM_SIZE, progress=None):
+    """Time one epoch per (model, batch size, threads) and return {"meta": ..., "rows": [...]}.
+
+    The compiled engine (and PyTorch) run the whole epoch; the NumPy reference and
+    scikit-learn run its first ``ref_fraction`` (whole minibatches) and are scaled up.
+    """
+    threads_list = [int(t) for t in (threads or [available_cores()])]
+    X, y, _, _, source = bench_data(samples, 1, data)
+    n = len(X)
+    from .blas import blas_name
+
+    versions = {"torch": torch_version(), "sklearn": sklearn_version()}
+    peers = [p for p in peers if p in versions]
+    meta = {"samples": n, "data": source, "dtype": "float32", "blas": blas_name(),
+            "lr": LR, "optimizer": "sgd", "ref_fraction": ref_fraction, "repeats": repeats,
+            "gemm_size": gemm_size, "gemm_gflops": {}, "cores": available_cores(),
+            "peers": {p: versions[p] for p in peers}, "python": sys.version.split()[0],
+            "numpy": np.__version__}
+    try:
+        import numba
+
+        meta["numba"] = numba.__version__
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    for t in threads_list:
+        meta["gemm_gflops"][str(t)] = gemm_gflops(t, "float32", gemm_size)
+    rows = []
+    for layers in models:
+        layers = parse_model(layers)
+        for batch in batch_sizes:
+            batch = min(int(batch), n)
+            n_ref = min(n, max(batch, int(round(n * ref_fraction / batch)) * batch))
+            for t in threads_list:
+                row = {"model": model_name(layers), "layers": list(layers), "batch_size": batch,
+                       "threads": t, "samples": n, "flops": matmul_flops(layers, n)}
+                fast = EpochCase("numba", layers, batch, t, X, y)
+                fast.warm_up()
+                row["numba_s"] = fast.time_epoch(repeats=repeats)
+                row["numba_loss"] = fast.mean_loss
+                ref = EpochCase("numpy", layers, batch, t, X, y)
+                ref.warm_up()
+                row["numpy_s"] = ref.time_epoch(n_ref, repeats) * n / n_ref
+                row["numpy_samples_timed"] = n_ref
+                row["speedup"] = row["numpy_s"] / row["numba_s"]
+                gflops = meta["gemm_gflops"][str(t)]
+                row["floor_s"] = floor_seconds(layers, n, gflops)
+                row["floor_fraction"] = row["floor_s"] / row["numba_s"]
+                row["numba_gflops"] = row["flops"] / row["numba_s"] / 1e9
+                if "torch" in peers and versions["torch"]:
+                    row["torch_s"], row["torch_loss"] = torch_epoch_seconds(fast, repeats=repeats)
+                if "sklearn" in peers and versions["sklearn"]:
+                    row["sklearn_s"] = sklearn_epoch_seconds(fast, n_ref, repeats) * n / n_ref
+                rows.append(row)
+                if progress:
+                    progress(row)
+    return {"meta": meta, "rows": rows}
+
+
+def _seconds(value):
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def format_table(result):
+    """The report as text: a header, one line per (model, batch, threads), notes below."""
+    meta, rows = result["meta"], result["rows"]
+    peers = [p for p in ("torch", "sklearn") if any(f"{p}_s" in r for r in rows)]
+    scaled = any(r["numpy_samples_timed"] < r["samples"] for r in rows)
+    star = "*" if scaled else ""
+    head = ["model", "batch", "thr", "numba s", f"numpy s{star}", "speed-up"]
+    head += ["torch s" if p == "torch" else f"sklearn s{star}" for p in peers]
+    head += ["floor s", "floor/numba"]
+    lines = []
+    for r in rows:
+        cells = [r["model"], str(r["batch_size"]), str(r["threads"]), _seconds(r["numba_s"]),
+                 _seconds(r["numpy_s"]), f"{r['speedup']:.1f}x"]
+        cells += [_seconds(r.get(f"{p}_s")) for p in peers]
+        cells += [_seconds(r["floor_s"]), f"{r['floor_fraction']:.0%}"]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(head)]
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    gflops = ", ".join(f"{g:.1f} GFLOP/s at {t} thread{'s' if t != '1' else ''}"
+                       for t, g in meta["gemm_gflops"].items())
+    out = [f"fastmlp bench: seconds per training epoch of {meta['samples']} samples, "
+           f"{meta['dtype']}, plain SGD (lr {meta['lr']}), ReLU, softmax cross-entropy",
+           f"data: {meta['data']}",
+           f"BLAS: {meta['blas']}; {meta['gemm_size']}^3 {meta['dtype']} GEMM: {gflops}",
+           "", fmt(head), fmt(["-" * w for w in widths])]
+    out += [fmt(c) for c in lines]
+    out.append("")
+    if scaled:
+        fractions = sorted({r["numpy_samples_timed"] for r in rows})
+        out.append(f"* timed on the first {'/'.join(map(str, fractions))} samples of the epoch "
+                   f"(whole minibatches) and scaled to {meta['samples']}.")
+    out.append("speed-up = numpy / numba. floor = the epoch's matmul FLOPs (forward, weight "
+               "gradients, input gradients but the first layer's) / the GEMM throughput above; "
+               "floor/numba = the share of the BLAS's best rate the engine reaches.")
+    for p in ("torch", "sklearn"):
+        if p not in peers:
+            why = "not installed" if meta["peers"].get(p) is None else "not run"
+            if p not in meta["peers"]:
+                why = "not requested"
+            hint = {"torch": "pip install torch", "sklearn": 'pip install "fastmlp[sklearn]"'}[p]
+            out.append(f"{p}: skipped ({why}{'; ' + hint if why == 'not installed' else ''}).")
+        elif p == "torch":
+            out.append(f"torch {meta['peers']['torch']}: eager, same model, starting weights, "
+                       "sample order, batch size and threads (torch.set_num_threads), torch.optim.SGD.")
+        else:
+            out.append(f"sklearn {meta['peers']['sklearn']}: MLPClassifier(solver='sgd', momentum=0, "
+                       "alpha=0, max_iter=1), its own init and input checks included.")
+    return "\n".join(out)
+
+
+def plot_report(result, path):
+    """Bar chart of seconds per epoch per configuration and implementation, floor as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    impls = [k for k in ("numba", "numpy", "torch", "sklearn") if any(f"{k}_s" in r for r in rows)]
+    labels = [f"{r['model']}\nb{r['batch_size']} t{r['threads']}" for r in rows]
+    x = np.arange(len(rows))
+    width = 0.8 / len(impls)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4.5))
+    for k, impl in enumerate(impls):
+        values = [r.get(f"{impl}_s", np.nan) for r in rows]
+        ax.bar(x + (k - (len(impls) - 1) / 2) * width, values, width, label=impl)
+    for i, r in enumerate(rows):
+        ax.hlines(r["floor_s"], i - 0.45, i + 0.45, colors="black", linestyles="dashed",
+                  label="GEMM floor" if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("seconds per epoch (log)")
+    ax.set_title(f"one epoch, {result['meta']['samples']} samples, {result['meta']['dtype']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _csv(values, convert):
+    out = []
+    for v in values:
+        out += [convert(p) for p in str(v).split(",") if p.strip()]
+    return out
+
+
+def build_parser(parser=None):
+    """The options of ``fastmlp bench``; pass a (sub)parser to add them to it."""
+    parser = parser or argparse.ArgumentParser(
+        prog="fastmlp bench", description="Time one training epoch of the compiled engine next to "
+        "the NumPy reference, the GEMM floor and (when installed) PyTorch and scikit-learn.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK_SAMPLES} samples per epoch (also FASTMLP_BENCH_QUICK=1)")
+    parser.add_argument("--threads", nargs="+", default=None, metavar="N",
+                        help=f"thread counts, e.g. 1 2 or 1,2 (default: all cores = {available_cores()})")
+    parser.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                        help="layer widths such as 784-128-10 (default: 784-128-10 784-512-256-10)")
+    parser.add_argument("--batch-sizes", nargs="+", default=None, metavar="B",
+                        help="minibatch sizes (default: 32 128 512)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help=f"samples per epoch (default {EPOCH_SAMPLES}; {QUICK_SAMPLES} with --quick)")
+    parser.add_argument("--ref-fraction", type=float, default=None,
+                        help="share of the epoch the NumPy reference and scikit-learn are timed on, "
+                             "then scaled (default 0.1; 0.25 with --quick)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per timing; the median is shown")
+    parser.add_argument("--peers", default="torch,sklearn",
+                        help="optional peers to run when installed: torch,sklearn or none")
+    parser.add_argument("--data", default=None,
+                        help="an IDX folder or file fastmlp.data.load reads, or 'synthetic' "
+                             "(default: FASTMLP_BENCH_DATA, else Fashion-MNIST if installed)")
+    parser.add_argument("--gemm-size", type=int, default=GEMM_SIZE,
+                        help="side of the square float32 GEMM that measures the floor")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also draw them (needs matplotlib)")
+    return parser
+
+
+def add_subcommand(commands, formatter_class=None):
+    """Add ``bench`` to the ``fastmlp`` command line: ``commands`` is its subparsers object.
+    The handler returns the exit code, as the other subcommands' do."""
+    kwargs = {"formatter_class": formatter_class} if formatter_class else {}
+    p = commands.add_parser(
+        "bench", help="time a training epoch: compiled engine vs NumPy, GEMM floor, peers",
+        description=textwrap.fill("Time one training epoch of the compiled engine next to the "
+                                  "NumPy reference, the GEMM floor and (when installed) PyTorch "
+                                  "and scikit-learn; print a table.", 78),
+        **kwargs)
+    build_parser(p)
+    p.set_defaults(handler=run_args)
+    return p
+
+
+def main(argv=None):
+    """``fastmlp bench``: run the report and print the table; returns an exit code."""
+    args = build_parser().parse_args(argv)
+    return run_args(args)
+
+
+def run_args(args):
+    """Run ``fastmlp bench`` from parsed arguments (so a CLI subcommand can reuse the parser)."""
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print('--plot needs matplotlib: pip install "fastmlp[plot]"', file=sys.stderr)
+            return 2
+    quick = args.quick or quick_mode()
+    try:
+        models = [parse_model(m) for m in _csv(args.models, str)] if args.models else DEFAULT_MODELS
+        batch_sizes = _csv(args.batch_sizes, int) if args.batch_sizes else DEFAULT_BATCH_SIZES
+        threads = _csv(args.threads, int) if args.threads else None
+    except ValueError as exc:
+        print(f"fastmlp bench: {exc}", file=sys.stderr)
+        return 2
+    if min(batch_sizes) < 1 or (threads and min(threads) < 1):
+        print("fastmlp bench: batch sizes and thread counts must be >= 1", file=sys.stderr)
+        return 2
+    samples = args.samples or (QUICK_SAMPLES if quick else EPOCH_SAMPLES)
+    fraction = args.ref_fraction or (0.25 if quick else 0.1)
+    if not 0 < fraction <= 1:
+        print(f"fastmlp bench: --ref-fraction={fraction} must be in (0, 1]", file=sys.stderr)
+        return 2
+    peers = [] if args.peers.strip().lower() == "none" else _csv([args.peers], str)
+
+    def progress(row):
+        print(f"  {row['model']} batch {row['batch_size']} threads {row['threads']}: "
+              f"numba {row['numba_s']:.3f}s", file=sys.stderr, flush=True)
+
+    result = run_report(models, batch_sizes, threads, samples, fraction, args.repeats, peers,
+                        args.data, args.gemm_size, progress)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_report(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
