@@ -154,6 +154,8 @@ def build_parser():
                     "threads available, Numba's threading layer, the BLAS the compiled engine "
                     "calls, and where Numba caches compiled kernels."))
     info.set_defaults(handler=cmd_info)
+    from .bench import add_subcommand as _add_bench   # `fastmlp bench`: options in fastmlp/bench.py
+    _add_bench(commands, _Formatter)
     return parser
 
 

@@ -159,3 +159,11 @@ def test_epoch_case_reset_restores_the_start():
     case.reset()
     np.testing.assert_array_equal(case.flat, case.start)
     assert case.stats[2] == 128 and case.stats[4] == -1
+
+
+def test_fastmlp_bench_subcommand(capsys):
+    from fastmlp import cli
+
+    assert cli.main(["bench"] + TINY) == 0
+    assert "floor/numba" in capsys.readouterr().out
+    assert cli.main(["bench", "--models", "784-x-10"]) == 2
