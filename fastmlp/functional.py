@@ -1,0 +1,333 @@
+"""A functional API on plain NumPy arrays, for code that writes its training loop by hand.
+
+``params`` is a list of ``(W, b)`` pairs, one per layer: W is (n_in, n_out), row-major, and
+b is (n_out,). X is (n_samples, n_features), one sample per row. Class labels ``y`` are class
+indices 0..n_out-1; regression targets (``output="identity"``) are (n_samples, n_out) or
+(n_samples,) for one output.
+
+    >>> from fastmlp import functional as F
+    >>> params = F.init([64, 32, 10], seed=0)                      # doctest: +SKIP
+    >>> for epoch in range(10):                                     # doctest: +SKIP
+    ...     F.train_epoch(params, X, y, lr=0.1, batch_size=64, rng=epoch)
+    >>> F.predict(params, X_test)                                   # doctest: +SKIP
+
+or step by step, as a from-scratch notebook does::
+
+    fwd = F.forward(params, X)                    # activations of every layer + output
+    grads = F.backward(params, fwd, y)            # [(dW, db), ...], mean over the rows
+    F.step(params, grads, lr=0.1)                 # W -= lr * dW, in place
+
+Every function runs the compiled code of :class:`fastmlp.MLP`: ``forward`` and ``backward`` call
+its Numba kernels layer by layer (``kernels.dense_forward`` / ``dense_backward`` /
+``head_backward``), ``loss_and_grad``, ``train_epoch`` and ``predict`` call the engine
+(``engine.loss_and_grad`` / ``train_batches`` / ``predict_batches``), one compiled call each.
+
+Copies, honestly:
+- ``init`` returns views into one flat buffer (fastmlp's layout). Given such params,
+  ``train_epoch``, ``loss_and_grad`` and ``predict`` hand that buffer to the engine: no copy.
+- Any other list of arrays (say, converted from a notebook) is packed into a temporary flat
+  buffer on each of those calls (one copy of the parameters, which is small next to the data);
+  ``train_epoch`` then writes the trained values back into your arrays, in place, so your
+  references stay valid either way.
+- ``forward`` and ``backward`` read your W and b where they are (a non-C-contiguous array,
+  e.g. a transposed view, is copied for the call). ``step`` updates your arrays in place.
+- X is used as it is when it is a C-contiguous array of the parameters' dtype; otherwise it is
+  converted once per call (as ``MLP.fit`` does). Labels and targets are converted likewise.
+"""
+
+from typing import List, NamedTuple
+
+import numpy as np
+
+from . import kernels
+from .blas import blas_handle
+from .codes import ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEADS, OPT_SGD, code_of
+from .model import PREDICT_CHUNK, TrainingDiverged
+from .params import init_params, layer_offsets, layer_views, param_count
+from .threads import available_cores, thread_limits
+from .validation import (check_features, check_labels, check_layers, check_number,
+                         check_same_length, check_targets)
+
+__all__ = ["Forward", "init", "forward", "backward", "loss_and_grad", "step", "train_epoch",
+           "predict"]
+
+
+class Forward(NamedTuple):
+    """What :func:`forward` computed and :func:`backward` needs.
+
+    ``activations`` is [X, a_1, ..., a_{L-1}, z_L]: the input, each hidden layer's output and
+    the last layer's pre-activation (logits); ``output`` is the head applied to z_L
+    (softmax probabilities, sigmoids, or z_L itself for ``output="identity"``).
+    """
+
+    activations: List[np.ndarray]
+    output: np.ndarray
+
+
+def init(layers, init="he", seed=0, dtype="float32"):
+    """New parameters for layer widths ``layers`` (input first, e.g. [784, 128, 10]).
+
+    ``init``: "he" (W ~ N(0, 2/n_in), b = 0), "glorot", "uniform" (U(-0.5, 0.5) for W and b, as
+    classic notebooks do) or "normal". Returns a list of (W, b) that are views into one flat
+    buffer, which the engine then trains without copying.
+    """
+    layers = check_layers(layers)
+    dtype = _dtype_name(dtype)
+    check_number(seed, "seed", low=0, integer=True)
+    init_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])  # as MLP(seed=)
+    flat = init_params(layers, init, init_rng, dtype)
+    return [(W, b) for W, b in layer_views(flat, layers)]
+
+
+def forward(params, X, activation="relu", output="softmax", threads=None):
+    """Run the network on X and keep every layer's activations: returns :class:`Forward`."""
+    layers, dtype = _check_params(params)
+    act, head = _codes(activation, output, layers)
+    X = check_features(X, "X", layers[0], dtype)
+    blas = blas_handle()
+    acts = [X]
+    with thread_limits(1, threads or available_cores()):
+        for l, (W, b) in enumerate(params):
+            out = np.empty((X.shape[0], W.shape[1]), dtype=dtype)
+            kernels.dense_forward(out, acts[-1], np.ascontiguousarray(W), np.ascontiguousarray(b),
+                                  act if l < len(params) - 1 else ACT_IDENTITY, blas)
+            acts.append(out)
+        result = np.empty_like(acts[-1])
+        kernels.head_forward(result, acts[-1], head)
+    return Forward(acts, result)
+
+
+def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
+    """Gradients of the mean loss over the rows of ``fwd`` (from :func:`forward` with the same
+    params): a list of (dW, db) shaped like ``params``. The loss is the head's: cross-entropy
+    for "softmax", half squared error for "sigmoid" (on one-hot targets) and "identity"."""
+    layers, dtype = _check_params(params)
+    act, head = _codes(activation, output, layers)
+    if not isinstance(fwd, Forward) or len(fwd.activations) != len(params) + 1:
+        raise TypeError("fwd must be the Forward that forward(params, X, ...) returned for these params.")
+    acts = fwd.activations
+    z = acts[-1]
+    n = z.shape[0]
+    y_idx, Y = _targets(y, layers, head, dtype)
+    check_same_length(z, y_idx if head != HEAD_IDENTITY else Y, "X", "y")
+    blas = blas_handle()
+    grads = [None] * len(params)
+    dout = np.empty_like(z)
+    with thread_limits(1, threads or available_cores()):
+        kernels.head_backward(dout, z, y_idx, Y, head, dtype.type(1.0 / n))
+        for l in range(len(params) - 1, -1, -1):
+            W, b = params[l]
+            dW = np.empty(W.shape, dtype=dtype)
+            db = np.empty(b.shape, dtype=dtype)
+            dinp = np.empty(acts[l].shape if l > 0 else (0, W.shape[0]), dtype=dtype)
+            kernels.dense_backward(dinp, dW, db, acts[l], np.ascontiguousarray(W), dout, l > 0, blas)
+            if l > 0:
+                kernels.activation_backward(dinp, acts[l], act)   # dz of layer l - 1, in place
+            grads[l] = (dW, db)
+            dout = dinp
+    return grads
+
+
+def loss_and_grad(params, X, y, activation="relu", output="softmax", threads=None):
+    """(mean loss over the rows of X, [(dW, db), ...]) in one compiled call of the engine."""
+    from . import engine
+
+    layers, dtype = _check_params(params)
+    act, head = _codes(activation, output, layers)
+    X = check_features(X, "X", layers[0], dtype)
+    y_idx, Y = _targets(y, layers, head, dtype)
+    check_same_length(X, y_idx if head != HEAD_IDENTITY else Y)
+    flat = _shared_flat(params, layers, dtype)
+    flat = _pack(params, layers, dtype) if flat is None else flat
+    grad = np.empty_like(flat)
+    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), X.shape[0], layers)
+    with thread_limits(numba_threads, blas_threads):
+        loss, _ = engine.loss_and_grad(flat, np.asarray(layers, dtype=np.int64), act, head, X,
+                                       y_idx, Y, grad)
+    return float(loss), [(dW, db) for dW, db in layer_views(grad, layers)]
+
+
+def step(params, grads, lr, weight_decay=0.0):
+    """One SGD step, in place: W -= lr * (dW + weight_decay * W), b -= lr * db.
+
+    An elementwise NumPy update on your arrays (the same formula as the engine's SGD step).
+    """
+    layers, dtype = _check_params(params)
+    lr = check_number(lr, "lr", low=0, low_open=True)
+    weight_decay = check_number(weight_decay, "weight_decay", low=0)
+    if not hasattr(grads, "__len__") or len(grads) != len(params):
+        raise ValueError(f"grads needs one (dW, db) pair per layer ({len(params)}); got "
+                         f"{len(grads) if hasattr(grads, '__len__') else type(grads).__name__}.")
+    for l, ((W, b), pair) in enumerate(zip(params, grads)):
+        if len(pair) != 2 or np.shape(pair[0]) != W.shape or np.shape(pair[1]) != b.shape:
+            raise ValueError(f"grads[{l}] must be (dW, db) of shapes {W.shape} and {b.shape}.")
+    for (W, b), (dW, db) in zip(params, grads):
+        if weight_decay:
+            W *= dtype.type(1 - lr * weight_decay)
+        W -= dtype.type(lr) * np.asarray(dW, dtype=dtype)
+        b -= dtype.type(lr) * np.asarray(db, dtype=dtype)
+
+
+def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="softmax",
+                rng=None, shuffle=True, weight_decay=0.0, threads=None):
+    """One epoch of minibatch SGD through the compiled engine, updating ``params`` in place.
+
+    The rows are visited in a permutation drawn from ``rng`` (a seed or a
+    ``numpy.random.Generator``) unless ``shuffle=False``; ``batch_size=None`` is one
+    full-batch step. ``weight_decay`` is L2 on the weights (not the biases), added to the
+    gradient. Returns {"loss": mean training loss, "accuracy": ...} (no accuracy for
+    ``output="identity"``), measured on each minibatch before its update, as ``MLP.fit`` logs.
+    Raises :class:`fastmlp.TrainingDiverged` (with params holding the last finite values) when
+    the loss stops being finite.
+    """
+    from . import engine
+
+    layers, dtype = _check_params(params)
+    act, head = _codes(activation, output, layers)
+    X = check_features(X, "X", layers[0], dtype)
+    y_idx, Y = _targets(y, layers, head, dtype)
+    check_same_length(X, y_idx if head != HEAD_IDENTITY else Y)
+    lr = check_number(lr, "lr", low=0, low_open=True)
+    weight_decay = check_number(weight_decay, "weight_decay", low=0)
+    n = X.shape[0]
+    batch = check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True) or n
+    if batch > n:
+        raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use "
+                         f"batch_size<={n} or None for full batch.")
+    for l, (W, b) in enumerate(params):
+        if not (W.flags.writeable and b.flags.writeable):
+            raise ValueError(f"params[{l}] is read-only; train_epoch updates the arrays in place.")
+    if shuffle:
+        order = np.random.default_rng(rng).permutation(n).astype(np.int64)
+    else:
+        order = np.arange(n, dtype=np.int64)
+    shared = _shared_flat(params, layers, dtype)
+    flat = _pack(params, layers, dtype) if shared is None else shared
+    no_state = np.zeros(0, dtype=dtype)       # plain SGD keeps no optimizer state
+    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), batch, layers)
+    with thread_limits(numba_threads, blas_threads):
+        stats = engine.train_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
+                                     y_idx, Y, order, batch, OPT_SGD, lr, 0.0, False,
+                                     weight_decay, 0.9, 0.999, 1e-8, no_state, no_state, 0)
+    if shared is None:
+        for (W, b), (W_new, b_new) in zip(params, layer_views(flat, layers)):
+            W[...] = W_new
+            b[...] = b_new
+    if stats[4] >= 0:
+        raise TrainingDiverged(f"training diverged at step {int(stats[4]) + 1}: loss={stats[5]}; "
+                               f"lower the learning rate (now {lr}).")
+    result = {"loss": float(stats[0] / stats[2])}
+    if head != HEAD_IDENTITY:
+        result["accuracy"] = float(stats[1] / stats[2])
+    return result
+
+
+def predict(params, X, activation="relu", output="softmax", threads=None):
+    """Class indices (n,) for "softmax" / "sigmoid" heads; values (n, n_out) for "identity"."""
+    from . import engine
+
+    layers, dtype = _check_params(params)
+    act, head = _codes(activation, output, layers)
+    X = check_features(X, "X", layers[0], dtype)
+    flat = _shared_flat(params, layers, dtype)
+    flat = _pack(params, layers, dtype) if flat is None else flat
+    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), PREDICT_CHUNK, layers)
+    with thread_limits(numba_threads, blas_threads):
+        out = engine.predict_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
+                                     PREDICT_CHUNK)
+    return out if head == HEAD_IDENTITY else out.argmax(axis=1)
+
+
+# ---------------------------------------------------------------- checks and packing
+
+def _dtype_name(dtype):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype={dtype!r} is not supported; choose 'float32' or 'float64'.")
+    return name
+
+
+def _check_params(params):
+    """(layer widths, dtype) of a list of (W, b) pairs, checked as MLP.params checks them."""
+    if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)) or not params:
+        raise TypeError("params must be a non-empty list of (W, b) pairs, one per layer, "
+                        "e.g. fastmlp.functional.init([64, 32, 10]).")
+    dtype = None
+    widths = []
+    for l, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"params[{l}] must be a (W, b) pair.")
+        W, b = pair
+        if not isinstance(W, np.ndarray) or not isinstance(b, np.ndarray):
+            raise TypeError(f"params[{l}] must hold NumPy arrays; got {type(W).__name__}, {type(b).__name__}.")
+        if W.ndim != 2:
+            raise ValueError(f"params[{l}] W must be 2-D (n_in, n_out); got shape {W.shape}.")
+        if l and W.shape[0] != widths[-1]:
+            hint = (" W is (n_in, n_out) here: a column-major W of shape (n_out, n_in) becomes W.T."
+                    if W.shape[1] == widths[-1] else "")
+            raise ValueError(f"params[{l}] W has {W.shape[0]} inputs but layer {l - 1} has "
+                             f"{widths[-1]} outputs.{hint}")
+        if b.shape != (W.shape[1],):
+            hint = (" A column vector b of shape (n_out, 1), as in column-major notebooks, "
+                    "becomes b.ravel()." if b.ndim == 2 else "")
+            raise ValueError(f"params[{l}] b has shape {b.shape}; W is {W.shape}, so b must be "
+                             f"({W.shape[1]},).{hint}")
+        for name, a in (("W", W), ("b", b)):
+            if a.dtype.name not in ("float32", "float64"):
+                raise TypeError(f"params[{l}] {name} has dtype {a.dtype}; use float32 or float64.")
+            if dtype is None:
+                dtype = a.dtype
+            elif a.dtype != dtype:
+                raise TypeError(f"params mix {dtype} and {a.dtype}; use one dtype for every array.")
+        if not l:
+            widths.append(W.shape[0])
+        widths.append(W.shape[1])
+    return check_layers(widths), dtype
+
+
+def _codes(activation, output, layers):
+    act = code_of(ACTIVATIONS, activation, "activation")
+    head = code_of(HEADS, output, "output")
+    if HEADS[head] == "softmax" and layers[-1] < 2:
+        raise ValueError("output='softmax' needs at least 2 output units; use output='sigmoid'.")
+    return act, head
+
+
+def _targets(y, layers, head, dtype):
+    """(class indices, targets): the one the head uses, the other empty."""
+    n_out = layers[-1]
+    if head == HEAD_IDENTITY:
+        return np.zeros(0, dtype=np.int64), check_targets(y, n_out, "y", dtype)
+    labels = check_labels(y, "y")
+    if labels.dtype.kind not in "biu" or labels.min() < 0 or labels.max() >= n_out:
+        raise ValueError(f"y must hold class indices 0..{n_out - 1} (one per output unit); got "
+                         f"labels from {labels.min()!r} to {labels.max()!r}. Map your labels to "
+                         f"indices first, e.g. np.unique(y, return_inverse=True)[1].")
+    return np.ascontiguousarray(labels, dtype=np.int64), np.zeros((0, n_out), dtype=dtype)
+
+
+def _shared_flat(params, layers, dtype):
+    """The flat buffer the params are views of, in fastmlp's layout, or None."""
+    base = params[0][0].base
+    if (not isinstance(base, np.ndarray) or base.ndim != 1 or base.dtype != dtype
+            or not base.flags.c_contiguous or not base.flags.writeable
+            or base.shape[0] != param_count(layers)):
+        return None
+    start, size = base.ctypes.data, base.itemsize
+    for (W, b), (w0, b0, _, _) in zip(params, layer_offsets(layers)):
+        if (W.base is not base or b.base is not base or not W.flags.c_contiguous
+                or W.ctypes.data != start + w0 * size or b.ctypes.data != start + b0 * size):
+            return None
+    return base
+
+
+def _pack(params, layers, dtype):
+    """A new flat buffer holding a copy of the params, in fastmlp's layout."""
+    flat = np.empty(param_count(layers), dtype=dtype)
+    for (W, b), (W_dst, b_dst) in zip(params, layer_views(flat, layers)):
+        W_dst[...] = W
+        b_dst[...] = b
+    return flat
