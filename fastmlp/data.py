@@ -306,6 +306,16 @@ def _check_idx_pair(images, images_path, labels, labels_path):
 def _load_npz(path):
     """Keras' mnist.npz (x_train, y_train, x_test, y_test) or an archive with X and y."""
     try:
+        with open(path, "rb") as file:
+            start = file.read(4)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # np.load would read any other bytes as a .npy or a pickle and blame pickling: say what it is.
+    if start[:2] != b"PK" and start[:4] != b"\x93NUM":
+        what = "is empty" if not start else f"starts with bytes {start.hex(' ')}, not a zip signature"
+        raise DataError(f"{path}: not a .npz archive (it {what}); it may be truncated or another "
+                        f"kind of file; write one with np.savez('data.npz', X=X, y=y)")
+    try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot be read as a .npz archive ({exc}); "

@@ -15,6 +15,7 @@ and reads the compiled kernels from Numba's cache).
 """
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -161,7 +162,7 @@ class MLP:
         idx = np.minimum(idx, len(classes) - 1)
         unknown = classes[idx] != labels
         if unknown.any():
-            bad = labels[np.argmax(unknown)]
+            bad = labels[np.argmax(unknown)].item()
             raise ValueError(
                 f"{name} contains the label {bad!r}, which is not one of the model's classes "
                 f"{_short(classes)}; the output layer has {n_out} units. Remove those samples or "
@@ -175,7 +176,7 @@ class MLP:
         n_out = self.layers[-1]
         found = np.unique(labels)
         if len(found) < 2:
-            raise ValueError(f"y has a single class {found[0]!r}; a classifier needs at least two classes.")
+            raise ValueError(f"y has a single class {found[0].item()!r}; a classifier needs at least two classes.")
         if labels.dtype.kind in "iub" and found.min() >= 0 and found.max() < n_out:
             return np.arange(n_out, dtype=np.int64)
         if len(found) != n_out:
@@ -609,6 +610,7 @@ class MLP:
     def load(cls, path):
         """Read a model written by :meth:`save` (never unpickles). A checkpoint written by
         ``fit(checkpoint=...)`` loads as the model at that epoch."""
+        path = os.fspath(path)
         return cls._from_contents(path, *read_npz(path))
 
     @classmethod

@@ -1,0 +1,204 @@
+"""Threads and processes: models trained concurrently from Python threads give bitwise the results
+of running one after the other (fastmlp.threads serialises compiled calls with one lock), and a
+process forked after the parent has used the compiled engine trains normally, also when another
+thread of the parent held the lock at the moment of the fork.
+
+Every forked worker answers through a pipe with a timeout, so a hang fails the test instead of
+hanging the test run.
+"""
+
+import multiprocessing
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import fastmlp.model
+import fastmlp.threads
+from fastmlp import MLP
+
+numba = pytest.importorskip("numba")
+engine = pytest.importorskip("fastmlp.engine")
+
+FORK_TIMEOUT = 60  # seconds; the worker needs about one
+
+
+def problem(seed, n=600, n_features=12, n_classes=3):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 2, (n_classes, n_features))
+    y = np.arange(n) % n_classes
+    return (centers[y] + rng.normal(0, 1.0, (n, n_features))).astype(np.float32), y
+
+
+JOBS = [
+    dict(seed=0, threads=1, fit=dict(momentum=0.9, lr=0.05)),
+    dict(seed=1, threads=2, fit=dict(optimizer="adam", lr=0.01)),
+    dict(seed=2, threads=2, fit=dict(lr=0.1, weight_decay=1e-3)),
+    dict(seed=3, threads=1, fit=dict(lr=0.1, lr_schedule="cosine")),
+]
+
+
+def run_job(job, barrier=None):
+    X, y = problem(job["seed"])
+    model = MLP([12, 24, 3], seed=job["seed"], threads=job["threads"], engine="numba")
+    if barrier is not None:
+        barrier.wait()
+    model.fit(X, y, epochs=3, batch_size=16, **job["fit"])
+    return model._flat.copy(), model.predict_proba(X), model.history_["loss"]
+
+
+def test_threads_give_the_results_of_sequential_runs(monkeypatch):
+    # Many small compiled calls per epoch, so that the threads' calls interleave a lot.
+    monkeypatch.setattr(fastmlp.model, "SLICE_SAMPLES", 64)
+    sequential = [run_job(job) for job in JOBS]
+    for _ in range(2):
+        results = [None] * len(JOBS)
+        errors = []
+        barrier = threading.Barrier(len(JOBS))
+
+        def work(i):
+            try:
+                results[i] = run_job(JOBS[i], barrier)
+            except BaseException as exc:     # reported below: a thread's exception is not raised
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(JOBS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a training thread hung"
+        assert not errors, errors
+        for job, got, want in zip(JOBS, results, sequential):
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"weights of job {job}")
+            np.testing.assert_array_equal(got[1], want[1], err_msg=f"predictions of job {job}")
+            assert got[2] == want[2]
+
+
+def test_predict_from_many_threads_while_training():
+    X, y = problem(7)
+    trained = MLP([12, 24, 3], engine="numba", threads=2)
+    trained.fit(X, y, epochs=2, batch_size=32)
+    expected = trained.predict_proba(X)
+    outputs, errors = [], []
+
+    def predict():
+        try:
+            for _ in range(5):
+                outputs.append(trained.predict_proba(X))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def train():
+        try:
+            MLP([12, 24, 3], engine="numba", seed=9).fit(X, y, epochs=3, batch_size=16)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=predict) for _ in range(3)] + [threading.Thread(target=train)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(outputs) == 15
+    for out in outputs:
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_workqueue_threading_layer_is_used():
+    """The fork-safe layer (see fastmlp.threads), unless the user chose one."""
+    X, y = problem(0)
+    MLP([12, 24, 3], engine="numba", threads=2).fit(X, y, epochs=1, batch_size=32)
+    layer = numba.threading_layer()
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        pytest.skip(f"the user chose the threading layer {os.environ['NUMBA_THREADING_LAYER']!r}")
+    assert layer == "workqueue"
+
+
+# ---------------------------------------------------------------- fork
+
+
+def _train_in_child(conn, seed):
+    """Runs in the forked worker: train and send back the weights (or the error)."""
+    try:
+        X, y = problem(seed)
+        model = MLP([12, 24, 3], seed=seed, engine="numba", threads=2)
+        model.fit(X, y, epochs=2, batch_size=16, momentum=0.9)
+        conn.send(("ok", model._flat, model.predict(X)))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_forked(target, *args):
+    """Run ``target(conn, *args)`` in a forked process; its answer, or a test failure on a hang."""
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=target, args=(send, *args), daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(FORK_TIMEOUT):
+            pytest.fail(f"the forked worker did not answer within {FORK_TIMEOUT} s: it hung")
+        return receive.recv()
+    except EOFError:
+        pytest.fail(f"the forked worker died without an answer (exit code {process.exitcode})")
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(10)
+
+
+def parent_result(seed):
+    X, y = problem(seed)
+    model = MLP([12, 24, 3], seed=seed, engine="numba", threads=2)
+    model.fit(X, y, epochs=2, batch_size=16, momentum=0.9)
+    return model._flat, model.predict(X)
+
+
+def use_the_parallel_engine():
+    """Start Numba's thread pool in the parent: a parallel training call on 2 parts."""
+    X, y = problem(5)
+    model = MLP([12, 24, 3], engine="numba")
+    model.fit(X, y, epochs=1, batch_size=32)
+    flat = model._flat.copy()
+    with fastmlp.threads.thread_limits(2, 1):
+        engine.train_batches(flat, np.array(model.layers), 1, 0, X, y, np.zeros((0, 3), np.float32),
+                             np.arange(len(X)), 32, 0, 0.1, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
+                             np.zeros_like(flat), np.zeros(0, np.float32), 0)
+    model.predict(X)
+
+
+def test_fit_in_a_forked_worker_after_the_parent_used_numba():
+    use_the_parallel_engine()
+    status, *answer = run_forked(_train_in_child, 11)
+    assert status == "ok", answer
+    flat, pred = parent_result(11)
+    np.testing.assert_array_equal(answer[0], flat)         # same result as in the parent
+    np.testing.assert_array_equal(answer[1], pred)
+
+
+def test_fork_while_another_thread_holds_the_compiled_call_lock():
+    """Without the lock being reset in the child, the worker's first compiled call would wait
+    forever for a thread that does not exist in the child."""
+    use_the_parallel_engine()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with fastmlp.threads._LOCK:
+            holding.set()
+            release.wait(FORK_TIMEOUT + 10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        status, *answer = run_forked(_train_in_child, 12)
+    finally:
+        release.set()
+        holder.join()
+    assert status == "ok", answer
+    np.testing.assert_array_equal(answer[0], parent_result(12)[0])
