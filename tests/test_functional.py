@@ -88,6 +88,17 @@ def test_init_is_the_models_initialisation_in_one_buffer():
     assert [W.shape for W, _ in params] == [(6, 5), (5, 3)]
 
 
+def test_params_move_between_functional_and_the_model():
+    params, X, y = problem("softmax", widths=(6, 5, 3))
+    model = MLP([6, 5, 3], dtype="float64", activation="tanh")
+    model.params = params                                  # plain arrays in ...
+    np.testing.assert_array_equal(model.predict(X), F.predict(params, X, activation="tanh"))
+    np.testing.assert_allclose(model.predict_proba(X), F.forward(params, X, "tanh").output, rtol=1e-12)
+    model.fit(X, y, epochs=2, batch_size=8)
+    out = [(W.copy(), b.copy()) for W, b in model.params]  # ... and out
+    np.testing.assert_array_equal(F.predict(out, X, activation="tanh"), model.predict(X))
+
+
 def test_step_is_sgd_in_place():
     params, X, y = problem("softmax")
     before = [(W.copy(), b.copy()) for W, b in params]

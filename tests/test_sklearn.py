@@ -126,6 +126,8 @@ def test_classifier_trains_step_for_step_like_sklearn(small, kwargs, binary):
     assert_same_fit(ours, theirs)
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(np.exp(ours.predict_log_proba(X)), ours.predict_proba(X), rtol=1e-12)
+    assert ours.score(X, y) == theirs.score(X, y)
 
 
 @pytest.mark.parametrize("kwargs", [dict(solver="sgd", learning_rate_init=0.01),
