@@ -5,13 +5,15 @@ Threads and processes
 Models may be trained and used from several Python threads at once: every compiled call runs
 under one process-wide lock (:func:`fastmlp.threads.thread_limits`), so calls from different
 threads take turns, each with its own thread counts, and give bitwise the same results as when
-run one after the other. The lock is needed because fastmlp keeps Numba's default ``workqueue``
-threading layer, which must not launch two parallel regions at once but, unlike OpenMP, is
-fork-safe: a process forked with ``multiprocessing`` (start method "fork"), also after the parent
-has trained with ``engine="numba"``, can load, fit and predict normally. The lock is reset in
-the child after a fork, so a fork taken while another thread was training cannot deadlock it.
-The "spawn" and "forkserver" start methods always work (each worker imports fastmlp afresh
-and reads the compiled kernels from Numba's cache).
+run one after the other (between calls, Python code of the threads runs concurrently).
+Threading layer: unless ``NUMBA_THREADING_LAYER`` is set, fastmlp asks Numba for ``workqueue``
+(not OpenMP or TBB): it must never launch two parallel regions at once, which the lock ensures,
+and it is fork-safe. So a worker forked by ``multiprocessing`` (start method "fork"), also after
+the parent has trained with ``engine="numba"``, can fit and predict normally and gets the
+parent's results bitwise. The lock is replaced in the child after a fork, so a fork taken while
+another thread of the parent was in a compiled call does not deadlock the child. With another
+threading layer chosen by the user (or started before fastmlp's first call), fork safety is
+that layer's: GNU OpenMP may hang a forked child; use the "spawn" start method then.
 """
 
 import logging

@@ -227,6 +227,27 @@ def test_resume_with_early_stopping(engine, tmp_path):
     np.testing.assert_array_equal(again._flat, full._flat)
 
 
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_run(engine, tmp_path):
+    """Ctrl-C stops within an epoch: that half epoch is never checkpointed, so resuming from the
+    file still ends exactly where the uninterrupted run does."""
+    X, y = blobs()
+    path = tmp_path / "c.npz"
+
+    def press_ctrl_c(m, epoch, logs):
+        if epoch == 3:
+            os.kill(os.getpid(), signal.SIGINT)    # fit's handler turns it into a stop request
+
+    m = model(engine)
+    m.fit(X, y, **FIT, checkpoint=path, callbacks=[press_ctrl_c])
+    assert m.history_["epoch"][-1] == 4           # epoch 4 started, then stopped early
+    assert saved_epoch(path) == 3
+    resumed = model(engine)
+    resumed.fit(X, y, **FIT, resume=path)
+    full = model(engine)
+    full.fit(X, y, **FIT)
+    assert_same_run(resumed, full)
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     X, y = blobs()
     path = tmp_path / "c.npz"
