@@ -9,7 +9,10 @@ hanging the test run.
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from fastmlp import MLP
 numba = pytest.importorskip("numba")
 engine = pytest.importorskip("fastmlp.engine")
 
+ROOT = Path(__file__).resolve().parents[1]
 FORK_TIMEOUT = 60  # seconds; the worker needs about one
 
 
@@ -107,14 +111,24 @@ def test_predict_from_many_threads_while_training():
         np.testing.assert_array_equal(out, expected)
 
 
+LAYER_SCRIPT = """
+import numpy as np, numba
+from fastmlp import MLP
+X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+MLP([4, 8, 2], threads=2).fit(X, np.arange(64) % 2, epochs=1, batch_size=16)
+print(numba.threading_layer())
+"""
+
+
 def test_workqueue_threading_layer_is_used():
-    """The fork-safe layer (see fastmlp.threads), unless the user chose one."""
-    X, y = problem(0)
-    MLP([12, 24, 3], engine="numba", threads=2).fit(X, y, epochs=1, batch_size=32)
-    layer = numba.threading_layer()
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        pytest.skip(f"the user chose the threading layer {os.environ['NUMBA_THREADING_LAYER']!r}")
-    assert layer == "workqueue"
+    """The fork-safe layer (see fastmlp.threads) when the user chose none: checked in a fresh
+    interpreter, since in this one any earlier parallel call may have started Numba's pool."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", LAYER_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["workqueue"]
 
 
 # ---------------------------------------------------------------- fork
