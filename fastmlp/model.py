@@ -526,7 +526,7 @@ class MLP:
         layers = [pairs[0][0].shape[0]] + [W.shape[1] for W, _ in pairs]
         out = estimator.out_activation_
         classes = getattr(estimator, "classes_", None)
-        if out == "logistic" and (classes is None or np.ndim(classes) != 1 or len(classes) != 2):
+        if out == "logistic" and (pairs[-1][0].shape[1] != 1 or classes is None or len(classes) != 2):
             raise ValueError("multilabel (or single-class) classifiers have no fastmlp equivalent: "
                              "fastmlp's classifiers predict one class per sample.")
         if out not in ("softmax", "logistic", "identity"):
