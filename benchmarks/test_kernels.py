@@ -21,6 +21,7 @@ from fastmlp.threads import thread_limits
 from .common import ALL_THREADS, BATCH_SIZES, DTYPES, ENGINES, MODELS, assert_close, common_info
 
 KERNEL_ROUNDS = 20
+RANDOM = "random inputs (seeded), He-initialised weights"
 
 
 def layer_setup(model, batch, dtype, seed=0):
@@ -75,7 +76,7 @@ def test_dense_forward(benchmark, engine, model, batch, dtype):
     else:
         def run():
             return reference.forward(params, x, "relu", "softmax")[-1]
-    common_info(benchmark, dtype, ALL_THREADS)
+    common_info(benchmark, dtype, ALL_THREADS, RANDOM)
     timed(benchmark, engine, layers, batch, run)
     rates(benchmark, batch, 2 * batch * sum(a * b for a, b in zip(layers[:-1], layers[1:])))
     assert_close(run(), acts[-1], dtype, f"{engine} forward {model} batch {batch}")
@@ -103,7 +104,7 @@ def test_softmax_crossentropy(benchmark, engine, batch, dtype):
         def run():
             loss, _, grad = reference.softmax_crossentropy(logits, y)
             return loss, grad
-    common_info(benchmark, dtype, 1)
+    common_info(benchmark, dtype, 1, RANDOM)
     timed(benchmark, engine, (10, 10), batch, run)
     rates(benchmark, batch)
     loss, grad = run()
@@ -156,7 +157,7 @@ def test_dense_backward(benchmark, engine, model, batch, dtype):
     else:
         def run():
             return reference.backward(params, acts, dz, "relu")
-    common_info(benchmark, dtype, ALL_THREADS)
+    common_info(benchmark, dtype, ALL_THREADS, RANDOM)
     timed(benchmark, engine, layers, batch, run)
     rates(benchmark, batch, backward_flops(layers, batch))
     for l, ((dW, db), (rW, rb)) in enumerate(zip(run(), expected)):
@@ -190,7 +191,7 @@ def test_dense_backward_sgd(benchmark, engine, model, batch, dtype):
             grads = reference.backward(params, acts, dz, "relu")
             g = np.concatenate([t.ravel() for pair in grads for t in pair])
             reference.sgd_update(flat, g, velocity, T(lr), T(0), False, decay)
-    common_info(benchmark, dtype, ALL_THREADS)
+    common_info(benchmark, dtype, ALL_THREADS, RANDOM)
     timed(benchmark, engine, layers, batch, run)
     rates(benchmark, batch, backward_flops(layers, batch))
     flat[...] = start                           # one step from the start, against the reference
@@ -233,7 +234,7 @@ def test_update(benchmark, engine, model, opt, dtype):
     else:
         def run():
             reference.sgd_update(p, g, s1, T(lr), T(momentum), False, decay)
-    common_info(benchmark, dtype, 1)
+    common_info(benchmark, dtype, 1, RANDOM)
     timed(benchmark, engine, (P, 1), 1, run)
     median = benchmark.stats.stats.median
     benchmark.extra_info["params_per_s"] = P / median
