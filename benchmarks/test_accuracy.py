@@ -31,7 +31,8 @@ LAYERS = (784, 256, 128, 10)
 EPOCHS = 2 if QUICK else 10
 BATCH = 128
 LR = 1e-3
-# Measured (see README.md): Fashion-MNIST 0.885-0.89 after 10 epochs, MNIST 8000/2000 about 0.96.
+# Measured (see README.md): Fashion-MNIST 0.8915 (torch 0.8815) after 10 epochs, MNIST 8000/2000
+# 0.9655 (torch 0.958); after 2 epochs 0.869 / 0.926.
 MIN_ACCURACY = {"fashion-mnist": 0.80 if QUICK else 0.86, "mnist-8000/2000": 0.88 if QUICK else 0.94}
 IMPLS = ["fastmlp", "torch"]
 
