@@ -206,8 +206,8 @@ def test_dense_backward_sgd(benchmark, engine, model, batch, dtype):
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_update(benchmark, engine, model, opt, dtype):
-    """Optimizer step on the flat parameter buffer: numba's reduce_and_update (one gradient
-    part, as with one thread) against reference.sgd_update (momentum 0.9) / adam_update.
+    """Optimizer step on the flat parameter buffer: numba's optimizer_update against
+    reference.sgd_update (momentum 0.9) / adam_update.
     Independent of the batch size."""
     benchmark.group = f"kernel update {opt} {model} {dtype}"
     layers = parse_model(model)
@@ -219,15 +219,14 @@ def test_update(benchmark, engine, model, opt, dtype):
     lr, momentum, b1, b2, eps = 1e-3, 0.9, 0.9, 0.999, 1e-8
     p = start.copy()
     s1, s2 = np.zeros_like(p), np.zeros_like(p) if opt == "adam" else np.zeros(0, dtype)
-    decay = np.zeros_like(p)
+    decay = None
     code = OPT_ADAM if opt == "adam" else OPT_SGD
     if engine == "numba":
-        grads = g.reshape(1, P)
         no_decay = np.zeros(0, dtype)
 
         def run():
-            kernels.reduce_and_update(p, grads, no_decay, s1, s2, code, lr, momentum, False,
-                                      b1, b2, eps, 1, 0, P)
+            kernels.optimizer_update(p, g, no_decay, s1, s2, code, lr, momentum, False,
+                                     b1, b2, eps, 1)
     elif opt == "adam":
         def run():
             reference.adam_update(p, g, s1, s2, T(lr), T(b1), T(b2), T(eps), 1, decay)

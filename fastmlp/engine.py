@@ -2,34 +2,37 @@
 
 It implements the engine contract of :mod:`fastmlp.reference` (``train_batches``,
 ``evaluate_batches``, ``predict_batches``, ``thread_plan``) with the kernels of
-:mod:`fastmlp.kernels`.
+:mod:`fastmlp.kernels`: one compiled call runs every minibatch it is given, with no Python in
+between.
 
-Parallel scheme, per minibatch of B rows with P parameters and ``n_parts`` threads:
-1. the rows are cut into ``n_parts`` fixed, contiguous parts; each thread runs forward, loss and
-   backward for its part into its own gradient buffer ``grads[t]`` (P values, scaled by 1 / B);
-2. the P parameters are cut into ranges; each thread sums ``grads[0..n_parts-1]`` for its range
-   in that fixed order and applies the optimizer step right away (each weight read once).
-No thread ever adds into a shared array, so the same seed, data and thread count give bitwise
-identical weights. With ``n_parts = 1`` the same body is compiled without ``parallel`` and BLAS
-gets the threads instead; :func:`thread_plan` picks the faster of the two for a shape.
+Parallelism comes from the BLAS threads inside each GEMM (:func:`thread_plan`). We measured the
+alternatives on this project's 2-core machine (see the engine issue's closing note): cutting each
+minibatch into per-thread parts with Numba's ``prange`` (per-thread gradient buffers reduced in a
+fixed order) did not run the parts concurrently when they call BLAS and was 1.0-2.2x slower;
+BLAS threads alone were fastest whenever a layer's product is big enough to share. Nothing is
+ever added into shared memory from two threads, so the same seed, data and thread count give
+bitwise identical weights.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .codes import HEAD_IDENTITY, OPT_ADAM
 from .blas import blas_handle
+from .codes import HEAD_IDENTITY, OPT_ADAM
 from .kernels import (activation_backward, dense_backward, dense_backward_sgd, dense_forward,
-                      head_backward, head_forward, head_loss, reduce_and_update)
+                      head_backward, head_forward, head_loss, optimizer_update)
 from .params import layer_offsets, weight_mask
 
-def thread_plan(threads, batch_size, layers):
-    """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows.
+# A BLAS thread pays for itself only with at least this many multiply-adds in a layer's product
+# (measured, 784-128-10 float32 on 2 cores: at batch 32, 3.2M MACs, 1 thread 0.28 s/epoch vs
+# 2 threads 0.34 s; at batch 64 even; at batch 128 and above 2 threads win).
+MACS_PER_BLAS_THREAD = 5_000_000
 
-    Measured on 2 cores (benchmarks/): splitting minibatches across Numba threads, each calling
-    single-threaded BLAS, was slower than one part with BLAS threads at every size tried.
-    """
-    return 1, threads
+
+def thread_plan(threads, batch_size, layers):
+    """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows."""
+    macs = batch_size * max(a * b for a, b in zip(layers[:-1], layers[1:]))
+    return 1, max(1, min(threads, macs // MACS_PER_BLAS_THREAD))
 
 
 def _offsets_array(layers):
@@ -44,7 +47,7 @@ def _part_forward_backward(flat, offs, act, head, X, y, Y, rows, scale, acts, dz
     """Forward, loss and backward for the sample indices ``rows``.
 
     Gradients go into ``grad``; when ``grad`` is empty the plain SGD step with rate ``lr`` and
-    weight decay ``decay`` is applied to ``flat`` during backward instead (one part only).
+    weight decay ``decay`` is applied to ``flat`` during backward instead.
     ``acts`` holds every layer's activations for these rows back to back (input first), ``dz``
     two (rows, max width) scratch buffers. Returns (summed loss, correct count); when the loss
     is not finite nothing is changed.
@@ -96,91 +99,59 @@ def _part_forward_backward(flat, offs, act, head, X, y, Y, rows, scale, acts, dz
 
 # ---------------------------------------------------------------- the training loop
 
+@njit(cache=True, nogil=True)
 def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, momentum, nesterov,
-                weight_decay, decay, beta1, beta2, eps, state1, state2, step, n_parts, blas, stats):
-    """All minibatches of ``order``; see :func:`train_batches`. Compiled serial and parallel.
+                weight_decay, decay, beta1, beta2, eps, state1, state2, step, blas, stats):
+    """All minibatches of ``order``; see :func:`train_batches`.
 
-    Plain SGD on one part takes the fused path (update inside backward, no gradient buffer).
+    Plain SGD takes the fused path (the step happens inside backward, no gradient buffer);
+    momentum and Adam write the gradient to ``grad`` and update in one pass.
     """
     P = flat.shape[0]
     L = offs.shape[0]
-    part_rows = (batch_size + n_parts - 1) // n_parts
     width_sum = offs[0, 2]
     max_width = offs[0, 2]
     for l in range(L):
         width_sum += offs[l, 3]
         max_width = max(max_width, offs[l, 3])
-    fused = n_parts == 1 and opt != OPT_ADAM and momentum == 0.0
-    acts = np.empty((n_parts, part_rows * width_sum), dtype=flat.dtype)
-    dz = np.empty((n_parts, 2, part_rows * max_width), dtype=flat.dtype)
-    grads = np.empty((n_parts, 0 if fused else P), dtype=flat.dtype)
-    part_loss = np.zeros(n_parts)
-    part_correct = np.zeros(n_parts, dtype=np.int64)
+    fused = opt != OPT_ADAM and momentum == 0.0
+    acts = np.empty(batch_size * width_sum, dtype=flat.dtype)
+    dz = np.empty((2, batch_size * max_width), dtype=flat.dtype)
+    grad = np.empty(0 if fused else P, dtype=flat.dtype)
     n = order.shape[0]
-    n_batches = (n + batch_size - 1) // batch_size
     T = flat.dtype.type
-    # parameter ranges of the update, multiples of 16 so threads don't share cache lines
-    span = ((P + n_parts - 1) // n_parts + 15) // 16 * 16
-    for k in range(n_batches):
+    for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
         stop = min(start + batch_size, n)
         B = stop - start
-        scale = T(1.0 / B)
-        for t in prange(n_parts):
-            r0 = min(start + t * part_rows, stop)
-            r1 = min(r0 + part_rows, stop)
-            if r1 > r0:
-                part_loss[t], part_correct[t] = _part_forward_backward(
-                    flat, offs, act, head, X, y, Y, order[r0:r1], scale, acts[t], dz[t], grads[t],
-                    lr, weight_decay, blas)
-            else:
-                part_loss[t] = 0.0
-                part_correct[t] = 0
-                grads[t, :] = 0
-        loss = 0.0
-        correct = 0
-        for t in range(n_parts):
-            loss += part_loss[t]
-            correct += part_correct[t]
+        loss, correct = _part_forward_backward(flat, offs, act, head, X, y, Y, order[start:stop],
+                                               T(1.0 / B), acts, dz, grad, lr, weight_decay,
+                                               blas)
         if not np.isfinite(loss):
             stats[4] = k
             stats[5] = loss / B
             return
         if not fused:
-            for t in prange(n_parts):
-                reduce_and_update(flat, grads, decay, state1, state2, opt, lr, momentum, nesterov,
-                                  beta1, beta2, eps, step + k + 1, min(t * span, P),
-                                  min((t + 1) * span, P))
+            optimizer_update(flat, grad, decay, state1, state2, opt, lr, momentum, nesterov,
+                             beta1, beta2, eps, step + k + 1)
         stats[0] += loss
         stats[1] += correct
         stats[2] += B
         stats[3] += 1
 
 
-_train_serial = njit(cache=True, nogil=True)(_train_loop)
-_train_parallel = njit(cache=True, nogil=True, parallel=True)(_train_loop)
-
-
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
                   nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
-    """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats).
-
-    Uses the Numba thread count in force (see :func:`fastmlp.threads.thread_limits`) as the
-    number of parts each minibatch is cut into.
-    """
-    import numba
-
+    """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats)."""
     offs = _offsets_array(layers)
     decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else flat[:0]
     if opt != OPT_ADAM:
         state2 = flat[:0] if state2.shape[0] == 0 else state2
     stats = np.zeros(6)
     stats[4] = -1
-    n_parts = numba.get_num_threads()
-    kernel = _train_parallel if n_parts > 1 else _train_serial
-    kernel(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
-           bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
-           state1, state2, int(step), n_parts, blas_handle(), stats)
+    _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
+                bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
+                state1, state2, int(step), blas_handle(), stats)
     return stats
 
 
@@ -203,59 +174,46 @@ def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
 
 # ---------------------------------------------------------------- inference
 
-@njit(cache=True, nogil=True, parallel=True)
-def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, want_loss, blas):
-    """Forward over X in chunks, each thread on its own rows: head outputs into ``out`` (when
-    it has rows) and per-thread (summed loss, correct) when ``want_loss``."""
+@njit(cache=True, nogil=True)
+def _infer(flat, offs, act, head, X, y, Y, chunk, out, want_loss, blas):
+    """Forward over X, ``chunk`` rows at a time (only one chunk's activations exist at once):
+    head outputs into ``out`` (when it has rows) and (summed loss, correct) when ``want_loss``."""
     n = X.shape[0]
     L = offs.shape[0]
-    n_threads = part_loss.shape[0]
     max_width = offs[0, 2]
     for l in range(L):
         max_width = max(max_width, offs[l, 3])
-    n_chunks = (n + chunk - 1) // chunk
-    per_thread = (n_chunks + n_threads - 1) // n_threads
-    for t in prange(n_threads):
-        buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
-        for c in range(t * per_thread, min((t + 1) * per_thread, n_chunks)):
-            r0 = c * chunk
-            r1 = min(r0 + chunk, n)
-            m = r1 - r0
-            a = X[r0:r1]
-            cur = 0
-            for l in range(L):
-                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-                z = buf[cur, :m * n_out].reshape((m, n_out))
-                dense_forward(z, a, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
-                              act if l < L - 1 else 0, blas)
-                a = z
-                cur = 1 - cur
-            if want_loss:
-                loss, correct = head_loss(a, y[r0:r1] if y.shape[0] else y, Y[r0:r1] if Y.shape[0] else Y, head)
-                part_loss[t] += loss
-                part_correct[t] += correct
-            if out.shape[0]:
-                head_forward(out[r0:r1], a, head)
-
-
-def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss):
-    import numba
-
-    n_threads = numba.get_num_threads()
-    part_loss = np.zeros(n_threads)
-    part_correct = np.zeros(n_threads, dtype=np.int64)
-    _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, out, part_loss, part_correct,
-           want_loss, blas_handle())
-    return float(part_loss.sum()), float(part_correct.sum())
+    buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
+    loss = 0.0
+    correct = 0
+    for r0 in range(0, n, chunk):
+        r1 = min(r0 + chunk, n)
+        m = r1 - r0
+        a = X[r0:r1]
+        cur = 0
+        for l in range(L):
+            w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+            z = buf[cur, :m * n_out].reshape((m, n_out))
+            dense_forward(z, a, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
+                          act if l < L - 1 else 0, blas)
+            a = z
+            cur = 1 - cur
+        if want_loss:
+            part_loss, part_correct = head_loss(a, y[r0:r1] if y.shape[0] else y,
+                                                Y[r0:r1] if Y.shape[0] else Y, head)
+            loss += part_loss
+            correct += part_correct
+        if out.shape[0]:
+            head_forward(out[r0:r1], a, head)
+    return loss, correct
 
 
 def predict_batches(flat, layers, act, head, X, chunk=4096):
     """Head outputs (n, n_out) for all rows of X; the compiled twin of the reference's."""
     X = np.ascontiguousarray(X, dtype=flat.dtype)
     out = np.empty((X.shape[0], layers[-1]), dtype=flat.dtype)
-    chunk = _chunk_for(X.shape[0], chunk)
-    _run_infer(flat, layers, act, head, X, np.zeros(0, np.int64),
-               np.zeros((0, layers[-1]), flat.dtype), chunk, out, False)
+    _infer(flat, _offsets_array(layers), act, head, X, np.zeros(0, np.int64),
+           np.zeros((0, layers[-1]), flat.dtype), chunk, out, False, blas_handle())
     return out
 
 
@@ -263,11 +221,6 @@ def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
     """(summed loss, correct count) over all rows; the compiled twin of the reference's."""
     X = np.ascontiguousarray(X, dtype=flat.dtype)
     empty = np.empty((0, layers[-1]), dtype=flat.dtype)
-    return _run_infer(flat, layers, act, head, X, y, Y, _chunk_for(X.shape[0], chunk), empty, True)
-
-
-def _chunk_for(n, chunk):
-    """Rows per chunk: at most ``chunk``, and small enough that every thread gets work."""
-    import numba
-
-    return max(1, min(chunk, -(-n // numba.get_num_threads())))
+    loss, correct = _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, empty, True,
+                           blas_handle())
+    return float(loss), float(correct)

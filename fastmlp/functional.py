@@ -177,8 +177,8 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     full-batch step. ``weight_decay`` is L2 on the weights (not the biases), added to the
     gradient. Returns {"loss": mean training loss, "accuracy": ...} (no accuracy for
     ``output="identity"``), measured on each minibatch before its update, as ``MLP.fit`` logs.
-    Raises :class:`fastmlp.TrainingDiverged` (with params holding the last finite values) when
-    the loss stops being finite.
+    Raises :class:`fastmlp.TrainingDiverged` when the loss stops being finite; params then hold
+    the weights before the bad minibatch, or those from before the epoch if an update overflowed.
     """
     from . import engine
 
@@ -204,11 +204,14 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     shared = _shared_flat(params, layers, dtype)
     flat = _pack(params, layers, dtype) if shared is None else shared
     no_state = np.zeros(0, dtype=dtype)       # plain SGD keeps no optimizer state
+    before = flat.copy()                      # an update can overflow with a finite loss
     numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), batch, layers)
     with thread_limits(numba_threads, blas_threads):
         stats = engine.train_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
                                      y_idx, Y, order, batch, OPT_SGD, lr, 0.0, False,
                                      weight_decay, 0.9, 0.999, 1e-8, no_state, no_state, 0)
+    if stats[4] >= 0 and not np.isfinite(flat).all():
+        flat[...] = before
     if shared is None:
         for (W, b), (W_new, b_new) in zip(params, layer_views(flat, layers)):
             W[...] = W_new

@@ -263,24 +263,20 @@ def head_loss(z, y, Y, head):
 # ---------------------------------------------------------------- optimizer updates
 
 @jit
-def reduce_and_update(p, grads, decay, state1, state2, opt, lr, momentum, nesterov, beta1,
-                      beta2, eps, step, lo, hi):
-    """For i in [lo, hi): g = sum_t grads[t, i] (summed into grads[0] in the fixed order
-    t = 1, 2, ...) + decay[i] * p[i], then one optimizer step on p[i]. Each case is its own
-    branch-free loop so that it vectorises.
+def optimizer_update(p, g, decay, state1, state2, opt, lr, momentum, nesterov, beta1, beta2, eps,
+                     step):
+    """One optimizer step on the flat parameters p from the flat gradient g, in place.
 
+    g <- g + decay * p first (L2 on weights; ``decay`` empty for none). Each case is its own
+    branch-free loop so that it vectorises.
     SGD: v = momentum * v + g; p -= lr * (g + momentum * v) (Nesterov) or lr * v; plain SGD
     when momentum is 0. Adam (``step`` counts from 1): m = b1 m + (1 - b1) g,
     v = b2 v + (1 - b2) g^2, p -= lr * m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps).
     """
     T = p.dtype.type
-    g = grads[0]
-    for t in range(1, grads.shape[0]):
-        part = grads[t]
-        for i in range(lo, hi):
-            g[i] += part[i]
+    n = p.shape[0]
     if decay.shape[0] > 0:
-        for i in range(lo, hi):
+        for i in range(n):
             g[i] += decay[i] * p[i]
     lr_t = T(lr)
     mom = T(momentum)
@@ -288,22 +284,22 @@ def reduce_and_update(p, grads, decay, state1, state2, opt, lr, momentum, nester
         b1, b2, e = T(beta1), T(beta2), T(eps)
         c1 = T(1.0 / (1.0 - beta1 ** step))
         c2 = T(1.0 / (1.0 - beta2 ** step))
-        for i in range(lo, hi):
+        for i in range(n):
             m = b1 * state1[i] + (T(1) - b1) * g[i]
             v = b2 * state2[i] + (T(1) - b2) * g[i] * g[i]
             state1[i] = m
             state2[i] = v
             p[i] -= lr_t * (m * c1) / (math.sqrt(v * c2) + e)
     elif momentum == 0.0:
-        for i in range(lo, hi):
+        for i in range(n):
             p[i] -= lr_t * g[i]
     elif nesterov:
-        for i in range(lo, hi):
+        for i in range(n):
             v = mom * state1[i] + g[i]
             state1[i] = v
             p[i] -= lr_t * (g[i] + mom * v)
     else:
-        for i in range(lo, hi):
+        for i in range(n):
             v = mom * state1[i] + g[i]
             state1[i] = v
             p[i] -= lr_t * v

@@ -123,14 +123,12 @@ def test_heads(dtype, head, B, C, scale):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt,momentum,nesterov", [("sgd", 0.0, False), ("sgd", 0.9, False),
                                                    ("sgd", 0.9, True), ("adam", 0.0, False)])
-@pytest.mark.parametrize("n_parts", [1, 3])
+@pytest.mark.parametrize("P", [1, 37, 1000])
 @pytest.mark.parametrize("decay", [0.0, 0.01])
-def test_reduce_and_update(dtype, opt, momentum, nesterov, n_parts, decay):
-    P = 37
+def test_optimizer_update(dtype, opt, momentum, nesterov, P, decay):
     p = data(P, dtype, 1)
-    parts = data((n_parts, P), dtype, 2)
+    g = data(P, dtype, 2)
     decay_vec = np.where(np.arange(P) % 5 == 0, 0, decay).astype(dtype)
-    g = parts.sum(axis=0)
     ref_p = p.copy()
     s1, s2 = data(P, dtype, 3) * 0.1, np.abs(data(P, dtype, 4)) * 0.1
     ref_s1, ref_s2 = s1.copy(), s2.copy()
@@ -140,10 +138,9 @@ def test_reduce_and_update(dtype, opt, momentum, nesterov, n_parts, decay):
                               step, decay_vec)
     else:
         reference.sgd_update(ref_p, g, ref_s1, dtype(lr), dtype(momentum), nesterov, decay_vec)
-    kernels.reduce_and_update(p, parts, decay_vec if decay else decay_vec[:0], s1, s2,
-                              1 if opt == "adam" else 0, lr, momentum, nesterov, b1, b2, eps, step,
-                              0, P)
-    case = f"{opt} momentum={momentum} nesterov={nesterov} parts={n_parts} decay={decay}"
+    kernels.optimizer_update(p, g.copy(), decay_vec if decay else decay_vec[:0], s1, s2,
+                             1 if opt == "adam" else 0, lr, momentum, nesterov, b1, b2, eps, step)
+    case = f"{opt} momentum={momentum} nesterov={nesterov} P={P} decay={decay}"
     close(p, ref_p, dtype, case)
     if opt == "adam" or momentum:
         close(s1, ref_s1, dtype, case + " state1")
