@@ -112,14 +112,11 @@ def test_softmax_crossentropy(benchmark, engine, batch, dtype):
     assert_close(grad, ref_grad, dtype, f"{engine} softmax-crossentropy gradient batch {batch}")
 
 
-def numba_backward(params, acts, dz, grads, dinps, blas, fused_lr=None):
-    """Backward through all layers with the per-layer kernels, as the engine does."""
+def numba_backward(params, acts, dz, grads, dinps, blas):
+    """Backward through all layers with the per-layer kernels."""
     for l in range(len(params) - 1, -1, -1):
         W, b = params[l]
-        if fused_lr is None:
-            kernels.dense_backward(dinps[l], grads[l][0], grads[l][1], acts[l], W, dz, l > 0, blas)
-        else:
-            kernels.dense_backward_sgd(dinps[l], W, b, acts[l], dz, fused_lr, 0.0, l > 0, blas)
+        kernels.dense_backward(dinps[l], grads[l][0], grads[l][1], acts[l], W, dz, l > 0, blas)
         if l > 0:
             kernels.activation_backward(dinps[l], acts[l], ACT_RELU)
             dz = dinps[l]
@@ -163,42 +160,6 @@ def test_dense_backward(benchmark, engine, model, batch, dtype):
     for l, ((dW, db), (rW, rb)) in enumerate(zip(run(), expected)):
         assert_close(dW, rW, dtype, f"{engine} dW[{l}] {model} batch {batch}")
         assert_close(db, rb, dtype, f"{engine} db[{l}] {model} batch {batch}")
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("batch", BATCH_SIZES)
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("engine", ENGINES)
-def test_dense_backward_sgd(benchmark, engine, model, batch, dtype):
-    """Backward fused with the plain SGD step (the engine's path for optimizer='sgd' without
-    momentum): numba's dense_backward_sgd (update inside the weight-gradient GEMM) against the
-    reference's backward followed by sgd_update on the flat buffer."""
-    benchmark.group = f"kernel backward+sgd {model} batch {batch} {dtype}"
-    layers, flat, params, x, y, acts, dz = layer_setup(model, batch, dtype)
-    lr = 1e-3                                   # small: repeated rounds barely move the weights
-    start = flat.copy()
-    velocity = np.zeros(0, dtype=dtype)
-    decay = np.zeros_like(flat)
-    T = np.dtype(dtype).type
-    if engine == "numba":
-        blas = blas_handle()
-        _, dinps = backward_buffers(layers, batch, dtype)
-
-        def run():
-            numba_backward(params, acts, dz, None, dinps, blas, fused_lr=lr)
-    else:
-        def run():
-            grads = reference.backward(params, acts, dz, "relu")
-            g = np.concatenate([t.ravel() for pair in grads for t in pair])
-            reference.sgd_update(flat, g, velocity, T(lr), T(0), False, decay)
-    common_info(benchmark, dtype, ALL_THREADS, RANDOM)
-    timed(benchmark, engine, layers, batch, run)
-    rates(benchmark, batch, backward_flops(layers, batch))
-    flat[...] = start                           # one step from the start, against the reference
-    run()
-    grads = reference.backward(layer_views(start, layers), acts, dz, "relu")
-    g = np.concatenate([t.ravel() for pair in grads for t in pair])
-    assert_close(flat, start - T(lr) * g, dtype, f"{engine} backward+sgd {model} batch {batch}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

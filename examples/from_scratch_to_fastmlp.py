@@ -159,7 +159,7 @@ def main():
     t = time.perf_counter()
     nb = gradient_descent(X, Y, ALPHA, ITERATIONS, start)
     t_nb = time.perf_counter() - t
-    print(f"the same loop on fastmlp's kernels:")
+    print("the same loop on fastmlp's kernels:")
     t = time.perf_counter()
     fm = gradient_descent_fastmlp(X_rows, Y, ALPHA, ITERATIONS, to_fastmlp(*start))
     t_fm = time.perf_counter() - t

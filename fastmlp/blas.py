@@ -91,10 +91,12 @@ def _gemm_call(typingctx, fptr, convention, trans_a, trans_b, m, n, k, alpha, a,
 
 @njit(cache=True, nogil=True, inline="always")
 def gemm(blas, trans_a, trans_b, alpha, A, B, beta, C):
-    """C = alpha * op(A) @ op(B) + beta * C for C-contiguous 2-D arrays of one float dtype.
+    """C = alpha * op(A) @ op(B) + beta * C for row-major 2-D arrays of one float dtype.
 
     ``blas`` is the int64 array from :func:`blas_handle`: [sgemm address, dgemm address,
-    convention]. op(X) is X.T when trans_x is True. Shapes are the caller's responsibility.
+    convention]. op(X) is X.T when trans_x is True. Each array must have unit stride along its
+    rows (C-contiguous, or a block of columns of one); the row stride is the leading dimension.
+    Shapes are the caller's responsibility.
     """
     m, n = C.shape
     k = A.shape[0] if trans_a else A.shape[1]
@@ -103,7 +105,13 @@ def gemm(blas, trans_a, trans_b, alpha, A, B, beta, C):
     T = C.dtype.type
     fptr = blas[0] if C.itemsize == 4 else blas[1]
     _gemm_call(fptr, blas[2], int(trans_a), int(trans_b), m, n, k, T(alpha), A.ctypes.data,
-               A.shape[1], B.ctypes.data, B.shape[1], T(beta), C.ctypes.data, C.shape[1])
+               _leading(A), B.ctypes.data, _leading(B), T(beta), C.ctypes.data, _leading(C))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leading(A):
+    """Row stride of A in elements (at least 1, as BLAS requires)."""
+    return max(1, A.strides[0] // A.itemsize, A.shape[1])
 
 
 def _numpy_openblas():

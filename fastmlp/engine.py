@@ -5,32 +5,41 @@ It implements the engine contract of :mod:`fastmlp.reference` (``train_batches``
 :mod:`fastmlp.kernels`: one compiled call runs every minibatch it is given, with no Python in
 between.
 
-Parallelism comes from the BLAS threads inside each GEMM (:func:`thread_plan`). We measured the
-alternatives on this project's 2-core machine (see the engine issue's closing note): cutting each
-minibatch into per-thread parts with Numba's ``prange`` (per-thread gradient buffers reduced in a
-fixed order) did not run the parts concurrently when they call BLAS and was 1.0-2.2x slower;
-BLAS threads alone were fastest whenever a layer's product is big enough to share. Nothing is
-ever added into shared memory from two threads, so the same seed, data and thread count give
-bitwise identical weights.
+Parallel scheme, per minibatch of B rows and ``n_parts`` threads, in two ``prange`` loops:
+1. rows: each thread takes a fixed, contiguous part of the rows and runs gather, forward, loss
+   and the hidden layers' dz for them (rows are independent);
+2. parameters: each thread takes a fixed slice of every layer (rows s0:s1 of W, biases j0:j1)
+   and computes its gradient from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
+   optimizer step folded in (plain SGD: one GEMM with alpha = -lr, beta = 1).
+No thread ever adds into memory another thread writes and no reduction pass is needed, so the
+same seed, data and thread count give bitwise identical weights. Each thread calls BLAS with one
+thread; minibatches too small to cut give their threads to BLAS instead (:func:`thread_plan`).
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .blas import blas_handle
+from .blas import blas_handle, gemm
 from .codes import HEAD_IDENTITY, OPT_ADAM
-from .kernels import (activation_backward, dense_backward, dense_backward_sgd, dense_forward,
-                      head_backward, head_forward, head_loss, optimizer_update)
+from .kernels import (activation_backward, dense_forward, head_backward, head_forward, head_loss,
+                      optimizer_update)
 from .params import layer_offsets, weight_mask
 
-# A BLAS thread pays for itself only with at least this many multiply-adds in a layer's product
-# (measured, 784-128-10 float32 on 2 cores: at batch 32, 3.2M MACs, 1 thread 0.28 s/epoch vs
-# 2 threads 0.34 s; at batch 64 even; at batch 128 and above 2 threads win).
+# Measured on 2 cores, float32, 60000 samples (see the engine issue's closing note):
+# - parts of at least MIN_ROWS_PER_PART rows beat BLAS threads (784-128-10: batch 64 0.204 vs
+#   0.221 s/epoch, batch 512 0.140 vs 0.179; 784-512-256-10: batch 512 0.62 vs 0.69), while
+#   16-row parts lose (batch 32: 0.33 vs 0.29 and 1.54 vs 1.17);
+# - below that, a BLAS thread pays for itself only with MACS_PER_BLAS_THREAD multiply-adds in a
+#   layer's product (784-128-10 at batch 32, 3.2M: 1 thread 0.28 s vs 2 threads 0.34 s).
+MIN_ROWS_PER_PART = 32
 MACS_PER_BLAS_THREAD = 5_000_000
 
 
 def thread_plan(threads, batch_size, layers):
     """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows."""
+    parts = min(threads, batch_size // MIN_ROWS_PER_PART)
+    if parts > 1:
+        return parts, 1
     macs = batch_size * max(a * b for a, b in zip(layers[:-1], layers[1:]))
     return 1, max(1, min(threads, macs // MACS_PER_BLAS_THREAD))
 
@@ -39,120 +48,195 @@ def _offsets_array(layers):
     return np.asarray(layer_offsets(layers), dtype=np.int64).reshape(-1, 4)
 
 
-# ---------------------------------------------------------------- one part of a minibatch
+# ---------------------------------------------------------------- the two phases of a minibatch
+#
+# ``acts`` holds the activations of the whole minibatch back to back: a_0 (the gathered input,
+# B x n_0), a_1, ..., a_L (the logits); ``dzs`` holds dz_1 ... dz_L (gradients of the
+# pre-activations) at the same offsets less B * n_0. ``starts[l]`` is where a_l begins.
+
+@njit(cache=True, nogil=True, inline="always")
+def _layer(buf, starts, l, B, width):
+    """Rows 0..B-1 of layer l's (B, width) block in ``buf``."""
+    return buf[starts[l]:starts[l] + B * width].reshape((B, width))
+
 
 @njit(cache=True, nogil=True)
-def _part_forward_backward(flat, offs, act, head, X, y, Y, rows, scale, acts, dz, grad, lr,
-                           decay, blas):
-    """Forward, loss and backward for the sample indices ``rows``.
-
-    Gradients go into ``grad``; when ``grad`` is empty the plain SGD step with rate ``lr`` and
-    weight decay ``decay`` is applied to ``flat`` during backward instead.
-    ``acts`` holds every layer's activations for these rows back to back (input first), ``dz``
-    two (rows, max width) scratch buffers. Returns (summed loss, correct count); when the loss
-    is not finite nothing is changed.
-    """
-    n = rows.shape[0]
+def _rows_forward_backward(flat, offs, act, head, X, y, Y, rows, r0, B, scale, acts, dzs, starts,
+                           blas):
+    """Phase 1 for minibatch rows r0 : r0 + len(rows) (sample indices ``rows``): gather, forward,
+    the head's loss and dz, then dz of every hidden layer. Rows are independent, so parts of a
+    minibatch can run on different threads. Returns (summed loss, correct count); a non-finite
+    loss returns at once."""
+    m = rows.shape[0]
     L = offs.shape[0]
-    starts = np.empty(L + 1, dtype=np.int64)    # where each layer's activations begin in acts
-    starts[0] = 0
-    for l in range(L):
-        starts[l + 1] = starts[l] + n * offs[l, 2]
-    x = acts[:n * offs[0, 2]].reshape((n, offs[0, 2]))
-    for i in range(n):                          # gather the minibatch: X is never copied whole
+    r1 = r0 + m
+    dz_starts = starts - starts[1]
+    x = _layer(acts, starts, 0, B, offs[0, 2])[r0:r1]
+    for i in range(m):                          # gather the minibatch: X is never copied whole
         x[i, :] = X[rows[i], :]
     for l in range(L):                          # forward: a_{l+1} = act(a_l @ W_l + b_l)
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        a_prev = acts[starts[l]:starts[l + 1]].reshape((n, n_in))
-        out = acts[starts[l + 1]:starts[l + 1] + n * n_out].reshape((n, n_out))
-        dense_forward(out, a_prev, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
+        dense_forward(_layer(acts, starts, l + 1, B, n_out)[r0:r1],
+                      _layer(acts, starts, l, B, n_in)[r0:r1],
+                      flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
                       act if l < L - 1 else 0, blas)
     n_last = offs[L - 1, 3]
-    z = acts[starts[L]:starts[L] + n * n_last].reshape((n, n_last))
-    yr = np.empty(n if head != HEAD_IDENTITY else 0, dtype=y.dtype)
-    Yr = np.empty((n if head == HEAD_IDENTITY else 0, n_last), dtype=Y.dtype)
+    yr = np.empty(m if head != HEAD_IDENTITY else 0, dtype=y.dtype)
+    Yr = np.empty((m if head == HEAD_IDENTITY else 0, n_last), dtype=Y.dtype)
     for i in range(yr.shape[0]):
         yr[i] = y[rows[i]]
     for i in range(Yr.shape[0]):
         Yr[i, :] = Y[rows[i], :]
-    cur = 0
-    loss, correct = head_backward(dz[cur, :n * n_last].reshape((n, n_last)), z, yr, Yr, head, scale)
+    loss, correct = head_backward(_layer(dzs, dz_starts, L, B, n_last)[r0:r1],
+                                  _layer(acts, starts, L, B, n_last)[r0:r1], yr, Yr, head, scale)
     if not np.isfinite(loss):
         return loss, correct
-    fused = grad.shape[0] == 0
-    for l in range(L - 1, -1, -1):              # backward, last layer first
+    for l in range(L - 1, 0, -1):               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        W = flat[w0:b0].reshape((n_in, n_out))
-        a_prev = acts[starts[l]:starts[l + 1]].reshape((n, n_in))
-        dinp = dz[1 - cur, :n * n_in].reshape((n, n_in))
-        dout = dz[cur, :n * n_out].reshape((n, n_out))
-        if fused:
-            dense_backward_sgd(dinp, W, flat[b0:b0 + n_out], a_prev, dout, lr, decay, l > 0, blas)
-        else:
-            dense_backward(dinp, grad[w0:b0].reshape((n_in, n_out)), grad[b0:b0 + n_out], a_prev,
-                           W, dout, l > 0, blas)
-        if l > 0:
-            activation_backward(dinp, a_prev, act)
-            cur = 1 - cur
+        dz_l = _layer(dzs, dz_starts, l, B, n_in)[r0:r1]
+        gemm(blas, False, True, 1.0, _layer(dzs, dz_starts, l + 1, B, n_out)[r0:r1],
+             flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
+        activation_backward(dz_l, _layer(acts, starts, l, B, n_in)[r0:r1], act)
     return loss, correct
+
+
+@njit(cache=True, nogil=True)
+def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, weight_decay, decay,
+                  state1, state2, opt, momentum, nesterov, beta1, beta2, eps, step, blas):
+    """Phase 2 for one of ``n_parts`` slices of every layer: rows s0:s1 of W, from the whole
+    minibatch (dW = a_prev[:, s0:s1].T @ dz), and biases j0:j1. Slices never overlap, so parts
+    can run on different threads.
+
+    Plain SGD (``grad`` empty) folds the step into the GEMM: W <- (1 - lr * decay) * W - lr * dW.
+    Otherwise dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer
+    steps over the slice's ranges of the flat buffer.
+    """
+    L = offs.shape[0]
+    dz_starts = starts - starts[1]
+    T = flat.dtype.type
+    fused = grad.shape[0] == 0
+    for l in range(L):
+        w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+        span = (n_in + n_parts - 1) // n_parts
+        s0, s1 = min(part * span, n_in), min((part + 1) * span, n_in)
+        span = (n_out + n_parts - 1) // n_parts
+        j0, j1 = min(part * span, n_out), min((part + 1) * span, n_out)
+        a_prev = _layer(acts, starts, l, B, n_in)[:, s0:s1]
+        dz = _layer(dzs, dz_starts, l + 1, B, n_out)
+        if fused:
+            gemm(blas, True, False, -lr, a_prev, dz, 1.0 - lr * weight_decay,
+                 flat[w0:b0].reshape((n_in, n_out))[s0:s1])
+        else:
+            gemm(blas, True, False, 1.0, a_prev, dz, 0.0, grad[w0:b0].reshape((n_in, n_out))[s0:s1])
+        for j in range(j0, j1):                 # db_j = sum over rows of dz[:, j]
+            total = T(0)
+            for i in range(B):
+                total += dz[i, j]
+            if fused:
+                flat[b0 + j] -= T(lr) * total
+            else:
+                grad[b0 + j] = total
+        if not fused and opt >= 0:
+            for lo, hi in ((w0 + s0 * n_out, w0 + s1 * n_out), (b0 + j0, b0 + j1)):
+                optimizer_update(flat[lo:hi], grad[lo:hi], decay[lo:hi] if decay.shape[0] else decay,
+                                 state1[lo:hi], state2[lo:hi] if state2.shape[0] else state2, opt,
+                                 lr, momentum, nesterov, beta1, beta2, eps, step)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _minibatch_buffers(offs, batch_size, dtype_of):
+    L = offs.shape[0]
+    starts = np.zeros(L + 2, dtype=np.int64)
+    starts[1] = batch_size * offs[0, 2]
+    for l in range(L):
+        starts[l + 2] = starts[l + 1] + batch_size * offs[l, 3]
+    acts = np.empty(starts[L + 1], dtype=dtype_of.dtype)
+    dzs = np.empty(starts[L + 1] - starts[1], dtype=dtype_of.dtype)
+    return starts, acts, dzs
 
 
 # ---------------------------------------------------------------- the training loop
 
-@njit(cache=True, nogil=True)
 def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, momentum, nesterov,
-                weight_decay, decay, beta1, beta2, eps, state1, state2, step, blas, stats):
-    """All minibatches of ``order``; see :func:`train_batches`.
-
-    Plain SGD takes the fused path (the step happens inside backward, no gradient buffer);
-    momentum and Adam write the gradient to ``grad`` and update in one pass.
-    """
-    P = flat.shape[0]
-    L = offs.shape[0]
-    width_sum = offs[0, 2]
-    max_width = offs[0, 2]
-    for l in range(L):
-        width_sum += offs[l, 3]
-        max_width = max(max_width, offs[l, 3])
+                weight_decay, decay, beta1, beta2, eps, state1, state2, step, n_parts, blas, stats):
+    """All minibatches of ``order``; see :func:`train_batches`. Each minibatch is two loops over
+    ``n_parts`` independent parts (rows, then parameter slices); compiled serial and parallel."""
+    starts, acts, dzs = _minibatch_buffers(offs, batch_size, flat)
     fused = opt != OPT_ADAM and momentum == 0.0
-    acts = np.empty(batch_size * width_sum, dtype=flat.dtype)
-    dz = np.empty((2, batch_size * max_width), dtype=flat.dtype)
-    grad = np.empty(0 if fused else P, dtype=flat.dtype)
+    grad = np.empty(0 if fused else flat.shape[0], dtype=flat.dtype)
+    part_loss = np.zeros(n_parts)
+    part_correct = np.zeros(n_parts, dtype=np.int64)
     n = order.shape[0]
     T = flat.dtype.type
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
-        stop = min(start + batch_size, n)
-        B = stop - start
-        loss, correct = _part_forward_backward(flat, offs, act, head, X, y, Y, order[start:stop],
-                                               T(1.0 / B), acts, dz, grad, lr, weight_decay,
-                                               blas)
+        B = min(batch_size, n - start)
+        part_rows = (B + n_parts - 1) // n_parts
+        for t in prange(n_parts):
+            r0 = min(t * part_rows, B)
+            r1 = min(r0 + part_rows, B)
+            part_loss[t] = 0.0
+            part_correct[t] = 0
+            if r1 > r0:
+                part_loss[t], part_correct[t] = _rows_forward_backward(
+                    flat, offs, act, head, X, y, Y, order[start + r0:start + r1], r0, B,
+                    T(1.0 / B), acts, dzs, starts, blas)
+        loss = 0.0
+        correct = 0
+        for t in range(n_parts):                # fixed order: deterministic
+            loss += part_loss[t]
+            correct += part_correct[t]
         if not np.isfinite(loss):
             stats[4] = k
             stats[5] = loss / B
             return
-        if not fused:
-            optimizer_update(flat, grad, decay, state1, state2, opt, lr, momentum, nesterov,
-                             beta1, beta2, eps, step + k + 1)
+        for t in prange(n_parts):
+            _update_slice(flat, offs, acts, dzs, starts, B, t, n_parts, grad, lr, weight_decay,
+                          decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
+                          step + k + 1, blas)
         stats[0] += loss
         stats[1] += correct
         stats[2] += B
         stats[3] += 1
 
 
+_train_serial = njit(cache=True, nogil=True)(_train_loop)
+_train_parallel = njit(cache=True, nogil=True, parallel=True)(_train_loop)
+
+
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
                   nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
-    """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats)."""
+    """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats).
+
+    Each minibatch is cut into as many parts as the Numba thread count in force (see
+    :func:`thread_plan` and :func:`fastmlp.threads.thread_limits`).
+    """
+    import numba
+
     offs = _offsets_array(layers)
     decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else flat[:0]
     if opt != OPT_ADAM:
         state2 = flat[:0] if state2.shape[0] == 0 else state2
     stats = np.zeros(6)
     stats[4] = -1
-    _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
-                bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
-                state1, state2, int(step), blas_handle(), stats)
+    n_parts = numba.get_num_threads()
+    kernel = _train_parallel if n_parts > 1 else _train_serial
+    kernel(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
+           bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
+           state1, state2, int(step), n_parts, blas_handle(), stats)
     return stats
+
+
+@njit(cache=True, nogil=True)
+def _loss_and_grad(flat, offs, act, head, X, y, Y, grad, blas):
+    n = X.shape[0]
+    starts, acts, dzs = _minibatch_buffers(offs, n, flat)
+    loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, np.arange(n), 0, n,
+                                           flat.dtype.type(1.0 / n), acts, dzs, starts, blas)
+    if np.isfinite(loss):
+        _update_slice(flat, offs, acts, dzs, starts, n, 0, 1, grad, 0.0, 0.0, flat[:0], flat[:0],
+                      flat[:0], -1, 0.0, False, 0.9, 0.999, 1e-8, 1, blas)
+    return loss, correct
 
 
 def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
@@ -161,15 +245,9 @@ def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
     if grad.shape != flat.shape or grad.dtype != flat.dtype:
         raise ValueError(f"grad must be a {flat.dtype} buffer of shape {flat.shape}; got {grad.dtype} {grad.shape}.")
     X = np.ascontiguousarray(X, dtype=flat.dtype)
-    n = X.shape[0]
-    offs = _offsets_array(layers)
-    width_sum = int(layers[0]) + int(np.sum(layers[1:]))
-    acts = np.empty(n * width_sum, dtype=flat.dtype)
-    dz = np.empty((2, n * int(np.max(layers))), dtype=flat.dtype)
-    loss, correct = _part_forward_backward(flat, offs, act, head, X, y, Y, np.arange(n),
-                                           flat.dtype.type(1.0 / n), acts, dz, grad, 0.0, 0.0,
-                                           blas_handle())
-    return loss / n, correct
+    loss, correct = _loss_and_grad(flat, _offsets_array(layers), act, head, X, y, Y, grad,
+                                   blas_handle())
+    return loss / X.shape[0], correct
 
 
 # ---------------------------------------------------------------- inference

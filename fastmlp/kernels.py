@@ -110,24 +110,6 @@ def dense_backward(dinp, dW, db, x, W, dz, need_dinp, blas):
         gemm(blas, False, True, 1.0, dz, W, 0.0, dinp)
 
 
-@jit
-def dense_backward_sgd(dinp, W, b, x, dz, lr, decay, need_dinp, blas):
-    """Backward fused with a plain SGD step (no gradient buffer): dinp = dz @ W.T with the old W,
-    then W <- (1 - lr * decay) * W - lr * x.T @ dz in one GEMM and b <- b - lr * sum_rows(dz).
-    """
-    if need_dinp:
-        gemm(blas, False, True, 1.0, dz, W, 0.0, dinp)
-    gemm(blas, True, False, -lr, x, dz, 1.0 - lr * decay, W)
-    T = W.dtype.type
-    B, n_out = dz.shape
-    step = T(lr)
-    for j in range(n_out):
-        s = T(0)
-        for i in range(B):
-            s += dz[i, j]
-        b[j] -= step * s
-
-
 # ---------------------------------------------------------------- output heads
 
 @jit

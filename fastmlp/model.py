@@ -26,7 +26,7 @@ import numpy as np
 
 from . import checkpoint as _checkpoint
 from . import reference
-from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPT_ADAM,
+from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEADS, INITS, OPT_ADAM,
                     OPTIMIZERS, code_of)
 from .io import ModelFileError, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fastmlp
 from fastmlp import MLP, ModelFileError
 from fastmlp.io import read_npz
 

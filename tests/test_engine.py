@@ -60,25 +60,28 @@ def test_compiled_gradient_matches_finite_differences(act, head):
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
                                                          (0, 0.9, True, 0.01), (1, 0.0, False, 0.0)])
-@pytest.mark.parametrize("batch,threads", [(4, 1), (16, 1), (11, 1), (23, 2), (5, 2)])
-def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, threads):
-    """One call of whole minibatches (the last one short), with 1 and 2 BLAS threads."""
+@pytest.mark.parametrize("batch,parts,blas", [(4, 1, 1), (16, 1, 1), (11, 1, 2), (23, 1, 2),
+                                              (23, 2, 1), (5, 3, 1), (8, 2, 1)])
+def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
+                                         blas):
+    """One call of whole minibatches (the last one short), each cut into ``parts`` parts (Numba
+    threads; a part may be empty) with ``blas`` BLAS threads."""
     X, y, Y = problem(head, n=23, dtype=dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
     order = np.random.default_rng(2).permutation(23)
     results = []
-    for eng, n_threads in ((reference, 1), (engine, threads)):
+    for eng, n_parts, n_blas in ((reference, 1, 1), (engine, parts, blas)):
         flat = flat0.copy()
         s1 = np.zeros_like(flat)
         s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
-        with thread_limits(1, n_threads):
+        with thread_limits(n_parts, n_blas):
             stats = eng.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
                                       batch, opt, 0.05, momentum, nesterov, decay, 0.9, 0.999, 1e-8,
                                       s1, s2, 0)
         results.append((flat, s1, stats))
     (ref_flat, ref_s1, ref_stats), (flat, s1, stats) = results
     rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-5)
-    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} threads={threads}"
+    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas}"
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
     np.testing.assert_allclose(s1, ref_s1, rtol=rtol, atol=atol, err_msg=case + " state")
     np.testing.assert_allclose(stats[0], ref_stats[0], rtol=rtol * 10, err_msg=case + " loss")

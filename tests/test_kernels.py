@@ -73,22 +73,6 @@ def test_dense_backward(dtype, act, B, n_in, n_out):
     close(dinp, ref_dinp, dtype, case + " dinp")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("B,n_in,n_out", SHAPES)
-@pytest.mark.parametrize("decay", [0.0, 0.01])
-def test_dense_backward_sgd_is_backward_then_step(dtype, B, n_in, n_out, decay):
-    x, W, b = data((B, n_in), dtype, 1), data((n_in, n_out), dtype, 2), data(n_out, dtype, 3)
-    dz = data((B, n_out), dtype, 4)
-    lr = 0.3
-    ref_dinp, ref_dW, ref_db = reference.dense_backward(x, W, W[:0, :0], dz, "identity")
-    W_new, b_new, dinp = W.copy(), b.copy(), np.empty_like(x)
-    kernels.dense_backward_sgd(dinp, W_new, b_new, x, dz, lr, decay, True, blas_handle())
-    case = f"dense_backward_sgd {B}x{n_in}x{n_out} decay={decay}"
-    close(dinp, ref_dinp, dtype, case + " dinp (uses the weights before the step)")
-    close(W_new, W - lr * (ref_dW + decay * W), dtype, case + " W")
-    close(b_new, b - lr * ref_db, dtype, case + " b (no decay on biases)")
-
-
 def ref_head(head, z, y, Y):
     loss, output, dz = reference.head_loss_and_grad(z, y, Y, head)
     return loss, output, dz
