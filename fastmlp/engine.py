@@ -252,53 +252,68 @@ def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
 
 # ---------------------------------------------------------------- inference
 
-@njit(cache=True, nogil=True)
-def _infer(flat, offs, act, head, X, y, Y, chunk, out, want_loss, blas):
-    """Forward over X, ``chunk`` rows at a time (only one chunk's activations exist at once):
-    head outputs into ``out`` (when it has rows) and (summed loss, correct) when ``want_loss``."""
+@njit(cache=True, nogil=True, parallel=True)
+def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, want_loss, blas):
+    """Forward over X, ``chunk`` rows at a time (only one chunk's activations per thread exist at
+    once), thread t taking a fixed run of chunks: head outputs into ``out`` (when it has rows)
+    and per-thread (summed loss, correct) when ``want_loss``."""
     n = X.shape[0]
     L = offs.shape[0]
+    n_threads = part_loss.shape[0]
     max_width = offs[0, 2]
     for l in range(L):
         max_width = max(max_width, offs[l, 3])
-    buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
-    loss = 0.0
-    correct = 0
-    for r0 in range(0, n, chunk):
-        r1 = min(r0 + chunk, n)
-        m = r1 - r0
-        a = X[r0:r1]
-        cur = 0
-        for l in range(L):
-            w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            z = buf[cur, :m * n_out].reshape((m, n_out))
-            dense_forward(z, a, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
-                          act if l < L - 1 else 0, blas)
-            a = z
-            cur = 1 - cur
-        if want_loss:
-            part_loss, part_correct = head_loss(a, y[r0:r1] if y.shape[0] else y,
-                                                Y[r0:r1] if Y.shape[0] else Y, head)
-            loss += part_loss
-            correct += part_correct
-        if out.shape[0]:
-            head_forward(out[r0:r1], a, head)
-    return loss, correct
+    n_chunks = (n + chunk - 1) // chunk
+    per_thread = (n_chunks + n_threads - 1) // n_threads
+    for t in prange(n_threads):
+        buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
+        for c in range(t * per_thread, min((t + 1) * per_thread, n_chunks)):
+            r0 = c * chunk
+            r1 = min(r0 + chunk, n)
+            m = r1 - r0
+            a = X[r0:r1]
+            cur = 0
+            for l in range(L):
+                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                z = buf[cur, :m * n_out].reshape((m, n_out))
+                dense_forward(z, a, flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
+                              act if l < L - 1 else 0, blas)
+                a = z
+                cur = 1 - cur
+            if want_loss:
+                loss, correct = head_loss(a, y[r0:r1] if y.shape[0] else y,
+                                          Y[r0:r1] if Y.shape[0] else Y, head)
+                part_loss[t] += loss
+                part_correct[t] += correct
+            if out.shape[0]:
+                head_forward(out[r0:r1], a, head)
+
+
+def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss):
+    """Run :func:`_infer` on the Numba threads in force; returns (summed loss, correct)."""
+    import numba
+
+    X = np.ascontiguousarray(X, dtype=flat.dtype)
+    n_threads = numba.get_num_threads()
+    # equal chunks, a whole number of them per thread, none longer than ``chunk``
+    per_thread = max(1, -(-X.shape[0] // (n_threads * chunk)))
+    chunk = max(1, -(-X.shape[0] // (n_threads * per_thread)))
+    part_loss = np.zeros(n_threads)
+    part_correct = np.zeros(n_threads, dtype=np.int64)
+    _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, out, part_loss, part_correct,
+           want_loss, blas_handle())
+    return float(part_loss.sum()), float(part_correct.sum())
 
 
 def predict_batches(flat, layers, act, head, X, chunk=4096):
     """Head outputs (n, n_out) for all rows of X; the compiled twin of the reference's."""
-    X = np.ascontiguousarray(X, dtype=flat.dtype)
     out = np.empty((X.shape[0], layers[-1]), dtype=flat.dtype)
-    _infer(flat, _offsets_array(layers), act, head, X, np.zeros(0, np.int64),
-           np.zeros((0, layers[-1]), flat.dtype), chunk, out, False, blas_handle())
+    _run_infer(flat, layers, act, head, X, np.zeros(0, np.int64),
+               np.zeros((0, layers[-1]), flat.dtype), chunk, out, False)
     return out
 
 
 def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
     """(summed loss, correct count) over all rows; the compiled twin of the reference's."""
-    X = np.ascontiguousarray(X, dtype=flat.dtype)
     empty = np.empty((0, layers[-1]), dtype=flat.dtype)
-    loss, correct = _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, empty, True,
-                           blas_handle())
-    return float(loss), float(correct)
+    return _run_infer(flat, layers, act, head, X, y, Y, chunk, empty, True)

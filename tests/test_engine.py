@@ -129,7 +129,7 @@ def test_predict_and_evaluate_match_reference(threads, n):
     flat = init_params(tuple(layers), "he", rng, np.float64)
     X, y = rng.standard_normal((n, 9)), rng.integers(0, 4, n)
     Y = np.zeros((0, 4))
-    with thread_limits(1, threads):
+    with thread_limits(threads, 1):
         out = engine.predict_batches(flat, layers, 1, 0, X, 4096)
         loss, correct = engine.evaluate_batches(flat, layers, 1, 0, X, y, Y, 4096)
     np.testing.assert_allclose(out, reference.predict_batches(flat, layers, 1, 0, X), rtol=1e-10)
