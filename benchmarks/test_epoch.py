@@ -45,7 +45,7 @@ def test_epoch(benchmark, engine, model, batch, threads, data, reference_epochs,
     benchmark.group = f"epoch {model} batch {batch} threads {threads}"
     case = bench.EpochCase(engine, layers, batch, threads, X, y)
     case.warm_up()                              # compile / load the cache outside the timing
-    benchmark.pedantic(case.run, setup=case.reset, rounds=ROUNDS,
+    benchmark.pedantic(case.run, setup=case.settle_and_reset, rounds=ROUNDS,
                        warmup_rounds=1 if engine == "numba" and not QUICK else 0)
     n = case.n_samples
     flops = bench.matmul_flops(layers, n)

@@ -40,6 +40,10 @@ PREDICT_SAMPLES = 10000
 N_FEATURES = 784
 LR = 0.05                      # small enough that one epoch of plain SGD never diverges
 GEMM_SIZE = 2048               # the floor's reference product: GEMM_SIZE^3, float32
+# Pause before each timed epoch: after a multi-threaded BLAS call, OpenBLAS's worker threads keep
+# spinning for a while and steal a core from whatever runs next (measured: a 784-128-10 batch-128
+# epoch right after a 2-thread GEMM took 0.207 s, after 0.2 s 0.179 s, after 0.5 s 0.171 s).
+SETTLE_SECONDS = 0.5
 ACT = ACTIVATIONS.index("relu")
 HEAD = HEADS.index("softmax")
 
@@ -208,6 +212,11 @@ class EpochCase:
         self.flat[...] = self.start
         self.state1[...] = 0
 
+    def settle_and_reset(self):
+        """reset(), then wait SETTLE_SECONDS for other thread pools to go idle."""
+        self.reset()
+        time.sleep(SETTLE_SECONDS)
+
     def run(self, n=None):
         """Train on the first ``n`` samples of the epoch's order (all by default); returns the
         engine's stats [loss sum, correct, samples, batches, diverged, bad loss]."""
@@ -232,7 +241,7 @@ class EpochCase:
         """Median seconds of ``repeats`` runs on ``n`` samples, each from the starting weights."""
         times = []
         for _ in range(max(1, repeats)):
-            self.reset()
+            self.settle_and_reset()
             start = time.perf_counter()
             self.run(n)
             times.append(time.perf_counter() - start)
