@@ -6,7 +6,8 @@ The position of a name in its tuple is its code.
 """
 
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
-HEADS = ("softmax", "identity", "sigmoid")   # softmax + cross-entropy, MSE, sigmoid + squared error
+# softmax + cross-entropy, MSE, sigmoid + squared error, sigmoid + binary cross-entropy (multilabel)
+HEADS = ("softmax", "identity", "sigmoid", "logistic")
 OPTIMIZERS = ("sgd", "adam")
 INITS = ("he", "glorot", "uniform", "normal")
 ENGINES = ("numba", "numpy")
@@ -16,7 +17,9 @@ DTYPES = ("float32", "float64")
 LEAKY_SLOPE = 0.01
 
 ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH = range(len(ACTIVATIONS))
-HEAD_SOFTMAX, HEAD_IDENTITY, HEAD_SIGMOID = range(len(HEADS))
+HEAD_SOFTMAX, HEAD_IDENTITY, HEAD_SIGMOID, HEAD_LOGISTIC = range(len(HEADS))
+# Heads whose targets are the float matrix Y (n, n_out); the others take class indices y (n,).
+Y_HEADS = (HEAD_IDENTITY, HEAD_LOGISTIC)
 OPT_SGD, OPT_ADAM = range(len(OPTIMIZERS))
 
 

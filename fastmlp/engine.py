@@ -20,9 +20,9 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import blas_handle, gemm
-from .codes import HEAD_IDENTITY, OPT_ADAM
+from .codes import OPT_ADAM
 from .kernels import (activation_backward, dense_forward, head_backward, head_forward, head_loss,
-                      optimizer_update)
+                      head_takes_Y, optimizer_update)
 from .params import layer_offsets, weight_mask
 
 # Measured on 2 cores, float32, 60000 samples (see the engine issue's closing note):
@@ -81,8 +81,9 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, rows, r0, B, scale, a
                       flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
                       act if l < L - 1 else 0, blas)
     n_last = offs[L - 1, 3]
-    yr = np.empty(m if head != HEAD_IDENTITY else 0, dtype=y.dtype)
-    Yr = np.empty((m if head == HEAD_IDENTITY else 0, n_last), dtype=Y.dtype)
+    takes_Y = head_takes_Y(head)               # gather the head's targets: Y rows or class indices
+    yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
+    Yr = np.empty((m if takes_Y else 0, n_last), dtype=Y.dtype)
     for i in range(yr.shape[0]):
         yr[i] = y[rows[i]]
     for i in range(Yr.shape[0]):
@@ -281,8 +282,9 @@ def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, 
                 a = z
                 cur = 1 - cur
             if want_loss:
-                loss, correct = head_loss(a, y[r0:r1] if y.shape[0] else y,
-                                          Y[r0:r1] if Y.shape[0] else Y, head)
+                takes_Y = head_takes_Y(head)
+                loss, correct = head_loss(a, y if takes_Y else y[r0:r1],
+                                          Y[r0:r1] if takes_Y else Y, head)
                 part_loss[t] += loss
                 part_correct[t] += correct
             if out.shape[0]:

@@ -3,7 +3,8 @@
 ``params`` is a list of ``(W, b)`` pairs, one per layer: W is (n_in, n_out), row-major, and
 b is (n_out,). X is (n_samples, n_features), one sample per row. Class labels ``y`` are class
 indices 0..n_out-1; regression targets (``output="identity"``) are (n_samples, n_out) or
-(n_samples,) for one output.
+(n_samples,) for one output; multilabel targets (``output="logistic"``) are a 0/1 matrix
+(n_samples, n_out).
 
     >>> from fastmlp import functional as F
     >>> params = F.init([64, 32, 10], seed=0)                      # doctest: +SKIP
@@ -41,12 +42,13 @@ import numpy as np
 
 from . import kernels
 from .blas import blas_handle
-from .codes import ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEADS, OPT_SGD, code_of
+from .codes import (ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEADS, OPT_SGD,
+                    Y_HEADS, code_of)
 from .model import PREDICT_CHUNK, TrainingDiverged
 from .params import init_params, layer_offsets, layer_views, param_count
 from .threads import available_cores, thread_limits
-from .validation import (check_features, check_labels, check_layers, check_number,
-                         check_same_length, check_targets)
+from .validation import (check_features, check_label_matrix, check_labels, check_layers,
+                         check_number, check_same_length, check_targets)
 
 __all__ = ["Forward", "init", "forward", "backward", "loss_and_grad", "step", "train_epoch",
            "predict"]
@@ -100,7 +102,8 @@ def forward(params, X, activation="relu", output="softmax", threads=None):
 def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
     """Gradients of the mean loss over the rows of ``fwd`` (from :func:`forward` with the same
     params): a list of (dW, db) shaped like ``params``. The loss is the head's: cross-entropy
-    for "softmax", half squared error for "sigmoid" (on one-hot targets) and "identity"."""
+    for "softmax", half squared error for "sigmoid" (on one-hot targets) and "identity", binary
+    cross-entropy summed over the labels for "logistic"."""
     layers, dtype = _check_params(params)
     act, head = _codes(activation, output, layers)
     if not isinstance(fwd, Forward) or len(fwd.activations) != len(params) + 1:
@@ -109,7 +112,7 @@ def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
     z = acts[-1]
     n = z.shape[0]
     y_idx, Y = _targets(y, layers, head, dtype)
-    check_same_length(z, y_idx if head != HEAD_IDENTITY else Y, "X", "y")
+    check_same_length(z, Y if head in Y_HEADS else y_idx, "X", "y")
     blas = blas_handle()
     grads = [None] * len(params)
     dout = np.empty_like(z)
@@ -136,7 +139,7 @@ def loss_and_grad(params, X, y, activation="relu", output="softmax", threads=Non
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
     y_idx, Y = _targets(y, layers, head, dtype)
-    check_same_length(X, y_idx if head != HEAD_IDENTITY else Y)
+    check_same_length(X, Y if head in Y_HEADS else y_idx)
     flat = _shared_flat(params, layers, dtype)
     flat = _pack(params, layers, dtype) if flat is None else flat
     grad = np.empty_like(flat)
@@ -176,7 +179,8 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     ``numpy.random.Generator``) unless ``shuffle=False``; ``batch_size=None`` is one
     full-batch step. ``weight_decay`` is L2 on the weights (not the biases), added to the
     gradient. Returns {"loss": mean training loss, "accuracy": ...} (no accuracy for
-    ``output="identity"``), measured on each minibatch before its update, as ``MLP.fit`` logs.
+    ``output="identity"``; subset accuracy for "logistic"), measured on each minibatch before its
+    update, as ``MLP.fit`` logs.
     Raises :class:`fastmlp.TrainingDiverged` when the loss stops being finite; params then hold
     the weights before the bad minibatch, or those from before the epoch if an update overflowed.
     """
@@ -186,7 +190,7 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
     y_idx, Y = _targets(y, layers, head, dtype)
-    check_same_length(X, y_idx if head != HEAD_IDENTITY else Y)
+    check_same_length(X, Y if head in Y_HEADS else y_idx)
     lr = check_number(lr, "lr", low=0, low_open=True)
     weight_decay = check_number(weight_decay, "weight_decay", low=0)
     n = X.shape[0]
@@ -226,7 +230,8 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
 
 
 def predict(params, X, activation="relu", output="softmax", threads=None):
-    """Class indices (n,) for "softmax" / "sigmoid" heads; values (n, n_out) for "identity"."""
+    """Class indices (n,) for "softmax" / "sigmoid" heads; values (n, n_out) for "identity"; the
+    0/1 label matrix (n, n_out), 1 where the logit is above 0, for "logistic"."""
     from . import engine
 
     layers, dtype = _check_params(params)
@@ -236,8 +241,11 @@ def predict(params, X, activation="relu", output="softmax", threads=None):
     flat = _pack(params, layers, dtype) if flat is None else flat
     numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), PREDICT_CHUNK, layers)
     with thread_limits(numba_threads, blas_threads):
-        out = engine.predict_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
+        out = engine.predict_batches(flat, np.asarray(layers, dtype=np.int64), act,
+                                     HEAD_IDENTITY if head == HEAD_LOGISTIC else head, X,
                                      PREDICT_CHUNK)
+    if head == HEAD_LOGISTIC:
+        return (out > 0).astype(np.int64)
     return out if head == HEAD_IDENTITY else out.argmax(axis=1)
 
 
@@ -304,6 +312,8 @@ def _targets(y, layers, head, dtype):
     n_out = layers[-1]
     if head == HEAD_IDENTITY:
         return np.zeros(0, dtype=np.int64), check_targets(y, n_out, "y", dtype)
+    if head == HEAD_LOGISTIC:
+        return np.zeros(0, dtype=np.int64), check_label_matrix(y, n_out, "y", dtype)
     labels = check_labels(y, "y")
     if labels.dtype.kind not in "biu" or labels.min() < 0 or labels.max() >= n_out:
         raise ValueError(f"y must hold class indices 0..{n_out - 1} (one per output unit); got "

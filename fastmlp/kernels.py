@@ -18,7 +18,7 @@ from numba import njit
 
 from .blas import gemm
 from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
-                    HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
+                    HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
 
 jit = njit(cache=True, nogil=True, fastmath=False)
 
@@ -179,18 +179,58 @@ def sigmoid_squared_error_backward(dz, z, y, scale):
 
 
 @jit
+def softplus_minus_yz(z, t):
+    """One entry of the binary cross-entropy on a logit: softplus(z) - t z, in float64, as
+    max(z, 0) - t z + log1p(exp(-|z|)) (exact for any finite z; exp only sees -|z|)."""
+    zf = float(z)
+    return max(zf, 0.0) - float(t) * zf + math.log1p(math.exp(-abs(zf)))
+
+
+@jit
+def sigmoid_crossentropy_backward(dz, z, Y, scale):
+    """Logistic head, sigmoid + binary cross-entropy on 0/1 targets (multilabel):
+    dz = (sigmoid(z) - Y) * scale. z, Y and dz are (B, k).
+
+    Returns (sum over rows and outputs of softplus(z) - Y z, rows whose every label (z > 0)
+    equals Y: subset accuracy).
+    """
+    B, k = z.shape
+    T = type(scale)
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        same = True
+        for j in range(k):
+            t = Y[i, j]
+            dz[i, j] = (sigmoid_scalar(z[i, j]) - t) * scale
+            loss += softplus_minus_yz(z[i, j], t)
+            same = same and ((z[i, j] > T(0)) == (t > T(0.5)))
+        correct += same
+    return loss, correct
+
+
+@jit
+def head_takes_Y(head):
+    """Whether the head trains on the float target matrix Y (else on class indices y)."""
+    return head == HEAD_IDENTITY or head == HEAD_LOGISTIC
+
+
+@jit
 def head_backward(dz, z, y, Y, head, scale):
     """The head's fused loss and gradient: returns (summed loss, correct count)."""
     if head == HEAD_SOFTMAX:
         return softmax_crossentropy_backward(dz, z, y, scale)
     if head == HEAD_SIGMOID:
         return sigmoid_squared_error_backward(dz, z, y, scale)
+    if head == HEAD_LOGISTIC:
+        return sigmoid_crossentropy_backward(dz, z, Y, scale)
     return squared_error_backward(dz, z, Y, scale), 0
 
 
 @jit
 def head_forward(out, z, head):
-    """The head's output without a loss: out = softmax(z), sigmoid(z) or z (row-wise)."""
+    """The head's output without a loss: out = softmax(z), sigmoid(z) ("sigmoid" and "logistic")
+    or z (row-wise)."""
     B, C = z.shape
     T = out.dtype.type
     for i in range(B):
@@ -204,7 +244,7 @@ def head_forward(out, z, head):
                 total += out[i, j]
             for j in range(C):
                 out[i, j] /= total
-        elif head == HEAD_SIGMOID:
+        elif head == HEAD_SIGMOID or head == HEAD_LOGISTIC:
             for j in range(C):
                 out[i, j] = sigmoid_scalar(z[i, j])
         else:
@@ -216,6 +256,7 @@ def head_forward(out, z, head):
 def head_loss(z, y, Y, head):
     """(summed loss, correct count) of the rows of z, without a gradient (evaluation)."""
     B, C = z.shape
+    T = z.dtype.type
     loss = 0.0
     correct = 0
     for i in range(B):
@@ -223,6 +264,13 @@ def head_loss(z, y, Y, head):
             for j in range(C):
                 d = float(z[i, j]) - float(Y[i, j])
                 loss += 0.5 * d * d
+            continue
+        if head == HEAD_LOGISTIC:
+            same = True
+            for j in range(C):
+                loss += softplus_minus_yz(z[i, j], Y[i, j])
+                same = same and ((z[i, j] > T(0)) == (Y[i, j] > T(0.5)))
+            correct += same
             continue
         arg = 0
         for j in range(1, C):

@@ -26,14 +26,14 @@ import numpy as np
 
 from . import checkpoint as _checkpoint
 from . import reference
-from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEADS, INITS, OPT_ADAM,
-                    OPTIMIZERS, code_of)
+from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPT_ADAM,
+                    OPTIMIZERS, Y_HEADS, code_of)
 from .io import ModelFileError, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
 from .schedules import make_schedule
 from .threads import available_cores, thread_limits
-from .validation import (check_features, check_labels, check_layers, check_number,
-                         check_same_length, check_targets)
+from .validation import (check_features, check_label_matrix, check_labels, check_layers,
+                         check_number, check_same_length, check_targets)
 
 log = logging.getLogger("fastmlp")
 
@@ -70,9 +70,11 @@ class MLP:
 
     ``layers`` lists the widths from input to output, e.g. [784, 128, 10]. Hidden layers use
     ``activation``; ``output`` picks the head and its loss: "softmax" (cross-entropy,
-    classification), "sigmoid" (squared error on one-hot targets, classification) or "identity"
-    (mean squared error, regression). ``engine="numba"`` runs compiled kernels, "numpy" the
-    pure-NumPy reference. ``threads`` defaults to all cores. Everything is seeded by ``seed``.
+    classification), "sigmoid" (squared error on one-hot targets, classification), "identity"
+    (mean squared error, regression) or "logistic" (sigmoid + binary cross-entropy per output,
+    multilabel: y is a 0/1 matrix with one column per label). ``engine="numba"`` runs compiled
+    kernels, "numpy" the pure-NumPy reference. ``threads`` defaults to all cores. Everything is
+    seeded by ``seed``.
     """
 
     def __init__(self, layers=(784, 128, 10), activation="relu", output="softmax", init="he",
@@ -134,6 +136,12 @@ class MLP:
     def is_classifier(self):
         return self.output != "identity"
 
+    @property
+    def _takes_Y(self):
+        """Whether the head trains on the float target matrix Y (regression, multilabel)
+        rather than on class indices."""
+        return HEADS.index(self.output) in Y_HEADS
+
     def _thread_count(self):
         return self.threads or available_cores()
 
@@ -143,6 +151,8 @@ class MLP:
         """(y as class indices, Y as float targets): one of them is empty, by head."""
         n_out = self.layers[-1]
         empty_y = np.zeros(0, dtype=np.int64)
+        if self.output == "logistic":
+            return empty_y, check_label_matrix(y, n_out, name, self.dtype)
         if not self.is_classifier:
             Y = check_targets(y, n_out, name, self.dtype)
             if fitting and self.target_ndim_ is None:
@@ -234,35 +244,32 @@ class MLP:
             _checkpoint.check_path(resume, "resume"), type(self), self)
         X = check_features(X, "X", self.layers[0], self.dtype)
         y_idx, Y = self._encode_targets(y, "y", fitting=True)
-        if self.is_classifier:
-            check_same_length(X, y_idx)
-        else:
-            check_same_length(X, Y)
+        check_same_length(X, Y if self._takes_Y else y_idx)
         validation_split = check_number(validation_split, "validation_split", low=0, high=1, high_open=True)
         if validation_split and validation_data is not None:
             raise ValueError("pass either validation_data or validation_split, not both.")
         if validation_split:
             from .data import train_test_split
 
-            X, t_train, X_val, t_val = train_test_split(X, y_idx if self.is_classifier else Y,
+            X, t_train, X_val, t_val = train_test_split(X, Y if self._takes_Y else y_idx,
                                                         validation_split, self.seed,
-                                                        stratify=self.is_classifier)
+                                                        stratify=not self._takes_Y)
             if len(X_val) == 0 or len(X) == 0:
                 raise ValueError(
                     f"validation_split={validation_split} of {len(X) + len(X_val)} samples leaves "
                     f"{len(X)} for training and {len(X_val)} for validation (the split is per class); "
                     f"pass more data, another fraction, or validation_data=(X_val, y_val)."
                 )
-            if self.is_classifier:
-                y_idx, val = t_train, (X_val, t_val, Y)
-            else:
+            if self._takes_Y:
                 Y, val = t_train, (X_val, y_idx, t_val)
+            else:
+                y_idx, val = t_train, (X_val, t_val, Y)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, y_val).")
             X_val = check_features(validation_data[0], "validation_data X", self.layers[0], self.dtype)
             y_val, Y_val = self._encode_targets(validation_data[1], "validation_data y")
-            check_same_length(X_val, y_val if self.is_classifier else Y_val, "validation_data X", "validation_data y")
+            check_same_length(X_val, Y_val if self._takes_Y else y_val, "validation_data X", "validation_data y")
             val = (X_val, y_val, Y_val)
         else:
             val = None
@@ -448,25 +455,31 @@ class MLP:
         if not self.fitted_:
             raise NotFittedError("this MLP has not been trained yet; call fit(X, y) (or load a saved model) first.")
 
-    def _output(self, X, engine=None):
+    def _output(self, X, engine=None, head=None):
+        """The head's output for X (or that of ``head``, a code: HEAD_IDENTITY gives the logits)."""
         engine = engine or engine_module(self.engine)
+        head = HEADS.index(self.output) if head is None else head
         numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
         with thread_limits(numba_threads, blas_threads):
             return engine.predict_batches(self._flat, np.asarray(self.layers, dtype=np.int64),
-                                          ACTIVATIONS.index(self.activation), HEADS.index(self.output),
-                                          X, PREDICT_CHUNK)
+                                          ACTIVATIONS.index(self.activation), head, X, PREDICT_CHUNK)
 
     def predict_proba(self, X):
-        """Class probabilities (n, n_classes): softmax, or the sigmoid outputs for output='sigmoid'."""
+        """Class probabilities (n, n_classes): softmax, or the sigmoid outputs for
+        output='sigmoid'; for output='logistic' each label's probability (n, n_labels)."""
         self._check_fitted()
         if not self.is_classifier:
             raise ValueError("predict_proba is for classifiers; this model has output='identity' (use predict).")
         return self._output(check_features(X, "X", self.layers[0], self.dtype))
 
     def predict(self, X):
-        """Predicted class labels (classifiers) or values (regression)."""
+        """Predicted class labels (classifiers), values (regression), or for output='logistic'
+        the 0/1 label matrix (n, n_labels): 1 where the logit is above 0 (probability > 0.5)."""
         self._check_fitted()
-        out = self._output(check_features(X, "X", self.layers[0], self.dtype))
+        X = check_features(X, "X", self.layers[0], self.dtype)
+        if self.output == "logistic":
+            return (self._output(X, head=HEAD_IDENTITY) > 0).astype(np.int64)
+        out = self._output(X)
         if not self.is_classifier:
             return out[:, 0] if self.target_ndim_ == 1 else out
         if self.classes_ is None:
@@ -485,15 +498,17 @@ class MLP:
         return result
 
     def evaluate(self, X, y):
-        """{"loss": mean loss, "accuracy": fraction correct} (no accuracy for regression)."""
+        """{"loss": mean loss, "accuracy": fraction correct} (no accuracy for regression; for
+        output='logistic' the fraction of samples with every label right, subset accuracy)."""
         self._check_fitted()
         X = check_features(X, "X", self.layers[0], self.dtype)
         y_idx, Y = self._encode_targets(y)
-        check_same_length(X, y_idx if self.is_classifier else Y)
+        check_same_length(X, Y if self._takes_Y else y_idx)
         return self._evaluate_arrays(engine_module(self.engine), X, y_idx, Y)
 
     def score(self, X, y):
-        """Accuracy for classifiers; the coefficient of determination R^2 for regression."""
+        """Accuracy for classifiers (subset accuracy for output='logistic', as scikit-learn
+        scores multilabel predictions); the coefficient of determination R^2 for regression."""
         if self.is_classifier:
             return self.evaluate(X, y)["accuracy"]
         self._check_fitted()
@@ -513,8 +528,9 @@ class MLP:
 
         ``kwargs`` go to the constructor (``engine``, ``threads``, ``seed``...). The weights are
         copied. A binary classifier's single logistic unit z becomes a 2-unit softmax over
-        (0, z), which gives the same probabilities. Multilabel classifiers and Poisson
-        regressors have no fastmlp equivalent: ValueError.
+        (0, z), which gives the same probabilities. A multilabel classifier (several logistic
+        outputs) becomes ``output="logistic"``. Single-class classifiers and Poisson regressors
+        have no fastmlp equivalent: ValueError.
         """
         coefs = getattr(estimator, "coefs_", None)
         if coefs is None:
@@ -526,31 +542,35 @@ class MLP:
         layers = [pairs[0][0].shape[0]] + [W.shape[1] for W, _ in pairs]
         out = estimator.out_activation_
         classes = getattr(estimator, "classes_", None)
-        if out == "logistic" and (pairs[-1][0].shape[1] != 1 or classes is None or len(classes) != 2):
-            raise ValueError("multilabel (or single-class) classifiers have no fastmlp equivalent: "
-                             "fastmlp's classifiers predict one class per sample.")
+        multilabel = out == "logistic" and pairs[-1][0].shape[1] > 1
+        if out == "logistic" and not multilabel and (classes is None or len(classes) != 2):
+            raise ValueError("single-class classifiers have no fastmlp equivalent: a fastmlp "
+                             "classifier needs at least two classes.")
         if out not in ("softmax", "logistic", "identity"):
             raise ValueError(f"out_activation_={out!r} has no fastmlp output head.")
-        if out == "logistic":                   # sigmoid(z) = softmax((0, z))[1]
+        if out == "logistic" and not multilabel:    # sigmoid(z) = softmax((0, z))[1]
             W, b = pairs[-1]
             pairs[-1] = (np.hstack([np.zeros_like(W), W]), np.concatenate([np.zeros_like(b), b]))
             layers[-1] = 2
         dtype = np.result_type(*[W for W, _ in pairs])
-        model = cls(layers=layers, activation=names[estimator.activation],
-                    output="identity" if out == "identity" else "softmax",
+        output = "logistic" if multilabel else "identity" if out == "identity" else "softmax"
+        model = cls(layers=layers, activation=names[estimator.activation], output=output,
                     dtype=dtype.name if dtype.name in DTYPES else "float64", **kwargs)
         model.params = pairs
         if out == "identity":
             model.target_ndim_ = 1 if layers[-1] == 1 else 2
-        else:
+        elif not multilabel:                    # multilabel: label j is column j, no classes_
             model.classes_ = np.asarray(classes)
         return model
 
     def to_sklearn(self):
         """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` with a copy of these weights
         (needs scikit-learn): it predicts what this model predicts. A 2-class softmax becomes
-        scikit-learn's single logistic unit on the logit difference. ``output="sigmoid"`` and
-        ``activation="leaky_relu"`` have no scikit-learn equivalent: ValueError.
+        scikit-learn's single logistic unit on the logit difference. ``output="logistic"``
+        becomes a multilabel classifier (classes_ 0..n_labels-1); with a single output it is
+        scikit-learn's binary classifier of classes [0, 1], whose predict returns a 1-D array.
+        ``output="sigmoid"`` and ``activation="leaky_relu"`` have no scikit-learn equivalent:
+        ValueError.
         """
         from sklearn.neural_network import MLPClassifier, MLPRegressor
         from sklearn.preprocessing import LabelBinarizer
@@ -568,6 +588,14 @@ class MLP:
         if self.output == "identity":
             est = MLPRegressor(**kwargs)
             est.out_activation_ = "identity"
+        elif self.output == "logistic":
+            est = MLPClassifier(**kwargs)
+            n_labels = self.layers[-1]
+            est.classes_ = np.arange(max(n_labels, 2))
+            # what its predict reads: an indicator binarizer (several labels) or a binary one
+            est._label_binarizer = LabelBinarizer().fit(
+                np.eye(n_labels, dtype=np.int64) if n_labels > 1 else est.classes_)
+            est.out_activation_ = "logistic"
         else:
             est = MLPClassifier(**kwargs)
             est.classes_ = (self.classes_ if self.classes_ is not None

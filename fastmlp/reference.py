@@ -8,7 +8,7 @@ mean over the batch is taken once, in the loss gradient (``dz = (...) / B``).
 
 import numpy as np
 
-from .codes import ACTIVATIONS, HEADS, LEAKY_SLOPE, OPT_ADAM
+from .codes import ACTIVATIONS, HEADS, LEAKY_SLOPE, OPT_ADAM, Y_HEADS
 from .params import layer_views, weight_mask
 
 
@@ -122,6 +122,32 @@ def sigmoid_squared_error(z, y):
     return loss, a, diff * a * (1 - a) / z.dtype.type(B)
 
 
+def sigmoid_crossentropy(z, Y):
+    """Logistic head for multilabel 0/1 targets, sigmoid + binary cross-entropy fused:
+    returns (loss, a, dz).
+
+    a = sigmoid(z), loss = mean_i sum_j [softplus(z_ij) - Y_ij z_ij] (the binary cross-entropy
+    -[Y log a + (1 - Y) log(1 - a)] summed over outputs), written max(z, 0) - Y z +
+    log1p(exp(-|z|)) so that it is exact for any finite z; dz = (a - Y) / B. z and Y are (B, k).
+    """
+    B = z.shape[0]
+    z64 = z.astype(np.float64)
+    per_entry = np.maximum(z64, 0) - Y * z64 + np.log1p(np.exp(-np.abs(z64)))
+    loss = float(np.sum(per_entry) / B)
+    a = sigmoid(z)
+    return loss, a, (a - Y) / z.dtype.type(B)
+
+
+def head_takes_Y(head):
+    """Whether the head (a name) trains on the float target matrix Y rather than class indices y."""
+    return HEADS.index(head) in Y_HEADS
+
+
+def subset_correct(z, Y):
+    """Rows of the logistic head whose every label (z > 0) equals Y: subset accuracy count."""
+    return float(np.sum(np.all((z > 0) == (Y > 0.5), axis=1)))
+
+
 def head_loss_and_grad(z, y, Y, head):
     """Dispatch to the head's fused loss: returns (loss, output, dz). ``y`` or ``Y`` is unused."""
     if head == "softmax":
@@ -130,11 +156,13 @@ def head_loss_and_grad(z, y, Y, head):
         return squared_error(z, Y)
     if head == "sigmoid":
         return sigmoid_squared_error(z, y)
+    if head == "logistic":
+        return sigmoid_crossentropy(z, Y)
     raise ValueError(f"unknown output head {head!r}; choose one of {HEADS}")
 
 
 def head_output(z, head):
-    """The head's output without the loss: probabilities, values or sigmoids."""
+    """The head's output without the loss: probabilities, values or sigmoids ("sigmoid", "logistic")."""
     if head == "softmax":
         return softmax(z)
     if head == "identity":
@@ -250,8 +278,9 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     for k in range(n_batches):
         idx = order[k * batch_size:(k + 1) * batch_size]
         xb = X[idx].astype(dtype, copy=False)
-        yb = y[idx] if head != "identity" else y
-        Yb = Y[idx].astype(dtype, copy=False) if head == "identity" else Y
+        takes_Y = head_takes_Y(head)
+        yb = y if takes_Y else y[idx]
+        Yb = Y[idx].astype(dtype, copy=False) if takes_Y else Y
         acts = forward(params, xb, act, head)
         loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head)
         if not np.isfinite(loss):
@@ -265,7 +294,9 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
             sgd_update(flat, g, state1, dtype(lr), dtype(momentum), nesterov, decay)
         loss_sum += loss * len(idx)
         samples += len(idx)
-        if head != "identity":
+        if head == "logistic":
+            correct += subset_correct(acts[-1], Yb)
+        elif head != "identity":
             correct += float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
     return np.array([loss_sum, correct, samples, n_batches, -1, 0.0], dtype=np.float64)
 
@@ -278,11 +309,14 @@ def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
     for s in range(0, X.shape[0], chunk):
         xb = X[s:s + chunk].astype(flat.dtype, copy=False)
         z = forward(params, xb, act, head)[-1]
-        yb = y[s:s + chunk] if head != "identity" else y
-        Yb = Y[s:s + chunk].astype(flat.dtype, copy=False) if head == "identity" else Y
+        takes_Y = head_takes_Y(head)
+        yb = y if takes_Y else y[s:s + chunk]
+        Yb = Y[s:s + chunk].astype(flat.dtype, copy=False) if takes_Y else Y
         loss, _, _ = head_loss_and_grad(z, yb, Yb, head)
         loss_sum += loss * xb.shape[0]
-        if head != "identity":
+        if head == "logistic":
+            correct += subset_correct(z, Yb)
+        elif head != "identity":
             correct += float(np.sum(z.argmax(axis=1) == yb))
     return loss_sum, correct
 

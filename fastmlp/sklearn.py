@@ -27,20 +27,25 @@ Two parameters of fastmlp's own come last:
 Differences from scikit-learn, all raised as clear errors rather than silently changed:
 - ``sample_weight``: only ``None`` or equal weights (equal weights do not change the fit);
   other weights raise ``NotImplementedError`` (the engine has no per-sample weights).
-- multilabel targets (a 2-D 0/1 indicator ``y`` for ``MLPClassifier``) raise ``ValueError``:
-  the engine has no sigmoid + binary cross-entropy head for several outputs. Binary targets are
-  supported exactly (see below).
 - ``MLPRegressor(loss="poisson")`` raises ``NotImplementedError`` (no exponential output head).
 - sparse ``X`` is accepted but densified (a copy) before training or prediction; read-only
   arrays (memory maps) are copied once.
-- ``loss_`` uses the exact log-softmax; scikit-learn clips probabilities at machine epsilon, so
-  the two differ only when a sample's true class gets probability below ~2e-16.
+- ``loss_`` uses the exact log-softmax (multilabel: the exact softplus form of the binary
+  cross-entropy); scikit-learn clips probabilities at machine epsilon, so the two differ only
+  when a sample's true class (or label) gets probability below ~2e-16.
 
 Binary classification: scikit-learn uses one logistic output unit. The engine has a softmax
 head, and a 2-unit softmax over ``(0, z)`` is exactly a logistic unit on ``z``: the estimator
 trains that network with the first unit's weights held at zero (reset after every minibatch),
 which reproduces scikit-learn's gradients, updates and loss exactly. ``coefs_[-1]`` is the
 (n_hidden, 1) logistic column, as in scikit-learn.
+
+Multilabel classification: ``y`` a 2-D 0/1 indicator matrix (n_samples, n_labels), as in
+scikit-learn. The engine's "logistic" head (sigmoid + binary cross-entropy per label) trains it:
+``out_activation_`` is "logistic", ``classes_`` is ``arange(n_labels)``, ``loss_`` is
+scikit-learn's binary log-loss (summed over labels, averaged over samples, plus the alpha
+penalty), ``predict`` returns the indicator matrix (probability > 0.5), ``predict_proba`` the
+per-label probabilities and ``score`` the subset accuracy.
 
 ``coefs_`` and ``intercepts_`` are views into one flat parameter buffer that the engine trains
 in place. Replacing a list entry (``est.coefs_[0] = W``) is allowed: the next call repacks.
@@ -78,7 +83,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_SOFTMAX, OPT_ADAM, OPT_SGD
+from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM, OPT_SGD
 from .model import PREDICT_CHUNK
 from .params import layer_offsets, layer_views, param_count
 from .threads import available_cores, thread_limits
@@ -309,10 +314,19 @@ class _BaseMLP(BaseEstimator):
         X, y_idx, Y, n_outputs = self._validate_input(X, y, hp, incremental, reset=first_pass)
         _check_sample_weight_uniform(sample_weight, X.shape[0])
         units = [X.shape[1]] + hp.hidden_layer_sizes + [n_outputs]
+        multilabel = self._is_classifier and Y.shape[0] > 0
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(units, hp)
+            self._initialize(units, hp, multilabel)
         else:
+            if multilabel != self._multilabel():
+                # the head (and so the targets the compiled kernels read) would change
+                raise ValueError(
+                    f"warm_start / partial_fit needs the same kind of targets as the previous "
+                    f"fit: the model was trained on "
+                    f"{'multilabel' if self._multilabel() else 'single-label'} targets, this y is "
+                    f"{'multilabel' if multilabel else 'single-label'}. Set warm_start=False to "
+                    f"start over.")
             have = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
             if have != units:
                 raise ValueError(
@@ -328,7 +342,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(_NON_FINITE)
         return self
 
-    def _initialize(self, units, hp):
+    def _initialize(self, units, hp, multilabel=False):
         """New weights exactly as scikit-learn draws them (Glorot uniform, same random stream)."""
         self.n_iter_ = 0
         self.t_ = 0
@@ -336,7 +350,7 @@ class _BaseMLP(BaseEstimator):
         self.n_layers_ = len(units)
         if not self._is_classifier:
             self.out_activation_ = "identity"
-        elif units[-1] == 1:
+        elif units[-1] == 1 or multilabel:
             self.out_activation_ = "logistic"
         else:
             self.out_activation_ = "softmax"
@@ -371,8 +385,15 @@ class _BaseMLP(BaseEstimator):
         threads = hp.threads or available_cores()
         return (engine,) + tuple(engine.thread_plan(threads, batch_rows, self._engine_units()))
 
+    def _multilabel(self):
+        """True for a classifier of several logistic outputs (multilabel indicator targets)."""
+        return (self._is_classifier and getattr(self, "out_activation_", None) == "logistic"
+                and self.n_outputs_ > 1)
+
     def _head(self):
-        return HEAD_SOFTMAX if self._is_classifier else HEAD_IDENTITY
+        if not self._is_classifier:
+            return HEAD_IDENTITY
+        return HEAD_LOGISTIC if self._multilabel() else HEAD_SOFTMAX
 
     def _loss_divisor(self):
         # scikit-learn's squared loss is a mean over outputs too; the engine's sums over outputs
@@ -401,7 +422,7 @@ class _BaseMLP(BaseEstimator):
                                  "or the size of your dataset.")
             train_rows = train_rows.astype(np.int64)
             X_val = X[val_rows]
-            val_targets = y_idx[val_rows] if self._is_classifier else Y[val_rows]
+            val_targets = Y[val_rows] if Y.shape[0] else y_idx[val_rows]
             n_train = train_rows.shape[0]
         else:
             train_rows, X_val, val_targets, n_train = None, None, None, n
@@ -591,6 +612,8 @@ class _BaseMLP(BaseEstimator):
         out = self._forward(X_val, check_input=False)
         if not np.isfinite(out).all():
             return np.nan
+        if self._multilabel():                  # subset accuracy, as scikit-learn's score
+            return float(np.mean(np.all((out > 0.5) == (val_targets > 0.5), axis=1)))
         if self._is_classifier:
             return float(np.mean(out.argmax(axis=1) == val_targets))
         return float(r2_score(val_targets, out))
@@ -659,7 +682,8 @@ _PARAMS_DOC = """
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: ``sklearn.neural_network.MLPClassifier`` on fastmlp's
-    compiled engine (softmax + log-loss; binary targets use a logistic output, exactly).
+    compiled engine (softmax + log-loss; binary targets use a logistic output, exactly;
+    multilabel indicator targets use logistic outputs + binary log-loss).
     """ + _PARAMS_DOC.format(name="MLPClassifier")
 
     _is_classifier = True
@@ -708,11 +732,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if y.ndim != 1 or type_of_target(y).startswith("multilabel"):
+        multilabel = type_of_target(y).startswith("multilabel")
+        if y.ndim != 1 and not multilabel:
             raise ValueError(
-                f"fastmlp.sklearn.MLPClassifier does not support multilabel or multi-output "
-                f"targets (y has shape {y.shape}): fastmlp has no sigmoid + log-loss head for "
-                f"several outputs. Use sklearn.neural_network.MLPClassifier for them.")
+                f"fastmlp.sklearn.MLPClassifier does not support multiclass-multioutput targets "
+                f"(y has shape {y.shape} and is not a 0/1 label indicator matrix); pass one class "
+                f"label per sample or a multilabel indicator matrix.")
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self.classes_ = unique_labels(y)
         else:
@@ -725,13 +750,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
+        if multilabel:
+            # scikit-learn trains on y.astype(bool): any nonzero entry is a label that is on
+            Y = _dense_writable(y.toarray() != 0 if hasattr(y, "toarray") else y != 0, hp.dtype)
+            return _dense_writable(X, hp.dtype), np.zeros(0, dtype=np.int64), Y, Y.shape[1]
         y_idx = np.searchsorted(self.classes_, y).astype(np.int64)
         n_classes = len(self.classes_)
         Y = np.zeros((0, max(n_classes, 2)), dtype=hp.dtype)
         return _dense_writable(X, hp.dtype), y_idx, Y, (1 if n_classes <= 2 else n_classes)
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to X (n_samples, n_features) and class labels y; returns self.
+        """Fit the model to X (n_samples, n_features) and class labels y (or a multilabel 0/1
+        indicator matrix, n_samples x n_labels); returns self.
 
         ``sample_weight``: None or equal weights only (see the module docstring).
         """
@@ -756,7 +786,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``
+        (multilabel: each label's probability, independently)."""
         check_is_fitted(self)
         return self._forward(X)
 
@@ -766,16 +797,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.log(proba, out=proba)
 
     def predict(self, X):
-        """Predicted class labels."""
+        """Predicted class labels (multilabel: the 0/1 indicator matrix, probability > 0.5)."""
         check_is_fitted(self)
         proba = self._forward(X)
+        if self._multilabel():                  # as scikit-learn's LabelBinarizer thresholds
+            return np.array(proba > 0.5, dtype=int)
         if len(self.classes_) == 1:
             return np.repeat(self.classes_, proba.shape[0])
         return self.classes_[proba.argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
 
 

@@ -125,6 +125,35 @@ def check_targets(Y, n_outputs, name="y", dtype=np.float32):
     return Y
 
 
+def check_label_matrix(Y, n_outputs, name="y", dtype=np.float32):
+    """Multilabel targets (the logistic head) as a C-contiguous (n, n_outputs) float array of
+    0s and 1s: row i, column j is 1 when sample i has label j."""
+    if Y is None:
+        raise TypeError(f"{name} is None; pass a 0/1 label matrix of shape (n_samples, {n_outputs}).")
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {Y.dtype}; output='logistic' takes a 0/1 label matrix "
+                        f"(bool, int or float), shape (n_samples, {n_outputs}).")
+    if Y.ndim != 2 or Y.shape[1] != n_outputs:
+        hint = ""
+        if Y.ndim == 1:
+            hint = (f" For a single label pass {name}.reshape(-1, 1)." if n_outputs == 1 else
+                    " For one class label per sample use output='softmax'.")
+        raise ValueError(
+            f"{name} has shape {Y.shape} but output='logistic' with {n_outputs} outputs takes a "
+            f"0/1 label matrix of shape (n_samples, {n_outputs}) (one column per label; change "
+            f"the last entry of layers to match).{hint}"
+        )
+    if Y.shape[0] == 0:
+        raise ValueError(f"{name} is empty; pass one row of 0/1 labels per sample.")
+    bad = (Y != 0) & (Y != 1)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}[{i}, {j}] = {Y[i, j].item()!r}; output='logistic' takes a label "
+                         f"matrix of 0s and 1s only (1 where the sample has the label).")
+    return np.ascontiguousarray(Y, dtype=dtype)
+
+
 def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False,
                  integer=False, allow_none=False, example=None):
     """A finite real (or integer) in the given range; bools are rejected.

@@ -18,6 +18,8 @@ def problem(head, n=11, dtype=np.float64, seed=0):
     X = rng.standard_normal((n, LAYERS[0])).astype(dtype)
     if head == "identity":
         return X, np.zeros(0, np.int64), rng.standard_normal((n, LAYERS[-1])).astype(dtype)
+    if head == "logistic":      # multilabel: a 0/1 matrix
+        return X, np.zeros(0, np.int64), rng.integers(0, 2, (n, LAYERS[-1])).astype(dtype)
     return X, rng.integers(0, LAYERS[-1], n), np.zeros((0, LAYERS[-1]), dtype)
 
 
@@ -92,19 +94,21 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
                                           ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
                                           ("adam", {"lr": 0.01})])
 @pytest.mark.parametrize("batch_size", [None, 16])
-@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "logistic"])
 def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, output):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((70, 6))
-    y = rng.integers(0, 3, 70) if output != "identity" else rng.standard_normal((70, 3))
+    y = {"identity": lambda: rng.standard_normal((70, 3)),
+         "logistic": lambda: rng.integers(0, 2, (70, 3))}.get(output, lambda: rng.integers(0, 3, 70))()
     histories, weights = [], []
     for eng in ("numba", "numpy"):
         model = MLP([6, 8, 3], activation="tanh", output=output, dtype="float64", seed=3, engine=eng)
         hist = model.fit(X, y, epochs=3, batch_size=batch_size, optimizer=optimizer,
                          **{"lr": 0.1, **kw})
-        histories.append(hist["loss"])
+        histories.append((hist["loss"], hist.get("accuracy")))
         weights.append(model._flat.copy())
-    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(histories[0][0], histories[1][0], rtol=1e-8, atol=1e-12)
+    assert histories[0][1] == histories[1][1]
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-8, atol=1e-12)
 
 
@@ -121,19 +125,23 @@ def test_same_seed_same_threads_is_bitwise_identical(threads):
     assert np.array_equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("head", ["softmax", "logistic"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("n", [1, 5, 4097, 9000])
-def test_predict_and_evaluate_match_reference(threads, n):
+def test_predict_and_evaluate_match_reference(threads, n, head):
     rng = np.random.default_rng(0)
     layers = np.array([9, 13, 4])
     flat = init_params(tuple(layers), "he", rng, np.float64)
     X, y = rng.standard_normal((n, 9)), rng.integers(0, 4, n)
     Y = np.zeros((0, 4))
+    if head == "logistic":      # targets are a 0/1 matrix, no class indices
+        y, Y = np.zeros(0, np.int64), rng.integers(0, 2, (n, 4)).astype(np.float64)
+    code = HEADS.index(head)
     with thread_limits(threads, 1):
-        out = engine.predict_batches(flat, layers, 1, 0, X, 4096)
-        loss, correct = engine.evaluate_batches(flat, layers, 1, 0, X, y, Y, 4096)
-    np.testing.assert_allclose(out, reference.predict_batches(flat, layers, 1, 0, X), rtol=1e-10)
-    ref_loss, ref_correct = reference.evaluate_batches(flat, layers, 1, 0, X, y, Y)
+        out = engine.predict_batches(flat, layers, 1, code, X, 4096)
+        loss, correct = engine.evaluate_batches(flat, layers, 1, code, X, y, Y, 4096)
+    np.testing.assert_allclose(out, reference.predict_batches(flat, layers, 1, code, X), rtol=1e-10)
+    ref_loss, ref_correct = reference.evaluate_batches(flat, layers, 1, code, X, y, Y)
     assert loss == pytest.approx(ref_loss, rel=1e-10)
     assert correct == ref_correct
 

@@ -7,8 +7,10 @@ import pytest
 from fastmlp import MLP, TrainingDiverged, reference
 from fastmlp import functional as F
 from fastmlp.codes import ACTIVATIONS
+from fastmlp.codes import HEADS as CODES
 
-HEADS = ["softmax", "sigmoid", "identity"]
+HEADS = ["softmax", "sigmoid", "identity", "logistic"]
+Y_HEADS = ("identity", "logistic")       # heads whose targets are a matrix, not class indices
 
 
 def problem(head, n=40, widths=(6, 5, 4, 3), dtype="float64", seed=0):
@@ -16,13 +18,18 @@ def problem(head, n=40, widths=(6, 5, 4, 3), dtype="float64", seed=0):
     rng = np.random.default_rng(seed)
     params = F.init(list(widths), init="glorot", seed=seed, dtype=dtype)
     X = rng.standard_normal((n, widths[0])).astype(dtype)
-    y = rng.standard_normal((n, widths[-1])) if head == "identity" else rng.integers(0, widths[-1], n)
+    if head == "identity":
+        y = rng.standard_normal((n, widths[-1]))
+    elif head == "logistic":             # multilabel: a 0/1 matrix
+        y = rng.integers(0, 2, (n, widths[-1]))
+    else:
+        y = rng.integers(0, widths[-1], n)
     return params, X, y
 
 
 def ref_loss_and_grad(params, X, y, act, head):
     p64 = [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]
-    labels, Y = (None, np.asarray(y, np.float64)) if head == "identity" else (y, None)
+    labels, Y = (None, np.asarray(y, np.float64)) if head in Y_HEADS else (y, None)
     return reference.loss_and_grad(p64, X.astype(np.float64), labels, Y, act, head)
 
 
@@ -116,10 +123,10 @@ def test_train_epoch_matches_the_reference_engine(head):
     params, X, y = problem(head, n=50)
     flat = np.concatenate([p.ravel() for pair in params for p in pair])
     layers = (6, 5, 4, 3)
-    labels = np.zeros(0, np.int64) if head == "identity" else y
-    Y = y if head == "identity" else np.zeros((0, 3))
+    labels = np.zeros(0, np.int64) if head in Y_HEADS else y
+    Y = y.astype(np.float64) if head in Y_HEADS else np.zeros((0, 3))
     order = np.arange(50)
-    reference.train_batches(flat, layers, ACTIVATIONS.index("relu"), ["softmax", "identity", "sigmoid"].index(head),
+    reference.train_batches(flat, layers, ACTIVATIONS.index("relu"), CODES.index(head),
                             X, labels, Y, order, 16, 0, 0.1, 0.0, False, 0.01, 0.9, 0.999, 1e-8,
                             np.zeros_like(flat), np.zeros(0), 0)
     logs = F.train_epoch(params, X, y, lr=0.1, batch_size=16, output=head, shuffle=False, weight_decay=0.01)
@@ -160,6 +167,22 @@ def test_full_batch_and_regression():
     pred = F.predict(params, X, activation="tanh", output="identity")
     np.testing.assert_allclose(pred, F.forward(params, X, "tanh", "identity").output)
     assert pred.shape == (64, 2)
+
+
+def test_multilabel_logistic_head():
+    params, X, Y = problem("logistic", n=64, widths=(6, 8, 3))
+    logs = [F.train_epoch(params, X, Y, lr=0.5, batch_size=16, activation="tanh", output="logistic",
+                          rng=epoch) for epoch in range(30)]
+    assert logs[-1]["loss"] < logs[0]["loss"] and set(logs[-1]) == {"loss", "accuracy"}
+    pred = F.predict(params, X, activation="tanh", output="logistic")
+    fwd = F.forward(params, X, "tanh", "logistic")
+    assert pred.shape == (64, 3) and pred.dtype == np.int64
+    np.testing.assert_array_equal(pred, (fwd.activations[-1] > 0).astype(int))
+    np.testing.assert_allclose(fwd.output, 1 / (1 + np.exp(-fwd.activations[-1])), rtol=1e-12)
+    with pytest.raises(ValueError, match="0s and 1s only"):
+        F.loss_and_grad(params, X, Y * 2, "tanh", "logistic")
+    with pytest.raises(ValueError, match=r"shape \(64,\) but output='logistic'"):
+        F.train_epoch(params, X, Y[:, 0], lr=0.1, output="logistic")
 
 
 def test_divergence_keeps_finite_params():

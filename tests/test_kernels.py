@@ -86,6 +86,8 @@ def test_heads(dtype, head, B, C, scale):
     z = data((B, C), dtype, 1, scale)
     y = np.random.default_rng(2).integers(0, C, B)
     Y = data((B, C), dtype, 3)
+    if head == "logistic":                           # multilabel 0/1 targets
+        Y = (Y > 0).astype(dtype)
     loss, output, dz = ref_head(head, z, y, Y)
     got_dz = np.empty_like(z)
     code = HEADS.index(head)
@@ -100,7 +102,10 @@ def test_heads(dtype, head, B, C, scale):
     out = np.empty_like(z)
     kernels.head_forward(out, z, code)
     close(out, output, dtype, case + " output")
-    if head != "identity":
+    if head == "logistic":                           # subset accuracy: every label right
+        expected = int(np.sum(np.all((z > 0) == (Y > 0.5), axis=1)))
+        assert correct == correct_only == expected, case
+    elif head != "identity":
         assert correct == correct_only == int(np.sum(z.argmax(axis=1) == y)), case
 
 

@@ -193,6 +193,49 @@ def test_sigmoid_head(engine):
     np.testing.assert_array_equal(model.predict(X), proba.argmax(axis=1))
 
 
+def multilabel(n=240, seed=0):
+    """Blobs with three overlapping 0/1 labels per sample (multilabel targets)."""
+    X, idx = blobs(n=n, n_classes=4, seed=seed)
+    Y = np.stack([idx == 0, (idx == 1) | (idx == 2), idx >= 2], axis=1).astype(np.int64)
+    return X, Y
+
+
+def test_logistic_head_multilabel(engine):
+    X, Y = multilabel()
+    model = MLP([4, 16, 3], output="logistic", engine=engine, dtype="float64", seed=1)
+    history = model.fit(X, Y, epochs=20, batch_size=16, lr=0.1, validation_split=0.25)
+    assert history["loss"][-1] < 0.3 * history["loss"][0]
+    assert {"accuracy", "val_loss", "val_accuracy"} <= set(history)
+    proba = model.predict_proba(X)
+    assert proba.shape == Y.shape and ((proba > 0) & (proba < 1)).all()
+    pred = model.predict(X)
+    assert pred.shape == Y.shape and pred.dtype == np.int64 and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
+    subset = float(np.mean(np.all(pred == Y, axis=1)))
+    assert model.score(X, Y) == pytest.approx(subset) and subset >= 0.95
+    # binary cross-entropy summed over labels, averaged over samples
+    bce = -np.mean(np.sum(Y * np.log(proba) + (1 - Y) * np.log(1 - proba), axis=1))
+    result = model.evaluate(X, Y.astype(bool))          # bool and float 0/1 matrices are accepted
+    assert result == {"loss": pytest.approx(bce, rel=1e-9), "accuracy": pytest.approx(subset)}
+    assert model.classes_ is None and model.is_classifier
+
+
+def test_save_load_round_trip_logistic(engine, tmp_path):
+    X, Y = multilabel(n=60)
+    model = MLP([4, 8, 3], output="logistic", engine=engine, seed=2)
+    model.fit(X, Y, epochs=2, batch_size=16, lr=0.1)
+    model.save(tmp_path / "multilabel.npz")
+    loaded = MLP.load(tmp_path / "multilabel.npz")
+    assert loaded.get_config() == model.get_config() and loaded.output == "logistic"
+    np.testing.assert_array_equal(flat_params(loaded), flat_params(model))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.classes_ is None and loaded.score(X, Y) == model.score(X, Y)
+    before = flat_params(loaded)
+    loaded.fit(X, Y, epochs=1, batch_size=16)           # a loaded model trains on
+    assert not np.array_equal(flat_params(loaded), before)
+
+
 # ---------------------------------------------------------------- optimizers and batching
 
 
@@ -472,6 +515,14 @@ VALIDATION_CASES = [
     ("too-many-string-classes", _fit(_X, np.array(["a", "b", "c", "d", "e"])[np.arange(30) % 5]),
      ValueError, r"y has 5 classes .* output layer has 3 units"),
     ("unknown-label-at-evaluate", None, ValueError, "not one of the model's classes"),
+    ("logistic-1-D-labels", lambda engine: MLP([4, 3], output="logistic", engine=engine).fit(_X, _y),
+     ValueError, r"shape \(30,\) but output='logistic' with 3 outputs.*use output='softmax'"),
+    ("logistic-wrong-width", lambda engine: MLP([4, 3], output="logistic", engine=engine).fit(
+        _X, np.eye(3, dtype=int)[_y][:, :2]), ValueError, r"shape \(30, 2\) .* \(n_samples, 3\)"),
+    ("logistic-not-0-1", lambda engine: MLP([4, 3], output="logistic", engine=engine).fit(
+        _X, 2 * np.eye(3, dtype=int)[_y]), ValueError, r"y\[0, 0\] = 2; .* 0s and 1s only"),
+    ("logistic-length-mismatch", lambda engine: MLP([4, 3], output="logistic", engine=engine).fit(
+        _X, np.eye(3)[_y][:-1]), ValueError, "X has 30 samples but y has 29"),
 ]
 
 

@@ -27,7 +27,17 @@ from fastmlp.threads import thread_limits  # noqa: E402
 SETTINGS = settings(max_examples=25, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DTYPES = st.sampled_from([np.float32, np.float64])
+Y_HEADS = ("identity", "logistic")      # heads whose targets are the matrix Y, not class indices
 EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+
+
+def targets(draw, head, shape, dtype, bound=4.0):
+    """The matrix Y of a head: values (identity), 0/1 labels (logistic) or empty (class heads)."""
+    if head == "identity":
+        return values(draw, shape, dtype, bound)
+    if head == "logistic":
+        return draw(arrays(dtype, shape, elements=st.sampled_from([0.0, 1.0])))
+    return np.zeros((0, shape[1]), dtype)
 
 
 def values(draw, shape, dtype, bound=4.0):
@@ -121,8 +131,8 @@ def test_heads(head, data):
     bound = data.draw(st.sampled_from([1.0, 30.0]))       # 30: exp(30) overflows no float type here
     z = values(data.draw, (B, C), dtype, bound)
     y = data.draw(arrays(np.int64, B, elements=st.integers(0, C - 1)))
-    Y = values(data.draw, (B, C), dtype) if head == "identity" else np.zeros((0, C), dtype)
-    y_used = np.zeros(0, np.int64) if head == "identity" else y
+    Y = targets(data.draw, head, (B, C), dtype)
+    y_used = np.zeros(0, np.int64) if head in Y_HEADS else y
     ref_loss, ref_out, ref_dz = reference.head_loss_and_grad(z, y, Y, head)
     code = HEADS.index(head)
     what = f"{head} head {dtype.__name__} {B}x{C} |z|<={bound}"
@@ -140,7 +150,9 @@ def test_heads(head, data):
     out = np.full_like(z, np.nan)
     kernels.head_forward(out, z, code)
     close_within(out, ref_out, tol, what + " head_forward")
-    if head != "identity":
+    if head == "logistic":                  # subset accuracy: every label's (z > 0) right
+        assert correct == correct_only == int(np.sum(np.all((z > 0) == (Y > 0.5), axis=1))), what
+    elif head != "identity":
         assert correct == correct_only == int(np.sum(z.argmax(axis=1) == y)), what
 
 
@@ -162,7 +174,7 @@ def training_case(draw):
     n = B + draw(st.integers(0, 5))                       # the batch is drawn from n rows
     X = values(draw, (n, layers[0]), dtype, 2.0)
     y = draw(arrays(np.int64, n, elements=st.integers(0, layers[-1] - 1)))
-    Y = values(draw, (n, layers[-1]), dtype, 2.0) if head == "identity" else np.zeros((0, layers[-1]), dtype)
+    Y = targets(draw, head, (n, layers[-1]), dtype, 2.0)
     order = np.asarray(draw(st.permutations(range(n)))[:B], dtype=np.int64)
     threads = draw(st.sampled_from([1, 2]))
     seed = draw(st.integers(0, 2**16))
@@ -179,7 +191,7 @@ def test_train_batches_one_batch(case):
     dtype, layers = case["dtype"], case["layers"]
     flat0 = init_params(layers, "glorot", np.random.default_rng(case["seed"]), dtype)
     assert flat0.shape == (param_count(layers),)
-    y = case["y"] if case["head"] != "identity" else np.zeros(0, np.int64)
+    y = case["y"] if case["head"] not in Y_HEADS else np.zeros(0, np.int64)
     results = []
     for eng, threads in ((reference, 1), (engine, case["threads"])):
         flat = flat0.copy()

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.special import expit, log_softmax
+from scipy.special import expit, log_softmax, xlogy
 
 from fastmlp import reference as R
 from fastmlp.codes import (ACT_IDENTITY, ACT_RELU, ACTIVATIONS, HEAD_IDENTITY, HEAD_SOFTMAX,
@@ -63,6 +63,8 @@ def naive_loss(flat, layers, X, y, Y, act, head):
         return -np.mean(log_softmax(a, axis=1)[np.arange(B), y])
     if head == "identity":
         return 0.5 * np.sum((a - Y) ** 2) / B
+    if head == "logistic":      # -[Y log sigma(a) + (1 - Y) log(1 - sigma(a))] = log(1 + e^a) - Y a
+        return np.sum(np.logaddexp(0.0, a) - Y * a) / B
     onehot = np.eye(a.shape[1])[y]
     return 0.5 * np.sum((expit(a) - onehot) ** 2) / B
 
@@ -75,6 +77,8 @@ def gradient_problem(act, head, seed):
     X = rng.normal(0.0, 1.0, (GRAD_BATCH, GRAD_LAYERS[0]))
     y = rng.integers(0, GRAD_LAYERS[-1], GRAD_BATCH)
     Y = rng.normal(0.0, 1.0, (GRAD_BATCH, GRAD_LAYERS[-1]))
+    if head == "logistic":      # multilabel: a 0/1 matrix
+        Y = (Y > 0).astype(np.float64)
     return flat, X, y, Y
 
 
@@ -129,6 +133,8 @@ def test_head_fused_loss_equals_separate_loss(head):
     z = rng.normal(0, 3, (GRAD_BATCH, 5))
     y = rng.integers(0, 5, GRAD_BATCH)
     Y = rng.normal(0, 1, (GRAD_BATCH, 5))
+    if head == "logistic":
+        Y = (Y > 0).astype(np.float64)
     loss, output, dz = R.head_loss_and_grad(z, y, Y, head)
     B = GRAD_BATCH
     if head == "softmax":
@@ -139,6 +145,11 @@ def test_head_fused_loss_equals_separate_loss(head):
         expected = 0.5 * ((z - Y) ** 2).sum() / B
         np.testing.assert_array_equal(output, z)
         np.testing.assert_allclose(dz, (z - Y) / B, rtol=1e-12)
+    elif head == "logistic":
+        s = expit(z)
+        expected = -(xlogy(Y, s) + xlogy(1 - Y, 1 - s)).sum() / B   # binary cross-entropy
+        np.testing.assert_allclose(output, s, rtol=1e-12)
+        np.testing.assert_allclose(dz, (s - Y) / B, rtol=1e-12, atol=1e-15)
     else:
         s = expit(z)
         expected = 0.5 * ((s - np.eye(5)[y]) ** 2).sum() / B
@@ -198,6 +209,19 @@ def test_sigmoid_is_stable_for_huge_inputs(dtype):
     assert np.isfinite(s).all() and np.isfinite(dz).all() and np.isfinite(loss)
     assert s[0, 0] == 0.0 and s[0, 2] == 0.5 and s[0, 4] == 1.0
     np.testing.assert_allclose(s, expit(z.astype(np.float64)), rtol=1e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_crossentropy_is_stable_for_huge_logits(dtype):
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 50.0]], dtype=dtype)
+    Y = np.array([[1, 0, 1], [1, 1, 0]], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        loss, a, dz = R.sigmoid_crossentropy(z, Y)
+    # Row 0: right with certainty (0, 0) and log 2; row 1: wrong by 1e4, right, wrong by 50.
+    assert loss == pytest.approx((math.log(2) + 1e4 + 50 + math.log1p(math.exp(-50))) / 2, rel=1e-12)
+    assert a.dtype == dtype and dz.dtype == dtype and np.isfinite(dz).all()
+    np.testing.assert_allclose(dz, (np.array([[1, 0, 0.5], [0, 1, 1]]) - Y) / 2, atol=1e-7)
+    assert R.subset_correct(z, Y) == 0.0 and R.subset_correct(z[:, :2], Y[:, :2]) == 1.0
 
 
 # ---------------------------------------------------------------- optimizer steps by hand

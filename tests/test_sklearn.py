@@ -16,7 +16,7 @@ sklearn = pytest.importorskip("sklearn")
 import scipy.sparse  # noqa: E402
 from sklearn import neural_network as sk  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits, make_regression  # noqa: E402
+from sklearn.datasets import load_digits, make_multilabel_classification, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -40,6 +40,13 @@ def small(digits):
     """500 digits: enough for every solver, quick for each."""
     X, y = digits
     return X[:500], y[:500]
+
+
+@pytest.fixture(scope="module")
+def multilabel():
+    """200 samples with 5 labels each on or off (a 0/1 indicator matrix)."""
+    X, Y = make_multilabel_classification(200, 12, n_classes=5, random_state=0)
+    return X / X.max(), Y
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +135,47 @@ def test_classifier_trains_step_for_step_like_sklearn(small, kwargs, binary):
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(np.exp(ours.predict_log_proba(X)), ours.predict_proba(X), rtol=1e-12)
     assert ours.score(X, y) == theirs.score(X, y)
+
+
+@pytest.mark.parametrize("kwargs", SOLVERS + [pytest.param(dict(solver="lbfgs", alpha=1e-3), id="lbfgs")])
+def test_multilabel_trains_step_for_step_like_sklearn(multilabel, kwargs):
+    """Logistic outputs + binary log-loss (summed over labels, plus the alpha penalty)."""
+    X, Y = multilabel
+    args = dict(hidden_layer_sizes=(16,), max_iter=12, random_state=0, **kwargs)
+    ours = quiet(MLPClassifier(**args).fit, X, Y)
+    theirs = quiet(sk.MLPClassifier(**args).fit, X, Y)
+    assert ours.out_activation_ == "logistic" and ours.n_outputs_ == 5
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    assert_same_fit(ours, theirs, rtol=1e-10 if kwargs.get("solver") != "lbfgs" else 1e-9)
+    pred = ours.predict(X)
+    assert pred.dtype == theirs.predict(X).dtype and pred.shape == Y.shape
+    np.testing.assert_array_equal(pred, theirs.predict(X))
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-12)
+    assert ours.score(X, Y) == theirs.score(X, Y)
+
+
+def test_multilabel_partial_fit_and_warm_start_like_sklearn(multilabel):
+    X, Y = multilabel
+    args = dict(hidden_layer_sizes=(12,), solver="sgd", learning_rate="invscaling",
+                learning_rate_init=0.5, random_state=0)
+    ours, theirs = MLPClassifier(**args), sk.MLPClassifier(**args)
+    for k in range(3):
+        part = slice(k * 60, (k + 1) * 60)
+        ours.partial_fit(X[part], Y[part], classes=np.arange(5))
+        theirs.partial_fit(X[part], Y[part], classes=np.arange(5))
+    assert ours.t_ == theirs.t_ == 180
+    assert_same_fit(ours, theirs, rtol=1e-10)
+
+    args = dict(hidden_layer_sizes=(12,), max_iter=4, warm_start=True, random_state=0)
+    ours, theirs = MLPClassifier(**args), sk.MLPClassifier(**args)
+    for _ in range(2):
+        quiet(ours.fit, X, Y)
+        quiet(theirs.fit, X, Y)
+    assert len(ours.loss_curve_) == 8
+    assert_same_fit(ours, theirs, rtol=1e-10)
+    # the head (and the targets the compiled kernels read) may not change under warm_start
+    with pytest.raises(ValueError, match="same kind of targets"):
+        ours.fit(X, np.arange(len(X)) % 5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(solver="sgd", learning_rate_init=0.01),
@@ -263,8 +311,8 @@ def test_constructor_matches_sklearn():
 
 def test_unsupported_targets_and_weights_raise_clear_errors(small, regression):
     X, y = small
-    with pytest.raises(ValueError, match="multilabel"):
-        MLPClassifier(max_iter=2).fit(X, np.stack([y % 2, y % 3 == 0], axis=1))
+    with pytest.raises(ValueError, match="multiclass-multioutput"):
+        MLPClassifier(max_iter=2).fit(X, np.stack([y % 3, y % 4], axis=1))
     with pytest.raises(NotImplementedError, match="poisson"):
         MLPRegressor(loss="poisson").fit(*regression)
     with pytest.raises(NotImplementedError, match="sample_weight"):
@@ -370,6 +418,34 @@ def test_mlp_trained_by_fastmlp_exports_to_sklearn(small, regression):
     squared.fit(X, y, epochs=1)
     with pytest.raises(ValueError, match="sigmoid"):
         squared.to_sklearn()
-    multilabel = quiet(sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit, X, np.stack([y % 2, y % 3 == 0], axis=1))
-    with pytest.raises(ValueError, match="multilabel"):
-        MLP.from_sklearn(multilabel)
+
+
+def test_multilabel_weights_move_between_mlp_and_sklearn(multilabel):
+    X, Y = multilabel
+    theirs = quiet(sk.MLPClassifier(hidden_layer_sizes=(16,), max_iter=10, random_state=0).fit, X, Y)
+    model = MLP.from_sklearn(theirs)
+    assert model.output == "logistic" and model.layers == (12, 16, 5)
+    np.testing.assert_array_equal(model.predict(X), theirs.predict(X))
+    np.testing.assert_allclose(model.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-12)
+    assert model.score(X, Y) == theirs.score(X, Y)
+    back = model.to_sklearn()
+    assert isinstance(back, sk.MLPClassifier) and back.out_activation_ == "logistic"
+    np.testing.assert_array_equal(back.classes_, theirs.classes_)
+    np.testing.assert_array_equal(back.predict(X), theirs.predict(X))
+    np.testing.assert_allclose(back.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-12)
+    assert back.score(X, Y) == theirs.score(X, Y)
+
+    ours = quiet(MLPClassifier(hidden_layer_sizes=(16,), max_iter=10, random_state=0).fit, X, Y)
+    np.testing.assert_array_equal(MLP.from_sklearn(ours).predict(X), ours.predict(X))
+
+    trained = MLP([12, 8, 5], output="logistic", activation="tanh", seed=0)   # float32
+    trained.fit(X, Y, epochs=3, batch_size=32)
+    est = trained.to_sklearn()
+    np.testing.assert_array_equal(est.predict(X), trained.predict(X))
+    np.testing.assert_allclose(est.predict_proba(X), trained.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+    single = MLP([12, 4, 1], output="logistic", dtype="float64", seed=0)     # one label: binary
+    single.fit(X, Y[:, :1], epochs=2, batch_size=32)
+    est = single.to_sklearn()
+    np.testing.assert_array_equal(est.predict(X), single.predict(X)[:, 0])
+    np.testing.assert_allclose(est.predict_proba(X)[:, 1], single.predict_proba(X)[:, 0], rtol=1e-12)
