@@ -1,7 +1,9 @@
 """fastmlp: multi-layer perceptrons trained on the CPU by Numba-compiled kernels.
 
 >>> from fastmlp import MLP
->>> model = MLP(layers=[64, 32, 10]).fit(X, y)   # doctest: +SKIP
+>>> model = MLP(layers=[64, 32, 10])              # doctest: +SKIP
+>>> history = model.fit(X, y, epochs=10)          # doctest: +SKIP
+>>> model.predict(X_new)                          # doctest: +SKIP
 """
 
 from ._version import __version__
