@@ -61,11 +61,12 @@ def _layer(buf, starts, l, B, width):
 
 
 @njit(cache=True, nogil=True)
-def _rows_forward_backward(flat, offs, act, head, X, y, Y, rows, r0, B, scale, acts, dzs, starts,
-                           blas):
+def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale, acts, dzs,
+                           starts, blas):
     """Phase 1 for minibatch rows r0 : r0 + len(rows) (sample indices ``rows``): gather, forward,
     the head's loss and dz, then dz of every hidden layer. Rows are independent, so parts of a
-    minibatch can run on different threads. Returns (summed loss, correct count); a non-finite
+    minibatch can run on different threads. ``w`` holds every sample's weight (empty: all 1),
+    gathered by ``rows`` like X. Returns (summed weighted loss, correct count); a non-finite
     loss returns at once."""
     m = rows.shape[0]
     L = offs.shape[0]
@@ -88,8 +89,12 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, rows, r0, B, scale, a
         yr[i] = y[rows[i]]
     for i in range(Yr.shape[0]):
         Yr[i, :] = Y[rows[i], :]
+    wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
+    for i in range(wr.shape[0]):
+        wr[i] = w[rows[i]]
     loss, correct = head_backward(_layer(dzs, dz_starts, L, B, n_last)[r0:r1],
-                                  _layer(acts, starts, L, B, n_last)[r0:r1], yr, Yr, head, scale)
+                                  _layer(acts, starts, L, B, n_last)[r0:r1], yr, Yr, wr, head,
+                                  scale)
     if not np.isfinite(loss):
         return loss, correct
     for l in range(L - 1, 0, -1):               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
@@ -158,7 +163,7 @@ def _minibatch_buffers(offs, batch_size, dtype_of):
 
 # ---------------------------------------------------------------- the training loop
 
-def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, momentum, nesterov,
+def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, momentum, nesterov,
                 weight_decay, decay, beta1, beta2, eps, state1, state2, step, n_parts, blas, stats):
     """All minibatches of ``order``; see :func:`train_batches`. Each minibatch is two loops over
     ``n_parts`` independent parts (rows, then parameter slices); compiled serial and parallel."""
@@ -173,6 +178,12 @@ def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, mome
         start = k * batch_size
         B = min(batch_size, n - start)
         part_rows = (B + n_parts - 1) // n_parts
+        weight = float(B)
+        if w.shape[0]:                          # the minibatch's weight total, in float64
+            weight = 0.0
+            for i in range(start, start + B):
+                weight += w[order[i]]
+        scale = T(1.0 / B) if w.shape[0] == 0 else (T(1.0 / weight) if weight > 0 else T(0))
         for t in prange(n_parts):
             r0 = min(t * part_rows, B)
             r1 = min(r0 + part_rows, B)
@@ -180,8 +191,8 @@ def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, mome
             part_correct[t] = 0
             if r1 > r0:
                 part_loss[t], part_correct[t] = _rows_forward_backward(
-                    flat, offs, act, head, X, y, Y, order[start + r0:start + r1], r0, B,
-                    T(1.0 / B), acts, dzs, starts, blas)
+                    flat, offs, act, head, X, y, Y, w, order[start + r0:start + r1], r0, B,
+                    scale, acts, dzs, starts, blas)
         loss = 0.0
         correct = 0
         for t in range(n_parts):                # fixed order: deterministic
@@ -189,7 +200,7 @@ def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, mome
             correct += part_correct[t]
         if not np.isfinite(loss):
             stats[4] = k
-            stats[5] = loss / B
+            stats[5] = loss / B if w.shape[0] == 0 else loss / weight
             return
         for t in prange(n_parts):
             _update_slice(flat, offs, acts, dzs, starts, B, t, n_parts, grad, lr, weight_decay,
@@ -199,6 +210,7 @@ def _train_loop(flat, offs, act, head, X, y, Y, order, batch_size, opt, lr, mome
         stats[1] += correct
         stats[2] += B
         stats[3] += 1
+        stats[6] += weight
 
 
 _train_serial = njit(cache=True, nogil=True)(_train_loop)
@@ -206,55 +218,74 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_train_loop)
 
 
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
-                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
+                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step, w=None):
     """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats).
 
     Each minibatch is cut into as many parts as the Numba thread count in force (see
-    :func:`thread_plan` and :func:`fastmlp.threads.thread_limits`).
+    :func:`thread_plan` and :func:`fastmlp.threads.thread_limits`). ``w`` (per-sample weights)
+    is used in the model's dtype: pass it so to avoid a copy per call.
     """
     import numba
 
+    w = _weights(w, flat, X.shape[0])
     offs = _offsets_array(layers)
     decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else flat[:0]
     if opt != OPT_ADAM:
         state2 = flat[:0] if state2.shape[0] == 0 else state2
-    stats = np.zeros(6)
+    stats = np.zeros(7)
     stats[4] = -1
     n_parts = numba.get_num_threads()
     kernel = _train_parallel if n_parts > 1 else _train_serial
-    kernel(flat, offs, act, head, X, y, Y, order, batch_size, opt, float(lr), float(momentum),
+    kernel(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, float(lr), float(momentum),
            bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
            state1, state2, int(step), n_parts, blas_handle(), stats)
     return stats
 
 
+def _weights(w, flat, n):
+    """Per-sample weights as the compiled code takes them: a contiguous array of the model's
+    dtype, empty for uniform weights (None or empty); otherwise one per row of X (n), checked
+    because the compiled code indexes it without bounds checks."""
+    if w is None or len(w) == 0:
+        return flat[:0]
+    w = np.ascontiguousarray(w, dtype=flat.dtype).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"w must hold one weight per row of X ({n}); got {w.shape[0]}.")
+    return w
+
+
 @njit(cache=True, nogil=True)
-def _loss_and_grad(flat, offs, act, head, X, y, Y, grad, blas):
+def _loss_and_grad(flat, offs, act, head, X, y, Y, w, scale, grad, blas):
     n = X.shape[0]
     starts, acts, dzs = _minibatch_buffers(offs, n, flat)
-    loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, np.arange(n), 0, n,
-                                           flat.dtype.type(1.0 / n), acts, dzs, starts, blas)
+    loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, w, np.arange(n), 0, n,
+                                           flat.dtype.type(scale), acts, dzs, starts, blas)
     if np.isfinite(loss):
         _update_slice(flat, offs, acts, dzs, starts, n, 0, 1, grad, 0.0, 0.0, flat[:0], flat[:0],
                       flat[:0], -1, 0.0, False, 0.9, 0.999, 1e-8, 1, blas)
     return loss, correct
 
 
-def loss_and_grad(flat, layers, act, head, X, y, Y, grad):
+def loss_and_grad(flat, layers, act, head, X, y, Y, grad, w=None):
     """Mean loss of all rows of X and its gradient, written into the flat buffer ``grad``
-    (same layout as ``flat``); the parameters are not changed. Returns (loss, correct count)."""
+    (same layout as ``flat``); the parameters are not changed. Returns (loss, correct count).
+    With per-sample weights ``w`` it is the weighted mean sum_i w_i loss_i / sum_i w_i."""
     if grad.shape != flat.shape or grad.dtype != flat.dtype:
         raise ValueError(f"grad must be a {flat.dtype} buffer of shape {flat.shape}; got {grad.dtype} {grad.shape}.")
     X = np.ascontiguousarray(X, dtype=flat.dtype)
-    loss, correct = _loss_and_grad(flat, _offsets_array(layers), act, head, X, y, Y, grad,
-                                   blas_handle())
-    return loss / X.shape[0], correct
+    w = _weights(w, flat, X.shape[0])
+    total = float(X.shape[0]) if w.shape[0] == 0 else float(w.sum(dtype=np.float64))
+    scale = 1.0 / total if total > 0 else 0.0
+    loss, correct = _loss_and_grad(flat, _offsets_array(layers), act, head, X, y, Y, w, scale,
+                                   grad, blas_handle())
+    return (loss / X.shape[0] if w.shape[0] == 0 else loss * scale), correct
 
 
 # ---------------------------------------------------------------- inference
 
 @njit(cache=True, nogil=True, parallel=True)
-def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, want_loss, blas):
+def _infer(flat, offs, act, head, X, y, Y, w, chunk, out, part_loss, part_correct, want_loss,
+           blas):
     """Forward over X, ``chunk`` rows at a time (only one chunk's activations per thread exist at
     once), thread t taking a fixed run of chunks: head outputs into ``out`` (when it has rows)
     and per-thread (summed loss, correct) when ``want_loss``."""
@@ -284,14 +315,15 @@ def _infer(flat, offs, act, head, X, y, Y, chunk, out, part_loss, part_correct, 
             if want_loss:
                 takes_Y = head_takes_Y(head)
                 loss, correct = head_loss(a, y if takes_Y else y[r0:r1],
-                                          Y[r0:r1] if takes_Y else Y, head)
+                                          Y[r0:r1] if takes_Y else Y,
+                                          w[r0:r1] if w.shape[0] else w, head)
                 part_loss[t] += loss
                 part_correct[t] += correct
             if out.shape[0]:
                 head_forward(out[r0:r1], a, head)
 
 
-def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss):
+def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss, w=None):
     """Run :func:`_infer` on the Numba threads in force; returns (summed loss, correct)."""
     import numba
 
@@ -302,8 +334,9 @@ def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss):
     chunk = max(1, -(-X.shape[0] // (n_threads * per_thread)))
     part_loss = np.zeros(n_threads)
     part_correct = np.zeros(n_threads, dtype=np.int64)
-    _infer(flat, _offsets_array(layers), act, head, X, y, Y, chunk, out, part_loss, part_correct,
-           want_loss, blas_handle())
+    w = _weights(w, flat, X.shape[0])
+    _infer(flat, _offsets_array(layers), act, head, X, y, Y, w, chunk, out, part_loss,
+           part_correct, want_loss, blas_handle())
     return float(part_loss.sum()), float(part_correct.sum())
 
 
@@ -315,7 +348,8 @@ def predict_batches(flat, layers, act, head, X, chunk=4096):
     return out
 
 
-def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
-    """(summed loss, correct count) over all rows; the compiled twin of the reference's."""
+def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096, w=None):
+    """(summed loss, correct count) over all rows, the loss weighted by ``w`` when given; the
+    compiled twin of the reference's."""
     empty = np.empty((0, layers[-1]), dtype=flat.dtype)
-    return _run_infer(flat, layers, act, head, X, y, Y, chunk, empty, True)
+    return _run_infer(flat, layers, act, head, X, y, Y, chunk, empty, True, w)

@@ -117,7 +117,7 @@ def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
     grads = [None] * len(params)
     dout = np.empty_like(z)
     with thread_limits(1, threads or available_cores()):
-        kernels.head_backward(dout, z, y_idx, Y, head, dtype.type(1.0 / n))
+        kernels.head_backward(dout, z, y_idx, Y, np.zeros(0, dtype), head, dtype.type(1.0 / n))
         for l in range(len(params) - 1, -1, -1):
             W, b = params[l]
             dW = np.empty(W.shape, dtype=dtype)

@@ -4,7 +4,10 @@ Conventions (as in the reference): row-major, x is (B, n_in), W is (n_in, n_out)
 out is (B, n_out). Output buffers come first in the argument list. Backward kernels OVERWRITE
 their outputs (never accumulate). The loss kernels return the loss SUMMED over their rows and
 take ``scale`` (1 / size of the whole minibatch) for the gradient, so that chunks of one
-minibatch computed on different threads add up to the minibatch mean.
+minibatch computed on different threads add up to the minibatch mean. Per-sample weights: the
+loss kernels also take ``w``, the rows' weights (an empty array means all 1); row i's loss is
+multiplied by w_i and its gradient by w_i * scale, with ``scale`` = 1 / the minibatch's weight
+total, which makes the minibatch loss a weighted mean.
 
 Every kernel keeps the dtype it is given: constants go through ``T = x.dtype.type`` because a
 Python float literal would silently promote a float32 expression to float64. Matrix products go
@@ -113,17 +116,31 @@ def dense_backward(dinp, dW, db, x, W, dz, need_dinp, blas):
 # ---------------------------------------------------------------- output heads
 
 @jit
-def softmax_crossentropy_backward(dlogits, logits, y, scale):
-    """Fused softmax + cross-entropy over rows: dlogits = (softmax(z) - onehot(y)) * scale.
+def row_weight(w, i):
+    """Weight of row i as a float64: 1 when ``w`` is empty (uniform weights)."""
+    return 1.0 if w.shape[0] == 0 else float(w[i])
 
-    Returns (sum over rows of logsumexp(z_i) - z_i[y_i], correct argmax count). Stable for any
-    finite logits: exp only sees z - max(z) <= 0.
+
+@jit
+def row_scale(w, i, scale):
+    """Gradient factor of row i: ``scale`` times its weight (``scale`` alone when ``w`` is empty)."""
+    return scale if w.shape[0] == 0 else scale * w[i]
+
+
+@jit
+def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
+    """Fused softmax + cross-entropy over rows: dlogits_i = (softmax(z_i) - onehot(y_i)) * w_i * scale.
+
+    ``w`` holds the rows' weights (empty: all 1). Returns (sum over rows of
+    w_i * [logsumexp(z_i) - z_i[y_i]], correct argmax count, unweighted). Stable for any finite
+    logits: exp only sees z - max(z) <= 0.
     """
     B, C = logits.shape
     T = type(scale)
     loss = 0.0
     correct = 0
     for i in range(B):
+        s = row_scale(w, i, scale)
         zmax = logits[i, 0]
         arg = 0
         for j in range(1, C):
@@ -137,43 +154,49 @@ def softmax_crossentropy_backward(dlogits, logits, y, scale):
             total += e
         inv = T(1) / total
         for j in range(C):
-            dlogits[i, j] *= inv * scale
-        dlogits[i, y[i]] -= scale
-        loss += math.log(total) - (logits[i, y[i]] - zmax)
+            dlogits[i, j] *= inv * s
+        dlogits[i, y[i]] -= s
+        loss += row_weight(w, i) * (math.log(total) - (logits[i, y[i]] - zmax))
         correct += arg == y[i]
     return loss, correct
 
 
 @jit
-def squared_error_backward(dout, out, Y, scale):
-    """Identity head: dout = (out - Y) * scale; returns sum over rows of 0.5 * ||out_i - Y_i||^2."""
+def squared_error_backward(dout, out, Y, w, scale):
+    """Identity head: dout_i = (out_i - Y_i) * w_i * scale; returns the sum over rows of
+    w_i * 0.5 * ||out_i - Y_i||^2 (``w`` empty: all weights 1)."""
     B, k = out.shape
     loss = 0.0
     for i in range(B):
+        s = row_scale(w, i, scale)
+        wi = row_weight(w, i)
         for j in range(k):
             d = out[i, j] - Y[i, j]
-            dout[i, j] = d * scale
-            loss += 0.5 * float(d) * float(d)
+            dout[i, j] = d * s
+            loss += wi * (0.5 * float(d) * float(d))
     return loss
 
 
 @jit
-def sigmoid_squared_error_backward(dz, z, y, scale):
+def sigmoid_squared_error_backward(dz, z, y, w, scale):
     """Sigmoid head, quadratic cost on one-hot targets: a = sigmoid(z),
-    dz = (a - onehot(y)) * a * (1 - a) * scale. Returns (summed 0.5 * ||a - onehot||^2, correct)."""
+    dz_i = (a_i - onehot(y_i)) * a_i * (1 - a_i) * w_i * scale. Returns (summed
+    w_i * 0.5 * ||a_i - onehot||^2, correct, unweighted); ``w`` empty: all weights 1."""
     B, C = z.shape
     T = type(scale)
     loss = 0.0
     correct = 0
     for i in range(B):
+        s = row_scale(w, i, scale)
+        wi = row_weight(w, i)
         arg = 0
         for j in range(C):
             if z[i, j] > z[i, arg]:
                 arg = j
             a = sigmoid_scalar(z[i, j])
             d = a - (T(1) if j == y[i] else T(0))
-            dz[i, j] = d * a * (T(1) - a) * scale
-            loss += 0.5 * float(d) * float(d)
+            dz[i, j] = d * a * (T(1) - a) * s
+            loss += wi * (0.5 * float(d) * float(d))
         correct += arg == y[i]
     return loss, correct
 
@@ -187,23 +210,25 @@ def softplus_minus_yz(z, t):
 
 
 @jit
-def sigmoid_crossentropy_backward(dz, z, Y, scale):
+def sigmoid_crossentropy_backward(dz, z, Y, w, scale):
     """Logistic head, sigmoid + binary cross-entropy on 0/1 targets (multilabel):
-    dz = (sigmoid(z) - Y) * scale. z, Y and dz are (B, k).
+    dz_i = (sigmoid(z_i) - Y_i) * w_i * scale. z, Y and dz are (B, k), ``w`` is (B,) or empty.
 
-    Returns (sum over rows and outputs of softplus(z) - Y z, rows whose every label (z > 0)
-    equals Y: subset accuracy).
+    Returns (sum over rows and outputs of w_i * [softplus(z) - Y z], rows whose every label
+    (z > 0) equals Y: subset accuracy, unweighted).
     """
     B, k = z.shape
     T = type(scale)
     loss = 0.0
     correct = 0
     for i in range(B):
+        s = row_scale(w, i, scale)
+        wi = row_weight(w, i)
         same = True
         for j in range(k):
             t = Y[i, j]
-            dz[i, j] = (sigmoid_scalar(z[i, j]) - t) * scale
-            loss += softplus_minus_yz(z[i, j], t)
+            dz[i, j] = (sigmoid_scalar(z[i, j]) - t) * s
+            loss += wi * softplus_minus_yz(z[i, j], t)
             same = same and ((z[i, j] > T(0)) == (t > T(0.5)))
         correct += same
     return loss, correct
@@ -216,15 +241,16 @@ def head_takes_Y(head):
 
 
 @jit
-def head_backward(dz, z, y, Y, head, scale):
-    """The head's fused loss and gradient: returns (summed loss, correct count)."""
+def head_backward(dz, z, y, Y, w, head, scale):
+    """The head's fused loss and gradient, rows weighted by ``w`` (empty: all 1) and the gradient
+    by ``scale`` (1 / the minibatch's weight total): returns (summed weighted loss, correct count)."""
     if head == HEAD_SOFTMAX:
-        return softmax_crossentropy_backward(dz, z, y, scale)
+        return softmax_crossentropy_backward(dz, z, y, w, scale)
     if head == HEAD_SIGMOID:
-        return sigmoid_squared_error_backward(dz, z, y, scale)
+        return sigmoid_squared_error_backward(dz, z, y, w, scale)
     if head == HEAD_LOGISTIC:
-        return sigmoid_crossentropy_backward(dz, z, Y, scale)
-    return squared_error_backward(dz, z, Y, scale), 0
+        return sigmoid_crossentropy_backward(dz, z, Y, w, scale)
+    return squared_error_backward(dz, z, Y, w, scale), 0
 
 
 @jit
@@ -253,22 +279,24 @@ def head_forward(out, z, head):
 
 
 @jit
-def head_loss(z, y, Y, head):
-    """(summed loss, correct count) of the rows of z, without a gradient (evaluation)."""
+def head_loss(z, y, Y, w, head):
+    """(summed loss, correct count) of the rows of z, without a gradient (evaluation); row i's
+    loss is weighted by w_i (``w`` empty: all 1), the count is not."""
     B, C = z.shape
     T = z.dtype.type
     loss = 0.0
     correct = 0
     for i in range(B):
+        wi = row_weight(w, i)
         if head == HEAD_IDENTITY:
             for j in range(C):
                 d = float(z[i, j]) - float(Y[i, j])
-                loss += 0.5 * d * d
+                loss += wi * (0.5 * d * d)
             continue
         if head == HEAD_LOGISTIC:
             same = True
             for j in range(C):
-                loss += softplus_minus_yz(z[i, j], Y[i, j])
+                loss += wi * softplus_minus_yz(z[i, j], Y[i, j])
                 same = same and ((z[i, j] > T(0)) == (Y[i, j] > T(0.5)))
             correct += same
             continue
@@ -281,12 +309,12 @@ def head_loss(z, y, Y, head):
             total = 0.0
             for j in range(C):
                 total += math.exp(float(z[i, j]) - float(z[i, arg]))
-            loss += math.log(total) - (float(z[i, y[i]]) - float(z[i, arg]))
+            loss += wi * (math.log(total) - (float(z[i, y[i]]) - float(z[i, arg])))
         else:
             for j in range(C):
                 a = sigmoid_scalar(float(z[i, j]))
                 d = a - (1.0 if j == y[i] else 0.0)
-                loss += 0.5 * d * d
+                loss += wi * (0.5 * d * d)
     return loss, correct
 
 

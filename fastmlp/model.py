@@ -204,7 +204,7 @@ class MLP:
             nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, lr_schedule=None,
             shuffle=True, replacement=False, validation_data=None, validation_split=0.0,
             early_stopping=None, callbacks=(), verbose=0, checkpoint=None, checkpoint_every=None,
-            resume=None):
+            resume=None, sample_weight=None):
         """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
         accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
 
@@ -222,6 +222,14 @@ class MLP:
         line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
         keeping every completed update; ``fit`` then returns normally with
         ``model.interrupted_`` set to True.
+
+        ``sample_weight``: None (all samples count equally) or one finite weight >= 0 per
+        sample, not all zero. Each minibatch then minimises the weighted mean of its samples'
+        losses (a sample's gradient is scaled by its weight / the minibatch's total weight, as
+        scikit-learn's MLPs do; a minibatch of total weight 0 makes a zero-gradient step), and
+        the logged ``loss`` (and ``val_loss`` with ``validation_split``, whose validation part
+        keeps its samples' weights) is the weighted mean. Accuracies stay unweighted fractions.
+        Integer weights w act like repeating each sample w times, up to how minibatches are cut.
 
         ``checkpoint=PATH`` writes a checkpoint (atomically) every ``checkpoint_every`` epochs
         (default 1) and at the end: weights, optimizer state, the shuffling generator, history
@@ -243,6 +251,7 @@ class MLP:
         resumed = None if resume is None else _checkpoint.Resume(
             _checkpoint.check_path(resume, "resume"), type(self), self)
         X = check_features(X, "X", self.layers[0], self.dtype)
+        weights = _check_sample_weight(sample_weight, X.shape[0], self.dtype)
         y_idx, Y = self._encode_targets(y, "y", fitting=True)
         check_same_length(X, Y if self._takes_Y else y_idx)
         validation_split = check_number(validation_split, "validation_split", low=0, high=1, high_open=True)
@@ -251,9 +260,11 @@ class MLP:
         if validation_split:
             from .data import train_test_split
 
-            X, t_train, X_val, t_val = train_test_split(X, Y if self._takes_Y else y_idx,
-                                                        validation_split, self.seed,
-                                                        stratify=not self._takes_Y)
+            rows, t_train, rows_val, t_val = train_test_split(
+                np.arange(X.shape[0]), Y if self._takes_Y else y_idx, validation_split, self.seed,
+                stratify=not self._takes_Y)
+            X, X_val = X[rows], X[rows_val]
+            weights, val_weights = (None, None) if weights is None else (weights[rows], weights[rows_val])
             if len(X_val) == 0 or len(X) == 0:
                 raise ValueError(
                     f"validation_split={validation_split} of {len(X) + len(X_val)} samples leaves "
@@ -261,16 +272,16 @@ class MLP:
                     f"pass more data, another fraction, or validation_data=(X_val, y_val)."
                 )
             if self._takes_Y:
-                Y, val = t_train, (X_val, y_idx, t_val)
+                Y, val = t_train, (X_val, y_idx, t_val, val_weights)
             else:
-                y_idx, val = t_train, (X_val, t_val, Y)
+                y_idx, val = t_train, (X_val, t_val, Y, val_weights)
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, y_val).")
             X_val = check_features(validation_data[0], "validation_data X", self.layers[0], self.dtype)
             y_val, Y_val = self._encode_targets(validation_data[1], "validation_data y")
             check_same_length(X_val, Y_val if self._takes_Y else y_val, "validation_data X", "validation_data y")
-            val = (X_val, y_val, Y_val)
+            val = (X_val, y_val, Y_val, None)
         else:
             val = None
         if early_stopping is not None and val is None:
@@ -282,7 +293,9 @@ class MLP:
         schedule = make_schedule(lr_schedule, hp["lr"], hp["epochs"])
         fit_args = None
         if checkpoint is not None or resumed is not None:
-            data = [X, y_idx, Y] + ([] if val is None else list(val))
+            data = [X, y_idx, Y] + ([] if val is None else [a for a in val if a is not None])
+            if weights is not None:         # part of the data: resuming with others is refused
+                data += [weights] + ([] if val is None or val[3] is None else [val[3]])
             fit_args = _checkpoint.fit_arguments(hp, batch, shuffle, replacement, lr_schedule,
                                                  validation_split, validation_data is not None, n,
                                                  _checkpoint.data_fingerprint(data))
@@ -305,7 +318,7 @@ class MLP:
                 check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
                 lr_e = float(lr_e)
                 logs = self._train_epoch(engine, X, y_idx, Y, batch, lr_e, hp, shuffle, replacement,
-                                         epoch, verbose, interrupt)
+                                         epoch, verbose, interrupt, weights)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
                     val_logs = self._evaluate_arrays(engine, *val)
@@ -378,8 +391,9 @@ class MLP:
         return np.arange(n, dtype=np.int64)
 
     def _train_epoch(self, engine, X, y_idx, Y, batch, lr, hp, shuffle, replacement, epoch,
-                     verbose, interrupt):
-        """One epoch as a few compiled calls of whole minibatches each; returns its logs."""
+                     verbose, interrupt, weights=None):
+        """One epoch as a few compiled calls of whole minibatches each; returns its logs.
+        ``weights``: per-sample weights in the model's dtype, or None."""
         start = time.perf_counter()
         n = X.shape[0]
         order = self._epoch_order(n, shuffle, replacement)
@@ -387,7 +401,7 @@ class MLP:
         head = HEADS.index(self.output)
         act = ACTIVATIONS.index(self.activation)
         per_call = max(1, SLICE_SAMPLES // batch) * batch
-        totals = np.zeros(4)
+        totals = np.zeros(7)       # the engine's stats, summed (entries 4 and 5 unused)
         bar = _progress_bar(n, epoch, verbose)
         threads = self._thread_count()
         numba_threads, blas_threads = engine.thread_plan(threads, batch, self.layers)
@@ -401,9 +415,10 @@ class MLP:
                         self._flat, np.asarray(self.layers, dtype=np.int64), act, head, X, y_idx,
                         Y, order[s:s + per_call], batch, opt, lr, hp["momentum"], hp["nesterov"],
                         hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"], state1, state2,
-                        self._optimizer[3])
+                        self._optimizer[3], weights)
                 self._optimizer[3] += int(stats[3]) if stats[4] < 0 else int(stats[4])
-                totals += stats[:4]
+                totals[:4] += stats[:4]
+                totals[6] += stats[6]
                 if stats[4] >= 0:
                     self._keep_finite(snapshot)
                     step = (s // batch) + int(stats[4]) + 1
@@ -417,23 +432,22 @@ class MLP:
                     step = min(s + per_call, n) // batch + (min(s + per_call, n) % batch > 0)
                     raise TrainingDiverged(
                         f"training diverged at epoch {logs['epoch']}, step {step}: the weights "
-                        f"overflowed to inf/nan (loss={totals[0] / max(totals[2], 1)}); lower the "
+                        f"overflowed to inf/nan (loss={_mean(totals)}); lower the "
                         f"learning rate (now {lr}). The weights from before step {s // batch + 1} "
                         f"are kept."
                     )
                 if bar is not None:
                     bar.update(int(stats[2]))
-                    bar.set_postfix(loss=f"{totals[0] / max(totals[2], 1):.4f}")
+                    bar.set_postfix(loss=f"{_mean(totals):.4f}")
                 if interrupt.requested:
                     logs["interrupted"] = True
                     break
         finally:
             if bar is not None:
                 bar.close()
-        done = max(totals[2], 1)
-        logs["loss"] = totals[0] / done
+        logs["loss"] = _mean(totals)
         if self.is_classifier:
-            logs["accuracy"] = totals[1] / done
+            logs["accuracy"] = totals[1] / max(totals[2], 1)
         logs["lr"] = lr
         logs["seconds"] = time.perf_counter() - start
         return logs
@@ -486,13 +500,17 @@ class MLP:
             return out.argmax(axis=1)
         return self.classes_[out.argmax(axis=1)]
 
-    def _evaluate_arrays(self, engine, X, y_idx, Y):
+    def _evaluate_arrays(self, engine, X, y_idx, Y, weights=None):
         numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
         with thread_limits(numba_threads, blas_threads):
             loss_sum, correct = engine.evaluate_batches(
                 self._flat, np.asarray(self.layers, dtype=np.int64), ACTIVATIONS.index(self.activation),
-                HEADS.index(self.output), X, y_idx, Y, PREDICT_CHUNK)
-        result = {"loss": loss_sum / X.shape[0]}
+                HEADS.index(self.output), X, y_idx, Y, PREDICT_CHUNK, weights)
+        if weights is None:
+            result = {"loss": loss_sum / X.shape[0]}
+        else:
+            total = float(weights.sum(dtype=np.float64))
+            result = {"loss": loss_sum / total if total > 0 else 0.0}
         if self.is_classifier:
             result["accuracy"] = correct / X.shape[0]
         return result
@@ -684,6 +702,36 @@ class MLP:
 
 
 # ---------------------------------------------------------------- helpers
+
+def _mean(totals):
+    """Mean loss from summed engine stats: the loss total over the weight total (the sample
+    count for uniform weights)."""
+    return totals[0] / totals[6] if totals[6] > 0 else totals[0] / max(totals[2], 1)
+
+
+def _check_sample_weight(sample_weight, n, dtype):
+    """``sample_weight`` as a C-contiguous ``dtype`` vector of n finite weights >= 0, not all 0
+    (None stays None: uniform weights)."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_weight must be an array of n_samples={n} numbers; got "
+                         f"{type(sample_weight).__name__}.") from None
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must be 1-D with one weight per sample: shape ({n},); "
+                         f"got shape {w.shape}.")
+    if not np.isfinite(w).all():
+        raise ValueError(f"sample_weight must be finite; sample {int(np.argmin(np.isfinite(w)))} "
+                         f"has {w[np.argmin(np.isfinite(w))]}.")
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight must be >= 0; sample {i} has {w[i]}.")
+    if not w.any():
+        raise ValueError("sample_weight is all zero: at least one sample needs a positive weight.")
+    return np.ascontiguousarray(w, dtype=dtype)
+
 
 def _check_callbacks(callbacks):
     """callbacks as a list of callables (or objects with on_epoch_end), checked before training."""

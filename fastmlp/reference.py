@@ -4,6 +4,11 @@ It is the ground truth the compiled kernels are tested against, the baseline of 
 and the ``engine="numpy"`` of :class:`fastmlp.MLP`. Row-major throughout: X is (B, n_in), a
 layer's W is (n_in, n_out), b is (n_out,). Backward functions overwrite their outputs; the
 mean over the batch is taken once, in the loss gradient (``dz = (...) / B``).
+
+Per-sample weights: the heads (and everything above them) take an optional ``w``, the rows'
+weights (None or an empty array: all 1). The batch loss is then the weighted mean
+sum_i w_i loss_i / sum_i w_i and row i's gradient is scaled by w_i / sum_i w_i instead of 1 / B
+(a batch of total weight 0 has loss 0 and gradient 0).
 """
 
 import numpy as np
@@ -73,6 +78,30 @@ def dense_backward(x, W, out, dout, act, need_dinp=True):
 
 # ---------------------------------------------------------------- output heads (loss + gradient)
 
+def row_weights(w):
+    """The rows' weights as float64, or None for uniform weights (``w`` None or empty)."""
+    return None if w is None or len(w) == 0 else np.asarray(w, dtype=np.float64)
+
+
+def scale_rows(g, w64):
+    """The loss gradient's batch mean: g / B for uniform weights, else row i of g times
+    w_i / sum(w) (0 when sum(w) is 0), in g's dtype."""
+    if w64 is None:
+        return g / g.dtype.type(g.shape[0])
+    total = w64.sum()
+    scale = g.dtype.type(1.0 / total) if total > 0 else g.dtype.type(0)
+    return g * (w64.astype(g.dtype) * scale)[:, None]
+
+
+def weighted_mean(per_row, w64):
+    """Mean of the per-row losses (float64), weighted by ``w64`` when it is not None; a batch of
+    total weight 0 gives 0."""
+    if w64 is None:
+        return float(np.mean(per_row))
+    total = w64.sum()
+    return float(np.sum(w64 * per_row) * (1.0 / total)) if total > 0 else 0.0
+
+
 def softmax(logits):
     """Row-wise softmax, shifted by the row maximum so exp never overflows."""
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -80,62 +109,76 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_crossentropy(logits, y):
+def softmax_crossentropy(logits, y, w=None):
     """Softmax + cross-entropy, fused: returns (loss, probs, dlogits).
 
     loss = mean_i [logsumexp(z_i) - z_i[y_i]] (stable for any finite logits),
-    dlogits = (probs - onehot(y)) / B. logits is (B, C), y is (B,) integer classes.
+    dlogits = (probs - onehot(y)) / B. logits is (B, C), y is (B,) integer classes. With row
+    weights ``w``: the weighted mean, and dlogits_i = (probs_i - onehot(y_i)) * w_i / sum(w).
     """
     B = logits.shape[0]
+    w64 = row_weights(w)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(shifted).sum(axis=1))
     rows = np.arange(B)
-    loss = float(np.mean(log_norm - shifted[rows, y]))
+    loss = weighted_mean(log_norm - shifted[rows, y], w64)
     probs = np.exp(shifted - log_norm[:, None])
     dlogits = probs.copy()
     dlogits[rows, y] -= 1
-    return loss, probs, dlogits / logits.dtype.type(B)
+    return loss, probs, scale_rows(dlogits, w64)
 
 
-def squared_error(out, Y):
+def squared_error(out, Y, w=None):
     """Identity head, for regression: returns (loss, out, dout).
 
     loss = mean_i 0.5 * ||out_i - Y_i||^2 (half squared error summed over outputs, averaged
-    over samples), dout = (out - Y) / B. out and Y are (B, k).
+    over samples), dout = (out - Y) / B. out and Y are (B, k). With row weights ``w``: the
+    weighted mean, and dout_i = (out_i - Y_i) * w_i / sum(w).
     """
     B = out.shape[0]
+    w64 = row_weights(w)
     diff = out - Y
-    loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
-    return loss, out.copy(), diff / out.dtype.type(B)
+    if w64 is None:
+        loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
+    else:
+        loss = weighted_mean(0.5 * np.sum(diff.astype(np.float64) ** 2, axis=1), w64)
+    return loss, out.copy(), scale_rows(diff, w64)
 
 
-def sigmoid_squared_error(z, y):
+def sigmoid_squared_error(z, y, w=None):
     """Sigmoid head with the quadratic cost on one-hot targets: returns (loss, a, dz).
 
     a = sigmoid(z), loss = mean_i 0.5 * ||a_i - onehot(y_i)||^2,
-    dz = (a - onehot(y)) * a * (1 - a) / B. z is (B, C), y is (B,) integer classes.
+    dz = (a - onehot(y)) * a * (1 - a) / B. z is (B, C), y is (B,) integer classes. With row
+    weights ``w``: the weighted mean, and w_i / sum(w) in place of 1 / B.
     """
     B, C = z.shape
+    w64 = row_weights(w)
     a = sigmoid(z)
     diff = a - np.eye(C, dtype=z.dtype)[y]
-    loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
-    return loss, a, diff * a * (1 - a) / z.dtype.type(B)
+    if w64 is None:
+        loss = float(0.5 * np.sum(diff.astype(np.float64) ** 2) / B)
+    else:
+        loss = weighted_mean(0.5 * np.sum(diff.astype(np.float64) ** 2, axis=1), w64)
+    return loss, a, scale_rows(diff * a * (1 - a), w64)
 
 
-def sigmoid_crossentropy(z, Y):
+def sigmoid_crossentropy(z, Y, w=None):
     """Logistic head for multilabel 0/1 targets, sigmoid + binary cross-entropy fused:
     returns (loss, a, dz).
 
     a = sigmoid(z), loss = mean_i sum_j [softplus(z_ij) - Y_ij z_ij] (the binary cross-entropy
     -[Y log a + (1 - Y) log(1 - a)] summed over outputs), written max(z, 0) - Y z +
     log1p(exp(-|z|)) so that it is exact for any finite z; dz = (a - Y) / B. z and Y are (B, k).
+    With row weights ``w``: the weighted mean, and dz_i = (a_i - Y_i) * w_i / sum(w).
     """
     B = z.shape[0]
+    w64 = row_weights(w)
     z64 = z.astype(np.float64)
     per_entry = np.maximum(z64, 0) - Y * z64 + np.log1p(np.exp(-np.abs(z64)))
-    loss = float(np.sum(per_entry) / B)
+    loss = float(np.sum(per_entry) / B) if w64 is None else weighted_mean(per_entry.sum(axis=1), w64)
     a = sigmoid(z)
-    return loss, a, (a - Y) / z.dtype.type(B)
+    return loss, a, scale_rows(a - Y, w64)
 
 
 def head_takes_Y(head):
@@ -148,16 +191,17 @@ def subset_correct(z, Y):
     return float(np.sum(np.all((z > 0) == (Y > 0.5), axis=1)))
 
 
-def head_loss_and_grad(z, y, Y, head):
-    """Dispatch to the head's fused loss: returns (loss, output, dz). ``y`` or ``Y`` is unused."""
+def head_loss_and_grad(z, y, Y, head, w=None):
+    """Dispatch to the head's fused loss: returns (loss, output, dz). ``y`` or ``Y`` is unused.
+    ``w``: the rows' weights (None: all 1)."""
     if head == "softmax":
-        return softmax_crossentropy(z, y)
+        return softmax_crossentropy(z, y, w)
     if head == "identity":
-        return squared_error(z, Y)
+        return squared_error(z, Y, w)
     if head == "sigmoid":
-        return sigmoid_squared_error(z, y)
+        return sigmoid_squared_error(z, y, w)
     if head == "logistic":
-        return sigmoid_crossentropy(z, Y)
+        return sigmoid_crossentropy(z, Y, w)
     raise ValueError(f"unknown output head {head!r}; choose one of {HEADS}")
 
 
@@ -197,10 +241,11 @@ def backward(params, acts, dz_out, act):
     return grads
 
 
-def loss_and_grad(params, X, y, Y, act, head):
-    """(loss, grads, output) of one batch: the loss is the batch mean, grads are its gradient."""
+def loss_and_grad(params, X, y, Y, act, head, w=None):
+    """(loss, grads, output) of one batch: the loss is the batch mean (weighted by the per-sample
+    weights ``w`` when given), grads are its gradient."""
     acts = forward(params, X, act, head)
-    loss, output, dz = head_loss_and_grad(acts[-1], y, Y, head)
+    loss, output, dz = head_loss_and_grad(acts[-1], y, Y, head, w)
     return loss, backward(params, acts, dz, act), output
 
 
@@ -258,33 +303,41 @@ def thread_plan(threads, batch_size, layers):
 
 
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
-                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step):
+                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step, w=None):
     """Train on the minibatches ``order[k*B:(k+1)*B]`` in turn (the last one may be shorter).
 
     The engine contract, shared with :func:`fastmlp.engine.train_batches`: ``flat`` (the
     parameters) and the optimizer state ``state1``/``state2`` (momentum or Adam's m and v) are
     updated in place; ``step`` is the number of updates made before this call. ``act`` and
-    ``head`` are codes (see :mod:`fastmlp.codes`). Returns float64
-    [sum of batch loss * batch size, correct predictions, samples, batches, diverged, bad loss]
-    where diverged is the index of the first batch whose loss was not finite (that batch made no
-    update and training stopped there) or -1, and bad loss is that batch's loss.
+    ``head`` are codes (see :mod:`fastmlp.codes`). ``w``: per-sample weights (n,), gathered by
+    ``order`` like the rows of X, or None / empty for all 1; each minibatch then minimises the
+    weighted mean of its losses (row i's gradient scaled by w_i / the minibatch's weight total).
+    Returns float64 [sum of batch loss * batch weight, correct predictions, samples, batches,
+    diverged, bad loss, weight] where diverged is the index of the first batch whose loss was
+    not finite (that batch made no update and training stopped there) or -1, bad loss is that
+    batch's loss, and weight is the total weight of the samples processed (the sample count
+    for uniform weights): entry 0 / entry 6 is the (weighted) mean loss. The correct count is
+    not weighted.
     """
     act, head = ACTIVATIONS[act], HEADS[head]
     dtype = flat.dtype.type
     params = layer_views(flat, layers)
     decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else None
+    weighted = w is not None and len(w) > 0
     n_batches = -(-len(order) // batch_size)
-    loss_sum = correct = samples = 0.0
+    loss_sum = correct = samples = weight = 0.0
     for k in range(n_batches):
         idx = order[k * batch_size:(k + 1) * batch_size]
         xb = X[idx].astype(dtype, copy=False)
         takes_Y = head_takes_Y(head)
         yb = y if takes_Y else y[idx]
         Yb = Y[idx].astype(dtype, copy=False) if takes_Y else Y
+        wb = np.asarray(w, dtype=flat.dtype)[idx] if weighted else None
+        batch_weight = float(np.sum(wb, dtype=np.float64)) if weighted else float(len(idx))
         acts = forward(params, xb, act, head)
-        loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head)
+        loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head, wb)
         if not np.isfinite(loss):
-            return np.array([loss_sum, correct, samples, k, k, loss], dtype=np.float64)
+            return np.array([loss_sum, correct, samples, k, k, loss, weight], dtype=np.float64)
         grads = backward(params, acts, dz, act)
         g = np.concatenate([t.ravel() for pair in grads for t in pair])
         if opt == OPT_ADAM:
@@ -292,17 +345,19 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
                         dtype(eps), step + k + 1, decay)
         else:
             sgd_update(flat, g, state1, dtype(lr), dtype(momentum), nesterov, decay)
-        loss_sum += loss * len(idx)
+        loss_sum += loss * batch_weight
         samples += len(idx)
+        weight += batch_weight
         if head == "logistic":
             correct += subset_correct(acts[-1], Yb)
         elif head != "identity":
             correct += float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
-    return np.array([loss_sum, correct, samples, n_batches, -1, 0.0], dtype=np.float64)
+    return np.array([loss_sum, correct, samples, n_batches, -1, 0.0, weight], dtype=np.float64)
 
 
-def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
-    """(sum of per-sample losses, correct predictions) over all rows, ``chunk`` rows at a time."""
+def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096, w=None):
+    """(sum of per-sample losses, correct predictions) over all rows, ``chunk`` rows at a time;
+    the losses are weighted by ``w`` (n,) when given (the count is not)."""
     act, head = ACTIVATIONS[act], HEADS[head]
     params = layer_views(flat, layers)
     loss_sum = correct = 0.0
@@ -312,8 +367,13 @@ def evaluate_batches(flat, layers, act, head, X, y, Y, chunk=4096):
         takes_Y = head_takes_Y(head)
         yb = y if takes_Y else y[s:s + chunk]
         Yb = Y[s:s + chunk].astype(flat.dtype, copy=False) if takes_Y else Y
-        loss, _, _ = head_loss_and_grad(z, yb, Yb, head)
-        loss_sum += loss * xb.shape[0]
+        if w is not None and len(w) > 0:
+            wb = np.asarray(w, dtype=np.float64)[s:s + chunk]
+            loss, _, _ = head_loss_and_grad(z, yb, Yb, head, wb)
+            loss_sum += loss * wb.sum()
+        else:
+            loss, _, _ = head_loss_and_grad(z, yb, Yb, head)
+            loss_sum += loss * xb.shape[0]
         if head == "logistic":
             correct += subset_correct(z, Yb)
         elif head != "identity":

@@ -14,7 +14,10 @@ Same constructor parameters, defaults and meanings, same fitted attributes (``co
 Glorot initialisation drawn from the same ``random_state``, the same shuffles and validation
 split, L2 penalty ``alpha * W / batch`` in the gradient and ``0.5 * alpha * ||W||^2 / batch`` in
 the loss, the same SGD momentum / Nesterov / Adam updates and learning-rate schedules, the same
-``tol`` / ``n_iter_no_change`` stopping and ``ConvergenceWarning``. With float64 (the default)
+``tol`` / ``n_iter_no_change`` stopping and ``ConvergenceWarning``. ``sample_weight`` works as
+in scikit-learn: each minibatch's loss is the weighted mean of its samples' losses, and
+``batch`` above becomes the minibatch's weight total; the early-stopping split keeps each
+sample's weight and the validation score (accuracy or R^2) is weighted. With float64 (the default)
 a fit matches scikit-learn's to rounding error; each minibatch runs forward, backward and the
 update in one compiled call.
 
@@ -25,8 +28,9 @@ Two parameters of fastmlp's own come last:
 - ``threads=None``: cores for the compiled engine (default: all this process may use).
 
 Differences from scikit-learn, all raised as clear errors rather than silently changed:
-- ``sample_weight``: only ``None`` or equal weights (equal weights do not change the fit);
-  other weights raise ``NotImplementedError`` (the engine has no per-sample weights).
+- ``sample_weight`` must be finite and >= 0 and not all zero (scikit-learn also accepts
+  negative weights); a minibatch whose weights are all zero makes a zero-gradient step (in
+  scikit-learn it fails with ZeroDivisionError).
 - ``MLPRegressor(loss="poisson")`` raises ``NotImplementedError`` (no exponential output head).
 - sparse ``X`` is accepted but densified (a copy) before training or prediction; read-only
   arrays (memory maps) are copied once.
@@ -75,13 +79,13 @@ if tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit()) < _M
 import scipy
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import r2_score
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils import shuffle as _sk_shuffle
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM, OPT_SGD
 from .model import PREDICT_CHUNK
@@ -312,7 +316,7 @@ class _BaseMLP(BaseEstimator):
                 "output head); use sklearn.neural_network.MLPRegressor for Poisson regression.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y_idx, Y, n_outputs = self._validate_input(X, y, hp, incremental, reset=first_pass)
-        _check_sample_weight_uniform(sample_weight, X.shape[0])
+        sw = _check_weights(sample_weight, X, hp.dtype)
         units = [X.shape[1]] + hp.hidden_layer_sizes + [n_outputs]
         multilabel = self._is_classifier and Y.shape[0] > 0
         self._random_state = check_random_state(self.random_state)
@@ -335,9 +339,9 @@ class _BaseMLP(BaseEstimator):
                     f"start over.")
         flat = self._current_flat(hp.dtype, store=True)
         if hp.solver in _STOCHASTIC:
-            self._fit_stochastic(X, y_idx, Y, hp, incremental)
+            self._fit_stochastic(X, y_idx, Y, hp, incremental, sw)
         else:
-            self._fit_lbfgs(X, y_idx, Y, hp)
+            self._fit_lbfgs(X, y_idx, Y, hp, sw)
         if not np.isfinite(flat).all():
             raise ValueError(_NON_FINITE)
         return self
@@ -399,7 +403,11 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's squared loss is a mean over outputs too; the engine's sums over outputs
         return 1 if self._is_classifier else self.n_outputs_
 
-    def _fit_stochastic(self, X, y_idx, Y, hp, incremental):
+    def _fit_stochastic(self, X, y_idx, Y, hp, incremental, sw=None):
+        """scikit-learn's stochastic loop. With sample weights ``sw`` (the model's dtype) each
+        minibatch's loss is the weighted mean plus ``0.5 * alpha * ||W||^2 / sw_sum`` (sw_sum:
+        the minibatch's weight total) and the engine scales row i's gradient by w_i / sw_sum;
+        loss_ sums those minibatch losses times the minibatch sizes over n, as scikit-learn."""
         flat = self._flat
         if not incremental or getattr(self, "_optimizer", None) is None:
             self._optimizer = _Optimizer(hp.solver, hp.learning_rate_init, flat.shape[0], flat.dtype)
@@ -423,9 +431,10 @@ class _BaseMLP(BaseEstimator):
             train_rows = train_rows.astype(np.int64)
             X_val = X[val_rows]
             val_targets = Y[val_rows] if Y.shape[0] else y_idx[val_rows]
+            val_weights = None if sw is None else sw[val_rows].astype(np.float64)
             n_train = train_rows.shape[0]
         else:
-            train_rows, X_val, val_targets, n_train = None, None, None, n
+            train_rows, X_val, val_targets, val_weights, n_train = None, None, None, None, n
         if hp.batch_size == "auto":
             batch_size = min(200, n_train)
         else:
@@ -456,9 +465,15 @@ class _BaseMLP(BaseEstimator):
                     for start in range(0, n_train, batch_size):
                         rows = order[start:start + batch_size]
                         B = rows.shape[0]
-                        if hp.alpha:
+                        # sw_sum: what scikit-learn divides the gradient and the L2 term by
+                        sw_sum = B if sw is None else float(sw[rows].sum(dtype=np.float64))
+                        decay = hp.alpha / sw_sum if sw_sum > 0 else 0.0
+                        if hp.alpha and sw is None:
                             # scikit-learn's batch loss carries 0.5 * alpha * ||W||^2 / B
                             accumulated_loss += 0.5 * hp.alpha * sum(
+                                float(np.dot(flat[s], flat[s])) for s in weight_slices)
+                        elif hp.alpha and sw_sum > 0:
+                            accumulated_loss += 0.5 * decay * B * sum(
                                 float(np.dot(flat[s], flat[s])) for s in weight_slices)
                         if opt_code == OPT_ADAM:
                             # scikit-learn adds epsilon to sqrt(v), fastmlp to sqrt(v_hat)
@@ -468,22 +483,25 @@ class _BaseMLP(BaseEstimator):
                             lr, eps = opt.learning_rate, hp.epsilon
                         stats = engine.train_batches(
                             flat, units, act, head, X, y_idx, Y, rows, B, opt_code, lr,
-                            hp.momentum, hp.nesterovs_momentum, hp.alpha / B, hp.beta_1,
-                            hp.beta_2, eps, opt.state1, opt.state2, opt.t)
+                            hp.momentum, hp.nesterovs_momentum, decay, hp.beta_1,
+                            hp.beta_2, eps, opt.state1, opt.state2, opt.t, sw)
                         if stats[4] >= 0:
                             raise ValueError(_NON_FINITE)
                         opt.t += 1
                         if self._pinned():
                             W_last[:, 0] = 0
                             b_last[0] = 0
-                        accumulated_loss += stats[0] / divisor
+                        if sw is None:
+                            accumulated_loss += stats[0] / divisor
+                        elif stats[6] > 0:      # the weighted mean, times B as scikit-learn
+                            accumulated_loss += stats[0] / stats[6] / divisor * B
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_train
                 self.t_ += n_train
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(hp, X_val, val_targets)
+                self._update_no_improvement_count(hp, X_val, val_targets, val_weights)
                 if hp.solver == "sgd" and hp.learning_rate == "invscaling":
                     opt.set_learning_rate(hp.learning_rate_init / (self.t_ + 1) ** hp.power_t)
                 if self._no_improvement_count > hp.n_iter_no_change:
@@ -522,9 +540,9 @@ class _BaseMLP(BaseEstimator):
             print(msg + " Setting learning rate to %f" % opt.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, hp, X_val, val_targets):
+    def _update_no_improvement_count(self, hp, X_val, val_targets, val_weights=None):
         if hp.early_stopping:
-            score = self._validation_score(hp, X_val, val_targets)
+            score = self._validation_score(hp, X_val, val_targets, val_weights)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -543,9 +561,10 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def _fit_lbfgs(self, X, y_idx, Y, hp):
+    def _fit_lbfgs(self, X, y_idx, Y, hp, sw=None):
         """Full-batch L-BFGS-B over scikit-learn's packed vector (all coefs, then all
-        intercepts), with the compiled loss and gradient of the whole data set."""
+        intercepts), with the compiled loss and gradient of the whole data set (with sample
+        weights: the weighted mean loss, and the L2 term over their total, as scikit-learn)."""
         flat = self._flat
         units = self._engine_units()
         logical = self._logical_views(np.arange(flat.shape[0]), units)
@@ -555,14 +574,14 @@ class _BaseMLP(BaseEstimator):
         act = ACTIVATIONS.index(ACTIVATION_NAMES[hp.activation])
         head = self._head()
         grad = np.empty_like(flat)
-        n = X.shape[0]
+        n = X.shape[0] if sw is None else float(sw.sum(dtype=np.float64))
         divisor = self._loss_divisor()
         units_arr = np.asarray(units, dtype=np.int64)
 
         def loss_grad(x):
             flat[idx] = x
             with thread_limits(numba_threads, blas_threads):
-                loss, _ = engine.loss_and_grad(flat, units_arr, act, head, X, y_idx, Y, grad)
+                loss, _ = engine.loss_and_grad(flat, units_arr, act, head, X, y_idx, Y, grad, sw)
             g = grad[idx].astype(np.float64)
             if not np.isfinite(loss):
                 g[:] = np.nan
@@ -608,10 +627,16 @@ class _BaseMLP(BaseEstimator):
                           dtype=self._fitted_dtype(), order="C")
         return _dense_writable(X, self._fitted_dtype())
 
-    def _validation_score(self, hp, X_val, val_targets):
+    def _validation_score(self, hp, X_val, val_targets, val_weights=None):
         out = self._forward(X_val, check_input=False)
         if not np.isfinite(out).all():
             return np.nan
+        if val_weights is not None:             # scikit-learn's score with the split's weights
+            if self._multilabel():
+                return float(accuracy_score(val_targets > 0.5, out > 0.5, sample_weight=val_weights))
+            if self._is_classifier:
+                return float(accuracy_score(val_targets, out.argmax(axis=1), sample_weight=val_weights))
+            return float(r2_score(val_targets, out, sample_weight=val_weights))
         if self._multilabel():                  # subset accuracy, as scikit-learn's score
             return float(np.mean(np.all((out > 0.5) == (val_targets > 0.5), axis=1)))
         if self._is_classifier:
@@ -635,22 +660,18 @@ def _dense_writable(X, dtype):
     return X
 
 
-def _check_sample_weight_uniform(sample_weight, n):
+def _check_weights(sample_weight, X, dtype):
+    """``sample_weight`` checked as scikit-learn checks it (a number means that weight for every
+    sample), then finite, >= 0 and not all zero; returned C-contiguous in ``dtype``, a new array
+    (the caller's is never written). None stays None."""
     if sample_weight is None:
-        return
-    sw = np.asarray(sample_weight, dtype=np.float64)
-    if sw.ndim == 0:
-        sw = np.full(n, float(sw))
-    if sw.shape != (n,):
-        raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n,)}!")
+        return None
+    sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
     if not np.isfinite(sw).all() or (sw < 0).any():
         raise ValueError("sample_weight must be finite and non-negative.")
     if not sw.any():
         raise ValueError("Sample weights must contain at least one non-zero number.")
-    if not (sw > 0).all() or not np.all(sw == sw[0]):
-        raise NotImplementedError(
-            "fastmlp.sklearn supports only sample_weight=None or equal weights: its compiled "
-            "engine has no per-sample weights. Use sklearn.neural_network for weighted fits.")
+    return np.array(sw, dtype=dtype, order="C")
 
 
 def _check_lbfgs_result(result, max_iter):
@@ -763,7 +784,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Fit the model to X (n_samples, n_features) and class labels y (or a multilabel 0/1
         indicator matrix, n_samples x n_labels); returns self.
 
-        ``sample_weight``: None or equal weights only (see the module docstring).
+        ``sample_weight``: one weight >= 0 per sample (None: all 1), used as scikit-learn uses
+        it: each minibatch minimises the weighted mean of its losses.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
@@ -861,7 +883,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to X (n_samples, n_features) and targets y (n_samples,) or
-        (n_samples, n_outputs); returns self. ``sample_weight``: None or equal weights only."""
+        (n_samples, n_outputs); returns self. ``sample_weight``: one weight >= 0 per sample
+        (None: all 1), used as scikit-learn uses it."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     # scikit-learn offers partial_fit on MLPRegressor for every solver (with 'lbfgs' it runs

@@ -405,3 +405,19 @@ def test_bad_checkpoint_arguments_fail_before_training(tmp_path, monkeypatch, kw
     with pytest.raises(error, match=pattern):
         m.fit(X, y, epochs=1, batch_size=16, **kw)
     assert m.history_ == {} and not m.fitted_
+
+
+def test_weighted_resume_is_bitwise_identical_and_refuses_other_weights(engine, tmp_path):
+    X, y = blobs()
+    w = np.random.default_rng(3).uniform(0, 2, len(y))
+    full = model(engine)
+    full.fit(X, y, **FIT, sample_weight=w)
+    path = tmp_path / "c.npz"
+    with pytest.raises(Crash):
+        model(engine).fit(X, y, **FIT, sample_weight=w, checkpoint=path, callbacks=[crash_at(3)])
+    for other in (None, w * 2):     # the weights are part of the data the checkpoint hashes
+        with pytest.raises(ValueError, match="differ from the data the checkpoint was trained on"):
+            model(engine).fit(X, y, **FIT, sample_weight=other, resume=path)
+    resumed = model(engine)
+    resumed.fit(X, y, **FIT, sample_weight=w, checkpoint=path, resume=path)
+    assert_same_run(resumed, full)

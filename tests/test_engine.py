@@ -174,3 +174,134 @@ def test_thread_settings_are_restored_after_fit_and_predict():
 
 def test_param_count_of_the_benchmark_models():
     assert param_count((784, 128, 10)) == 784 * 128 + 128 + 128 * 10 + 10
+
+
+# ---------------------------------------------------------------- per-sample weights
+
+def weights_for(n, dtype=np.float64, seed=5):
+    """Weights in [0, 2) with exact zeros (samples that must not count)."""
+    w = np.random.default_rng(seed).uniform(0, 2, n).astype(dtype)
+    w[::4] = 0
+    return w
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_weighted_gradient_matches_finite_differences(head):
+    X, y, Y = problem(head)
+    w = weights_for(len(X))
+    flat = init_params(LAYERS, "uniform", np.random.default_rng(0), np.float64)
+
+    def loss_grad(f):
+        grad = np.empty_like(f)
+        loss, _ = engine.loss_and_grad(f, np.array(LAYERS), ACTIVATIONS.index("tanh"),
+                                       HEADS.index(head), X, y, Y, grad, w)
+        return loss, grad
+
+    loss, grad = loss_grad(flat)
+    eps = 1e-6
+    numeric = np.empty_like(flat)
+    for i in range(flat.size):
+        plus, minus = flat.copy(), flat.copy()
+        plus[i] += eps
+        minus[i] -= eps
+        numeric[i] = (loss_grad(plus)[0] - loss_grad(minus)[0]) / (2 * eps)
+    err = np.abs(grad - numeric)
+    assert err.max() < 1e-7 and err.mean() < 1e-8, f"weighted {head}: max abs error {err.max():.3g}"
+    # the fused loss is the weighted mean of the per-sample losses
+    per_sample = [reference.loss_and_grad(layer_views(flat, LAYERS), X[i:i + 1], y[i:i + 1] if y.size else y,
+                                          Y[i:i + 1] if Y.size else Y, "tanh", head)[0] for i in range(len(X))]
+    assert loss == pytest.approx(np.average(per_sample, weights=w), rel=1e-12), head
+    ref_loss, ref_grads, _ = reference.loss_and_grad(layer_views(flat, LAYERS), X, y, Y, "tanh", head, w)
+    assert loss == pytest.approx(ref_loss, rel=1e-12), head
+    ref_flat = np.concatenate([t.ravel() for pair in ref_grads for t in pair])
+    np.testing.assert_allclose(grad, ref_flat, rtol=1e-10, atol=1e-13, err_msg=head)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("opt,momentum,decay", [(0, 0.0, 0.01), (0, 0.9, 0.0), (1, 0.0, 0.01)])
+@pytest.mark.parametrize("batch,parts", [(4, 1), (23, 1), (5, 3), (8, 2)])
+def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, decay, batch, parts):
+    """Weighted minibatches (one of weight 0 with batch 4: the rows 0, 4, 8, 12 have weight 0,
+    and the order puts some of them together) on both engines: same weights, loss and weight."""
+    X, y, Y = problem(head, n=23, dtype=dtype)
+    w = weights_for(23, dtype)
+    flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
+    order = np.concatenate([[0, 4, 8, 12], np.random.default_rng(2).permutation(
+        np.setdiff1d(np.arange(23), [0, 4, 8, 12]))])
+    results = []
+    for eng, n_parts in ((reference, 1), (engine, parts)):
+        flat = flat0.copy()
+        s1 = np.zeros_like(flat)
+        s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
+        with thread_limits(n_parts, 1):
+            stats = eng.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
+                                      batch, opt, 0.05, momentum, False, decay, 0.9, 0.999, 1e-8,
+                                      s1, s2, 0, w)
+        results.append((flat, stats))
+    (ref_flat, ref_stats), (flat, stats) = results
+    # float32 Adam divides by sqrt(v): a gradient entry near 0 (a light minibatch) turns its
+    # rounding into steps of up to ~lr * 1e-3, hence the looser atol
+    rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-4 if opt == 1 else 1e-5)
+    case = f"weighted {dtype.__name__} {head} opt={opt} batch={batch} parts={parts}"
+    assert flat.dtype == dtype, case
+    np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
+    np.testing.assert_allclose(stats[[0, 6]], ref_stats[[0, 6]], rtol=rtol * 10, err_msg=case)
+    assert list(stats[1:5]) == list(ref_stats[1:5]), case
+    assert stats[6] == pytest.approx(w.sum(dtype=np.float64), rel=1e-6), case
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_unit_weights_change_nothing_and_weighted_evaluate_matches_reference(head):
+    X, y, Y = problem(head, n=40)
+    flat0 = init_params(LAYERS, "he", np.random.default_rng(1), np.float64)
+    runs = []
+    for w in (None, np.ones(40)):
+        flat = flat0.copy()
+        stats = engine.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y,
+                                     np.arange(40), 16, 0, 0.05, 0.9, True, 0.01, 0.9, 0.999, 1e-8,
+                                     np.zeros_like(flat), np.zeros(0), 0, w)
+        runs.append((flat, stats))
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1]), head
+    w = weights_for(40)
+    layers = np.array(LAYERS)
+    for threads in (1, 2):
+        with thread_limits(threads, 1):
+            loss, correct = engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
+        ref_loss, ref_correct = reference.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
+        assert loss == pytest.approx(ref_loss, rel=1e-10) and correct == ref_correct, head
+    plain, _ = engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y)
+    assert engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 4096, np.ones(40))[0] == pytest.approx(plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("optimizer,kw", [("sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
+                                          ("adam", {"lr": 0.01})])
+@pytest.mark.parametrize("output", ["softmax", "identity", "logistic"])
+def test_weighted_trajectory_matches_numpy_engine(optimizer, kw, output):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 6))
+    y = {"identity": lambda: rng.standard_normal((70, 3)),
+         "logistic": lambda: rng.integers(0, 2, (70, 3))}.get(output, lambda: rng.integers(0, 3, 70))()
+    w = weights_for(70)
+    histories, weights = [], []
+    for eng in ("numba", "numpy"):
+        model = MLP([6, 8, 3], activation="tanh", output=output, dtype="float64", seed=3, engine=eng)
+        hist = model.fit(X, y, epochs=3, batch_size=16, optimizer=optimizer, sample_weight=w,
+                         validation_split=0.2, **{"lr": 0.1, **kw})
+        histories.append((hist["loss"], hist["val_loss"], hist.get("accuracy")))
+        weights.append(model._flat.copy())
+    np.testing.assert_allclose(histories[0][0], histories[1][0], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(histories[0][1], histories[1][1], rtol=1e-8, atol=1e-12)
+    assert histories[0][2] == histories[1][2]
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-8, atol=1e-12)
+
+
+def test_weights_of_the_wrong_length_are_refused_before_compiled_code():
+    X, y, Y = problem("softmax", n=10)
+    flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"one weight per row of X \(10\); got 9"):
+        engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(10), 5, 0, 0.1, 0.0,
+                             False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat), np.zeros(0), 0,
+                             np.ones(9))
+    with pytest.raises(ValueError, match="one weight per row"):
+        engine.evaluate_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, 4096, np.ones(11))

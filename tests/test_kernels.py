@@ -91,13 +91,13 @@ def test_heads(dtype, head, B, C, scale):
     loss, output, dz = ref_head(head, z, y, Y)
     got_dz = np.empty_like(z)
     code = HEADS.index(head)
-    got_loss, correct = kernels.head_backward(got_dz, z, y, Y, code, dtype(1.0 / B))
+    got_loss, correct = kernels.head_backward(got_dz, z, y, Y, np.zeros(0, dtype), code, dtype(1.0 / B))
     case = f"{head} head {B}x{C} logits scale {scale}"
     assert np.isfinite(got_loss) and np.isfinite(got_dz).all(), case
     rtol = TOL[dtype][0] if scale == 1.0 else 1e-3   # float32 logits of 1e4 lose digits
     np.testing.assert_allclose(got_loss / B, loss, rtol=rtol, atol=TOL[dtype][1], err_msg=case)
     close(got_dz, dz, dtype, case + " dz")
-    loss_only, correct_only = kernels.head_loss(z, y, Y, code)
+    loss_only, correct_only = kernels.head_loss(z, y, Y, np.zeros(0, dtype), code)
     np.testing.assert_allclose(loss_only / B, loss, rtol=rtol, atol=TOL[dtype][1], err_msg=case)
     out = np.empty_like(z)
     kernels.head_forward(out, z, code)
@@ -107,6 +107,40 @@ def test_heads(dtype, head, B, C, scale):
         assert correct == correct_only == expected, case
     elif head != "identity":
         assert correct == correct_only == int(np.sum(z.argmax(axis=1) == y)), case
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("B,C", [(1, 2), (3, 10), (17, 5), (64, 3)])
+def test_weighted_heads(dtype, head, B, C):
+    """Per-row weights (some 0): loss = weighted sum, dz_i scaled by w_i / sum(w), the kernel
+    and its reference twin agree in both dtypes, and the gradient stays in the dtype."""
+    z = data((B, C), dtype, 1, 3.0)
+    y = np.random.default_rng(2).integers(0, C, B)
+    Y = data((B, C), dtype, 3)
+    if head == "logistic":
+        Y = (Y > 0).astype(dtype)
+    w = np.random.default_rng(4).uniform(0, 3, B).astype(dtype)
+    w[1::3] = 0
+    w[0] = 1.5                                       # a nonzero total
+    total = float(w.sum(dtype=np.float64))
+    loss, _, dz = reference.head_loss_and_grad(z, y, Y, head, w)
+    assert dz.dtype == dtype
+    code = HEADS.index(head)
+    got_dz = np.full_like(z, np.nan)
+    got_loss, correct = kernels.head_backward(got_dz, z, y, Y, w, code, dtype(1.0 / total))
+    case = f"weighted {head} head {dtype.__name__} {B}x{C}"
+    np.testing.assert_allclose(got_loss / total, loss, rtol=TOL[dtype][0], atol=TOL[dtype][1], err_msg=case)
+    close(got_dz, dz, dtype, case + " dz")
+    np.testing.assert_array_equal(got_dz[w == 0], 0, err_msg=case + ": a weight-0 row has a gradient")
+    loss_only, correct_only = kernels.head_loss(z, y, Y, w, code)
+    np.testing.assert_allclose(loss_only / total, loss, rtol=TOL[dtype][0], atol=TOL[dtype][1], err_msg=case)
+    # weighted = the per-row losses of the unweighted twin, averaged with the weights
+    rows = [reference.head_loss_and_grad(z[i:i + 1], y[i:i + 1], Y[i:i + 1], head)[0] for i in range(B)]
+    np.testing.assert_allclose(loss, np.average(rows, weights=w.astype(np.float64)),
+                               rtol=TOL[dtype][0], atol=TOL[dtype][1], err_msg=case)
+    unweighted = kernels.head_backward(np.empty_like(z), z, y, Y, w[:0], code, dtype(1.0 / B))[1]
+    assert correct == correct_only == unweighted, case + ": the correct count is not weighted"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

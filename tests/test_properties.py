@@ -138,14 +138,14 @@ def test_heads(head, data):
     what = f"{head} head {dtype.__name__} {B}x{C} |z|<={bound}"
 
     dz = np.full_like(z, np.nan)
-    loss, correct = kernels.head_backward(dz, z, y_used, Y, code, dtype(1.0 / B))
+    loss, correct = kernels.head_backward(dz, z, y_used, Y, np.zeros(0, dtype), code, dtype(1.0 / B))
     # exp and log of z - max(z) carry an error of about eps * |z|, per term
     tol = 16 * EPS[dtype] * (1 + np.abs(z).max() + (np.abs(Y).max() if Y.size else 0)) * C
     assert np.isfinite(loss) and np.isfinite(dz).all(), what
     close_within(loss / B, ref_loss, tol * (1 + abs(ref_loss)), what + " loss")
     close_within(dz, ref_dz, tol / B, what + " dz")
 
-    loss_only, correct_only = kernels.head_loss(z, y_used, Y, code)
+    loss_only, correct_only = kernels.head_loss(z, y_used, Y, np.zeros(0, dtype), code)
     close_within(loss_only / B, ref_loss, tol * (1 + abs(ref_loss)), what + " head_loss")
     out = np.full_like(z, np.nan)
     kernels.head_forward(out, z, code)

@@ -272,8 +272,8 @@ def test_sgd_one_step_by_hand():
     flat, _, _, stats = run_hand(OPT_SGD, steps=1, lr=0.1)
     # W - 0.1 dW = [[0.11, 0.09], [0.33, 0.29]], b - 0.1 db = [0.02, 0.1]
     np.testing.assert_allclose(flat, [0.11, 0.09, 0.33, 0.29, 0.02, 0.1], atol=1e-15)
-    # [loss * samples, correct (0 for regression), samples, batches, diverged, bad loss]
-    np.testing.assert_allclose(stats, [0.63 * 2, 0, 2, 1, -1, 0], atol=1e-14)
+    # [loss * weight, correct (0 for regression), samples, batches, diverged, bad loss, weight]
+    np.testing.assert_allclose(stats, [0.63 * 2, 0, 2, 1, -1, 0, 2], atol=1e-14)
 
 
 def test_momentum_two_steps_by_hand():
@@ -286,7 +286,7 @@ def test_momentum_two_steps_by_hand():
     np.testing.assert_allclose(velocity, [-0.15, 1.87, -0.48, 1.76, -0.33, -0.11], atol=1e-14)
     np.testing.assert_allclose(flat, [0.125, -0.097, 0.378, 0.114, 0.053, 0.111], atol=1e-14)
     # losses 0.63 then 0.4063, each over 2 samples
-    np.testing.assert_allclose(stats, [2 * (0.63 + 0.4063), 0, 4, 2, -1, 0], atol=1e-13)
+    np.testing.assert_allclose(stats, [2 * (0.63 + 0.4063), 0, 4, 2, -1, 0, 4], atol=1e-13)
 
 
 def test_nesterov_two_steps_by_hand():
@@ -376,7 +376,7 @@ def test_train_batches_last_batch_shorter_and_softmax_accuracy():
                             np.zeros((0, 2)), np.arange(3), 2, OPT_SGD, 0.5, 0.0, False, 0.0,
                             0.9, 0.999, 1e-8, np.zeros_like(flat), np.zeros(0), 0)
     np.testing.assert_allclose(flat, p, atol=1e-15)
-    np.testing.assert_allclose(stats, [expected_loss, correct, 3, 2, -1, 0], atol=1e-13)
+    np.testing.assert_allclose(stats, [expected_loss, correct, 3, 2, -1, 0, 3], atol=1e-13)
 
 
 def test_train_batches_stops_at_non_finite_loss():

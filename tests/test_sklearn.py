@@ -63,21 +63,11 @@ def quiet(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------- scikit-learn's own checks
 
-SAMPLE_WEIGHTS = ("the compiled engine has no per-sample weights: fit accepts only "
-                  "sample_weight=None or equal weights and raises NotImplementedError otherwise")
-EXPECTED_FAILURES = {
-    "check_sample_weights_not_overwritten": SAMPLE_WEIGHTS,
-    "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHTS,
-    "check_sample_weight_equivalence_on_sparse_data": SAMPLE_WEIGHTS,
-}
-CLASSIFIER_EXPECTED_FAILURES = {
-    **EXPECTED_FAILURES,
-    "check_classifiers_one_label_sample_weights": SAMPLE_WEIGHTS,
-}
+EXPECTED_FAILURES = {}       # every check passes, the sample-weight ones included
 
 
 def expected_failed_checks(estimator):
-    return CLASSIFIER_EXPECTED_FAILURES if isinstance(estimator, MLPClassifier) else EXPECTED_FAILURES
+    return EXPECTED_FAILURES
 
 
 @parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
@@ -206,6 +196,66 @@ def test_lbfgs_matches_sklearn(small, binary):
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+WEIGHTED = [
+    pytest.param(dict(solver="sgd", momentum=0.0, learning_rate_init=0.1, alpha=0.01), id="sgd"),
+    pytest.param(dict(solver="sgd", learning_rate_init=0.05, batch_size=32), id="sgd-nesterov"),
+    pytest.param(dict(solver="adam", batch_size=64, alpha=0.01), id="adam"),
+    pytest.param(dict(solver="adam", early_stopping=True, activation="tanh"), id="adam-early-stopping"),
+    pytest.param(dict(solver="lbfgs", max_iter=20, alpha=1e-3), id="lbfgs"),
+]
+
+
+def sample_weights(n, seed=0):
+    """Weights in [0, 3) with some exact zeros: a sample of weight 0 must not count."""
+    w = np.random.default_rng(seed).uniform(0, 3, n)
+    w[::7] = 0
+    return w
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["multiclass", "binary"])
+@pytest.mark.parametrize("kwargs", WEIGHTED)
+def test_weighted_classifier_trains_like_sklearn(small, kwargs, binary):
+    X, y = small
+    y = (y >= 5).astype(int) if binary else y
+    w = sample_weights(len(y))
+    args = dict(hidden_layer_sizes=(16,), random_state=0, **{"max_iter": 12, **kwargs})
+    ours = quiet(MLPClassifier(**args).fit, X, y, sample_weight=w)
+    theirs = quiet(sk.MLPClassifier(**args).fit, X, y, sample_weight=w)
+    assert_same_fit(ours, theirs, rtol=1e-10 if kwargs["solver"] != "lbfgs" else 1e-6)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    unweighted = quiet(MLPClassifier(**args).fit, X, y)
+    assert not np.allclose(unweighted.coefs_[0], ours.coefs_[0]), "the weights changed nothing"
+
+
+@pytest.mark.parametrize("kwargs", WEIGHTED)
+def test_weighted_regressor_and_multilabel_train_like_sklearn(regression, multilabel, kwargs):
+    for X, Y, ours_cls, sk_cls in ((*regression, MLPRegressor, sk.MLPRegressor),
+                                   (*multilabel, MLPClassifier, sk.MLPClassifier)):
+        w = sample_weights(len(X), seed=1)
+        args = dict(hidden_layer_sizes=(16, 8), random_state=0, **{"max_iter": 12, **kwargs})
+        ours = quiet(ours_cls(**args).fit, X, Y, sample_weight=w)
+        theirs = quiet(sk_cls(**args).fit, X, Y, sample_weight=w)
+        assert_same_fit(ours, theirs, rtol=1e-10 if kwargs["solver"] != "lbfgs" else 1e-6)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-9)
+
+
+def test_weighted_partial_fit_like_sklearn(small, regression):
+    X, y = small
+    w = sample_weights(len(y))
+    ours = MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", random_state=0)
+    theirs = sk.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", random_state=0)
+    for _ in range(3):
+        ours.partial_fit(X, y, sample_weight=w, classes=np.arange(10))
+        theirs.partial_fit(X, y, sample_weight=w, classes=np.arange(10))
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    X, Y = regression
+    ours, theirs = MLPRegressor(random_state=0), sk.MLPRegressor(random_state=0)
+    for _ in range(3):
+        ours.partial_fit(X, Y, sample_weight=np.arange(len(X)) % 4)
+        theirs.partial_fit(X, Y, sample_weight=np.arange(len(X)) % 4)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+
+
 def test_same_accuracy_as_sklearn_on_digits(digits):
     X_train, X_test, y_train, y_test = train_test_split(*digits, test_size=0.25, random_state=0)
     args = dict(hidden_layer_sizes=(64,), max_iter=25, random_state=1)
@@ -315,11 +365,14 @@ def test_unsupported_targets_and_weights_raise_clear_errors(small, regression):
         MLPClassifier(max_iter=2).fit(X, np.stack([y % 3, y % 4], axis=1))
     with pytest.raises(NotImplementedError, match="poisson"):
         MLPRegressor(loss="poisson").fit(*regression)
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        MLPClassifier(max_iter=2).fit(X, y, sample_weight=np.arange(len(y)) % 3 + 1.0)
-    ones = quiet(MLPClassifier(max_iter=3, random_state=0).fit, X, y, sample_weight=np.full(len(y), 2.0))
+    for bad, match in ((-np.ones(len(y)), "non-negative"), (np.zeros(len(y)), "non-zero"),
+                       (np.ones(3), "sample_weight")):
+        with pytest.raises(ValueError, match=match):
+            MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)
+    ones = quiet(MLPClassifier(max_iter=3, random_state=0).fit, X, y, sample_weight=np.ones(len(y)))
     none = quiet(MLPClassifier(max_iter=3, random_state=0).fit, X, y)
     np.testing.assert_array_equal(ones.coefs_[0], none.coefs_[0])
+    np.testing.assert_array_equal(ones.loss_curve_, none.loss_curve_)
     with pytest.raises(InvalidParameterError, match="'alpha' parameter of MLPClassifier.*alpha must be in"):
         MLPClassifier(alpha=-1).fit(X, y)
     with pytest.raises(InvalidParameterError, match="activation"):

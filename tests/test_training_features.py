@@ -269,3 +269,58 @@ def test_second_ctrl_c_raises_keyboard_interrupt():
     with pytest.raises(KeyboardInterrupt):
         MLP([4, 8, 3]).fit(X, y, epochs=5, batch_size=10, callbacks=[press_twice])
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+# ---------------------------------------------------------------- sample weights
+
+@pytest.mark.parametrize("bad,pattern", [
+    (np.ones((240, 1)), r"1-D with one weight per sample: shape \(240,\); got shape \(240, 1\)"),
+    (np.ones(239), r"shape \(240,\); got shape \(239,\)"),
+    (2.0, r"got shape \(\)"),
+    (np.r_[np.nan, np.ones(239)], "sample_weight must be finite; sample 0 has nan"),
+    (np.r_[np.ones(5), -1, np.ones(234)], "sample_weight must be >= 0; sample 5 has -1.0"),
+    (np.zeros(240), "all zero"),
+    (["a"] * 240, "array of n_samples=240 numbers"),
+])
+def test_fit_checks_sample_weight(bad, pattern):
+    X, y = blobs()
+    m = MLP([4, 8, 3], seed=0)
+    before = m._flat.copy()
+    with pytest.raises(ValueError, match=pattern):
+        m.fit(X, y, epochs=1, sample_weight=bad)
+    np.testing.assert_array_equal(m._flat, before)
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+@pytest.mark.parametrize("output", ["softmax", "identity"])
+def test_integer_weights_equal_repeated_samples_full_batch(engine, output):
+    """Full-batch gradient descent: weight k is the same as k copies of the sample (0: absent)."""
+    X, y = blobs(n=60)
+    X = X.astype(np.float64)
+    target = y if output == "softmax" else X[:, :2] * 0.5
+    w = np.arange(60) % 4                       # 0, 1, 2 or 3 copies
+    runs = []
+    for args in ((X, target, w), (np.repeat(X, w, axis=0), np.repeat(target, w, axis=0), None)):
+        m = MLP([4, 8, 3 if output == "softmax" else 2], output=output, dtype="float64", seed=1,
+                engine=engine)
+        hist = m.fit(args[0], args[1], epochs=5, batch_size=None, lr=0.1, momentum=0.9,
+                     weight_decay=1e-3, sample_weight=args[2])
+        runs.append((m._flat.copy(), hist["loss"]))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10)
+
+
+def test_weights_steer_the_fit():
+    """Every input appears twice, labelled 0 with weight 3 and 1 with weight 1: the weighted fit
+    learns P(class 0) = 3/4, the unweighted one 1/2."""
+    X, _ = blobs()
+    X2 = np.vstack([X, X])
+    y2 = np.r_[np.zeros(len(X), int), np.ones(len(X), int)]
+    w = np.r_[np.full(len(X), 3.0), np.ones(len(X))]
+    for weights, expected in ((w, 0.75), (None, 0.5)):
+        m = MLP([4, 8, 2], seed=0)
+        hist = m.fit(X2, y2, epochs=15, batch_size=32, lr=0.01, optimizer="adam", sample_weight=weights)
+        assert m.predict_proba(X)[:, 0].mean() == pytest.approx(expected, abs=0.03), weights
+        # the logged loss is the weighted mean: the entropy of (3/4, 1/4) at the optimum
+        best = -(expected * np.log(expected) + (1 - expected) * np.log(1 - expected))
+        assert hist["loss"][-1] == pytest.approx(best, abs=0.02)
