@@ -16,6 +16,8 @@ same seed, data and thread count give bitwise identical weights. Each thread cal
 thread; minibatches too small to cut give their threads to BLAS instead (:func:`thread_plan`).
 """
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -213,8 +215,19 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
         stats[6] += weight
 
 
-_train_serial = njit(cache=True, nogil=True)(_train_loop)
-_train_parallel = njit(cache=True, nogil=True, parallel=True)(_train_loop)
+def _twin(fn, name):
+    """``fn`` under another name. Numba names its cache files after the function's qualified
+    name and line, not its compile flags: compiled twice under one name, the serial and the
+    parallel build shared one cache entry, and whichever was compiled first was loaded for both
+    (the parallel loop then ran on one thread)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = name
+    twin.__doc__ = fn.__doc__
+    return twin
+
+
+_train_serial = njit(cache=True, nogil=True)(_twin(_train_loop, "_train_loop_serial"))
+_train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop, "_train_loop_parallel"))
 
 
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,

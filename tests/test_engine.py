@@ -305,3 +305,12 @@ def test_weights_of_the_wrong_length_are_refused_before_compiled_code():
                              np.ones(9))
     with pytest.raises(ValueError, match="one weight per row"):
         engine.evaluate_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, 4096, np.ones(11))
+
+
+def test_serial_and_parallel_builds_have_their_own_cache_entries():
+    """Numba names cache files after the function's qualified name: one name for both builds
+    made the parallel dispatcher load the serial machine code from the cache."""
+    serial, parallel = engine._train_serial.py_func, engine._train_parallel.py_func
+    assert serial.__qualname__ != parallel.__qualname__
+    assert engine._train_parallel.targetoptions.get("parallel")
+    assert not engine._train_serial.targetoptions.get("parallel")
