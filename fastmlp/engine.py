@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import blas_handle, gemm
+from .fpenv import flush_denormals, restore_fpenv
 from .codes import OPT_ADAM
 from .kernels import (activation_backward, dense_forward, head_backward, head_forward, head_loss,
                       head_takes_Y, optimizer_update)
@@ -70,6 +71,7 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale
     minibatch can run on different threads. ``w`` holds every sample's weight (empty: all 1),
     gathered by ``rows`` like X. Returns (summed weighted loss, correct count); a non-finite
     loss returns at once."""
+    fpenv = flush_denormals()
     m = rows.shape[0]
     L = offs.shape[0]
     r1 = r0 + m
@@ -98,6 +100,7 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale
                                   _layer(acts, starts, L, B, n_last)[r0:r1], yr, Yr, wr, head,
                                   scale)
     if not np.isfinite(loss):
+        restore_fpenv(fpenv)
         return loss, correct
     for l in range(L - 1, 0, -1):               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
@@ -105,6 +108,7 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale
         gemm(blas, False, True, 1.0, _layer(dzs, dz_starts, l + 1, B, n_out)[r0:r1],
              flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
         activation_backward(dz_l, _layer(acts, starts, l, B, n_in)[r0:r1], act)
+    restore_fpenv(fpenv)
     return loss, correct
 
 
@@ -119,6 +123,7 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
     Otherwise dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer
     steps over the slice's ranges of the flat buffer.
     """
+    fpenv = flush_denormals()
     L = offs.shape[0]
     dz_starts = starts - starts[1]
     T = flat.dtype.type
@@ -149,6 +154,7 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
                 optimizer_update(flat[lo:hi], grad[lo:hi], decay[lo:hi] if decay.shape[0] else decay,
                                  state1[lo:hi], state2[lo:hi] if state2.shape[0] else state2, opt,
                                  lr, momentum, nesterov, beta1, beta2, eps, step)
+    restore_fpenv(fpenv)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -311,6 +317,7 @@ def _infer(flat, offs, act, head, X, y, Y, w, chunk, out, part_loss, part_correc
     n_chunks = (n + chunk - 1) // chunk
     per_thread = (n_chunks + n_threads - 1) // n_threads
     for t in prange(n_threads):
+        fpenv = flush_denormals()
         buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
         for c in range(t * per_thread, min((t + 1) * per_thread, n_chunks)):
             r0 = c * chunk
@@ -334,6 +341,7 @@ def _infer(flat, offs, act, head, X, y, Y, w, chunk, out, part_loss, part_correc
                 part_correct[t] += correct
             if out.shape[0]:
                 head_forward(out[r0:r1], a, head)
+        restore_fpenv(fpenv)
 
 
 def _run_infer(flat, layers, act, head, X, y, Y, chunk, out, want_loss, w=None):

@@ -1,5 +1,7 @@
 """The compiled engine against the reference: gradients, whole training runs, determinism."""
 
+import platform
+
 import numba
 import numpy as np
 import pytest
@@ -314,3 +316,20 @@ def test_serial_and_parallel_builds_have_their_own_cache_entries():
     assert serial.__qualname__ != parallel.__qualname__
     assert engine._train_parallel.targetoptions.get("parallel")
     assert not engine._train_serial.targetoptions.get("parallel")
+
+
+def test_compiled_calls_flush_denormals_and_restore_the_callers_setting():
+    """Adam's m and momentum decay into subnormals on weights whose gradient became zero;
+    subnormal arithmetic is ~100x slower on x86, so compiled calls flush them (FTZ/DAZ) — and
+    put the caller's floating-point mode back."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((2000, 20), dtype=np.float32), rng.integers(0, 4, 2000)
+    model = MLP([20, 64, 4], seed=0, threads=2)
+    # lr 0.05 kills most ReLU units: their gradients become exactly 0 and Adam's m decays
+    model.fit(X, y, epochs=30, batch_size=32, optimizer="adam", lr=0.05)
+    m = model._optimizer[1]
+    tiny = np.finfo(np.float32).tiny
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert not np.any((m != 0) & (np.abs(m) < tiny)), "subnormal optimizer state survived"
+    model.predict(X)
+    assert np.float32(1e-38) / np.float32(4) != 0, "the caller's MXCSR was left with FTZ set"
