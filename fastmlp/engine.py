@@ -112,6 +112,14 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale
     return loss, correct
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _momentum_step(p, v, lr, decay):
+    """After the GEMM made v = momentum * v + dW: v += decay * p (L2, weights only), p -= lr * v."""
+    for i in range(p.shape[0]):
+        v[i] += decay * p[i]
+        p[i] -= lr * v[i]
+
+
 @njit(cache=True, nogil=True)
 def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, weight_decay, decay,
                   state1, state2, opt, momentum, nesterov, beta1, beta2, eps, step, blas):
@@ -119,9 +127,11 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
     minibatch (dW = a_prev[:, s0:s1].T @ dz), and biases j0:j1. Slices never overlap, so parts
     can run on different threads.
 
-    Plain SGD (``grad`` empty) folds the step into the GEMM: W <- (1 - lr * decay) * W - lr * dW.
-    Otherwise dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer
-    steps over the slice's ranges of the flat buffer.
+    With ``grad`` empty the step is folded into the GEMM: plain SGD as
+    W <- (1 - lr * decay) * W - lr * dW; momentum (without Nesterov) as v <- momentum * v + dW
+    (the GEMM writes the velocity), then v += decay * W and W -= lr * v in one pass. Otherwise
+    dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer steps over
+    the slice's ranges of the flat buffer.
     """
     fpenv = flush_denormals()
     L = offs.shape[0]
@@ -136,17 +146,25 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         j0, j1 = min(part * span, n_out), min((part + 1) * span, n_out)
         a_prev = _layer(acts, starts, l, B, n_in)[:, s0:s1]
         dz = _layer(dzs, dz_starts, l + 1, B, n_out)
-        if fused:
+        if fused and momentum == 0.0:
             gemm(blas, True, False, -lr, a_prev, dz, 1.0 - lr * weight_decay,
                  flat[w0:b0].reshape((n_in, n_out))[s0:s1])
+        elif fused:
+            gemm(blas, True, False, 1.0, a_prev, dz, momentum,
+                 state1[w0:b0].reshape((n_in, n_out))[s0:s1])
+            lo, hi = w0 + s0 * n_out, w0 + s1 * n_out
+            _momentum_step(flat[lo:hi], state1[lo:hi], T(lr), T(weight_decay))
         else:
             gemm(blas, True, False, 1.0, a_prev, dz, 0.0, grad[w0:b0].reshape((n_in, n_out))[s0:s1])
         for j in range(j0, j1):                 # db_j = sum over rows of dz[:, j]
             total = T(0)
             for i in range(B):
                 total += dz[i, j]
-            if fused:
+            if fused and momentum == 0.0:
                 flat[b0 + j] -= T(lr) * total
+            elif fused:
+                state1[b0 + j] = T(momentum) * state1[b0 + j] + total
+                flat[b0 + j] -= T(lr) * state1[b0 + j]
             else:
                 grad[b0 + j] = total
         if not fused and opt >= 0:
@@ -176,7 +194,8 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
     """All minibatches of ``order``; see :func:`train_batches`. Each minibatch is two loops over
     ``n_parts`` independent parts (rows, then parameter slices); compiled serial and parallel."""
     starts, acts, dzs = _minibatch_buffers(offs, batch_size, flat)
-    fused = opt != OPT_ADAM and momentum == 0.0
+    # plain SGD and momentum SGD update inside the weight-gradient GEMM; Nesterov and Adam need dW
+    fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
     grad = np.empty(0 if fused else flat.shape[0], dtype=flat.dtype)
     part_loss = np.zeros(n_parts)
     part_correct = np.zeros(n_parts, dtype=np.int64)

@@ -63,7 +63,8 @@ def test_compiled_gradient_matches_finite_differences(act, head):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
-                                                         (0, 0.9, True, 0.01), (1, 0.0, False, 0.0)])
+                                                         (0, 0.9, False, 0.01), (0, 0.9, True, 0.01),
+                                                         (1, 0.0, False, 0.0)])
 @pytest.mark.parametrize("batch,parts,blas", [(4, 1, 1), (16, 1, 1), (11, 1, 2), (23, 1, 2),
                                               (23, 2, 1), (5, 3, 1), (8, 2, 1)])
 def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
