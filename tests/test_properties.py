@@ -7,6 +7,8 @@ about n * eps * sum(|terms|), so bounds are built from |x| @ |W| rather than fro
 which can cancel to near 0.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -20,11 +22,14 @@ from hypothesis.extra.numpy import arrays  # noqa: E402
 from fastmlp import reference  # noqa: E402
 from fastmlp.blas import blas_handle  # noqa: E402
 from fastmlp.codes import ACTIVATIONS, HEADS  # noqa: E402
-from fastmlp.params import init_params, param_count  # noqa: E402
+from fastmlp.params import init_params, layer_views, param_count  # noqa: E402
 from fastmlp.threads import thread_limits  # noqa: E402
 
 # Modest: the first example of each test compiles (or loads) kernels; no example database on disk.
+# Under CI the draws are derandomized (the same examples every run, so a result is
+# reproducible); elsewhere every run explores new ones.
 SETTINGS = settings(max_examples=25, deadline=None, database=None,
+                    derandomize=bool(os.environ.get("CI")),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DTYPES = st.sampled_from([np.float32, np.float64])
 Y_HEADS = ("identity", "logistic")      # heads whose targets are the matrix Y, not class indices
@@ -41,9 +46,14 @@ def targets(draw, head, shape, dtype, bound=4.0):
 
 
 def values(draw, shape, dtype, bound=4.0):
-    """An array of finite values in [-bound, bound], with some exact zeros and repeats."""
+    """An array of finite values in [-bound, bound], with some exact zeros and repeats.
+
+    Magnitudes below 1e-6 become 0: the engine runs with subnormals flushed to zero (FTZ/DAZ,
+    fastmlp/fpenv.py), so an input like 1.2e-38 times a weight is 0 there and a subnormal in
+    the reference, and a ReLU then takes different sides of its kink."""
     elements = st.floats(-bound, bound, allow_nan=False, allow_infinity=False,
-                         width=32 if dtype == np.float32 else 64)
+                         width=32 if dtype == np.float32 else 64).map(
+                             lambda v: 0.0 if abs(v) < 1e-6 else v)
     return draw(arrays(dtype, shape, elements=elements))
 
 
@@ -209,7 +219,17 @@ def test_train_batches_one_batch(case):
     assert stats[4] == ref_stats[4] == -1 and stats[3] == ref_stats[3] == 1, what
     assert stats[2] == ref_stats[2] == case["B"], what
     if case["head"] != "identity":
-        assert stats[1] == ref_stats[1], what + " correct count"
+        # Rows whose deciding logits are within rounding of a tie (two top logits, or a logistic
+        # logit at 0) may be counted differently by the two engines' differently rounded sums.
+        z = reference.forward(layer_views(flat0, layers), case["X"][case["order"]].astype(dtype),
+                              case["act"], case["head"])[-1]
+        tol = 1e-6 * (1 + np.abs(z).max(axis=1))
+        if case["head"] == "logistic":
+            near_ties = int(np.sum(np.abs(z).min(axis=1) <= tol))
+        else:
+            top2 = np.sort(z, axis=1)[:, -2:]
+            near_ties = int(np.sum(top2[:, 1] - top2[:, 0] <= tol))
+        assert abs(stats[1] - ref_stats[1]) <= near_ties, what + " correct count"
     # A few layers of products in a row: scale the float32 bound generously, float64 tightly.
     rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-9, 1e-11)
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=what + " weights")
