@@ -210,7 +210,7 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
             weight = 0.0
             for i in range(start, start + B):
                 weight += w[order[i]]
-        scale = T(1.0 / B) if w.shape[0] == 0 else (T(1.0 / weight) if weight > 0 else T(0))
+        scale = T(1.0 / weight) if weight > 0 else T(0)
         for t in prange(n_parts):
             r0 = min(t * part_rows, B)
             r1 = min(r0 + part_rows, B)
@@ -227,7 +227,7 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
             correct += part_correct[t]
         if not np.isfinite(loss):
             stats[4] = k
-            stats[5] = loss / B if w.shape[0] == 0 else loss / weight
+            stats[5] = loss / weight if weight > 0 else loss
             return
         for t in prange(n_parts):
             _update_slice(flat, offs, acts, dzs, starts, B, t, n_parts, grad, lr, weight_decay,

@@ -47,8 +47,8 @@ from .codes import (ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEA
 from .model import PREDICT_CHUNK, TrainingDiverged
 from .params import init_params, layer_offsets, layer_views, param_count
 from .threads import available_cores, thread_limits
-from .validation import (check_features, check_label_matrix, check_labels, check_layers,
-                         check_number, check_same_length, check_targets)
+from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
+                         check_layers, check_number, check_same_length, check_targets)
 
 __all__ = ["Forward", "init", "forward", "backward", "loss_and_grad", "step", "train_epoch",
            "predict"]
@@ -194,10 +194,7 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     lr = check_number(lr, "lr", low=0, low_open=True)
     weight_decay = check_number(weight_decay, "weight_decay", low=0)
     n = X.shape[0]
-    batch = check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True) or n
-    if batch > n:
-        raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use "
-                         f"batch_size<={n} or None for full batch.")
+    batch = check_batch_size(batch_size, n)
     for l, (W, b) in enumerate(params):
         if not (W.flags.writeable and b.flags.writeable):
             raise ValueError(f"params[{l}] is read-only; train_epoch updates the arrays in place.")

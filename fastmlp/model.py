@@ -32,8 +32,8 @@ from .io import ModelFileError, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
 from .schedules import make_schedule
 from .threads import available_cores, thread_limits
-from .validation import (check_features, check_label_matrix, check_labels, check_layers,
-                         check_number, check_same_length, check_targets)
+from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
+                         check_layers, check_number, check_same_length, check_targets)
 
 log = logging.getLogger("fastmlp")
 
@@ -287,9 +287,7 @@ class MLP:
         if early_stopping is not None and val is None:
             raise ValueError("early_stopping needs validation data: pass validation_data=(X_val, y_val) or validation_split=0.1.")
         n = X.shape[0]
-        batch = n if hp["batch_size"] is None else hp["batch_size"]
-        if batch > n:
-            raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use batch_size<={n} or None for full batch.")
+        batch = check_batch_size(hp["batch_size"], n)
         schedule = make_schedule(lr_schedule, hp["lr"], hp["epochs"])
         fit_args = None
         if checkpoint is not None or resumed is not None:

@@ -192,3 +192,14 @@ def check_layers(layers):
             raise ValueError(f"layers[{i}] = {w!r}; every layer width must be a positive integer.")
         out.append(int(w))
     return tuple(out)
+
+
+def check_batch_size(batch_size, n):
+    """Rows per minibatch for n samples: a positive int at most n, or None for full batch (n)."""
+    batch = check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True)
+    if batch is None:
+        return n
+    if batch > n:
+        raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use "
+                         f"batch_size<={n} or None for full batch.")
+    return batch
