@@ -121,57 +121,83 @@ def _momentum_step(p, v, lr, decay):
 
 
 @njit(cache=True, nogil=True)
-def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, weight_decay, decay,
-                  state1, state2, opt, momentum, nesterov, beta1, beta2, eps, step, blas):
-    """Phase 2 for one of ``n_parts`` slices of every layer: rows s0:s1 of W, from the whole
-    minibatch (dW = a_prev[:, s0:s1].T @ dz), and biases j0:j1. Slices never overlap, so parts
-    can run on different threads.
+def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, dz, grad, lr,
+                  weight_decay, decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
+                  step, blas):
+    """The step for one block of one layer, from the whole minibatch: weights W[s0:s1, j0:j1]
+    (dW = a_prev[:, s0:s1].T @ dz[:, j0:j1]) and biases b[c0:c1] (db_j = sum over rows of
+    dz[:, j]). The layer's W starts at w0 and its b at b0 in the flat buffer. Blocks that do not
+    overlap can be stepped on different threads.
 
     With ``grad`` empty the step is folded into the GEMM: plain SGD as
     W <- (1 - lr * decay) * W - lr * dW; momentum (without Nesterov) as v <- momentum * v + dW
     (the GEMM writes the velocity), then v += decay * W and W -= lr * v in one pass. Otherwise
     dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer steps over
-    the slice's ranges of the flat buffer.
+    the block's ranges of the flat buffer.
     """
+    T = flat.dtype.type
+    fused = grad.shape[0] == 0
+    a = a_prev[:, s0:s1]
+    d = dz[:, j0:j1]
+    if fused and momentum == 0.0:
+        gemm(blas, True, False, -lr, a, d, 1.0 - lr * weight_decay,
+             flat[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+    elif fused:
+        gemm(blas, True, False, 1.0, a, d, momentum,
+             state1[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+    else:
+        gemm(blas, True, False, 1.0, a, d, 0.0, grad[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+    # the block's contiguous ranges of the flat buffer: one when it spans whole rows, else a row each
+    whole = j0 == 0 and j1 == n_out
+    for q in range(1 if whole else s1 - s0):
+        lo = w0 + (s0 + q) * n_out + j0
+        hi = w0 + s1 * n_out if whole else lo + (j1 - j0)
+        if fused and momentum != 0.0:
+            _momentum_step(flat[lo:hi], state1[lo:hi], T(lr), T(weight_decay))
+        elif not fused and opt >= 0:
+            optimizer_update(flat[lo:hi], grad[lo:hi], decay[lo:hi] if decay.shape[0] else decay,
+                             state1[lo:hi], state2[lo:hi] if state2.shape[0] else state2, opt,
+                             lr, momentum, nesterov, beta1, beta2, eps, step)
+    for j in range(c0, c1):
+        total = T(0)
+        for i in range(dz.shape[0]):
+            total += dz[i, j]
+        if fused and momentum == 0.0:
+            flat[b0 + j] -= T(lr) * total
+        elif fused:
+            state1[b0 + j] = T(momentum) * state1[b0 + j] + total
+            flat[b0 + j] -= T(lr) * state1[b0 + j]
+        else:
+            grad[b0 + j] = total
+    if not fused and opt >= 0:
+        optimizer_update(flat[b0 + c0:b0 + c1], grad[b0 + c0:b0 + c1], decay[:0], state1[b0 + c0:b0 + c1],
+                         state2[b0 + c0:b0 + c1] if state2.shape[0] else state2, opt, lr, momentum,
+                         nesterov, beta1, beta2, eps, step)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span(n, part, n_parts):
+    """Part ``part`` of ``n_parts`` near-equal contiguous parts of range(n)."""
+    return n * part // n_parts, n * (part + 1) // n_parts
+
+
+@njit(cache=True, nogil=True)
+def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, weight_decay, decay,
+                  state1, state2, opt, momentum, nesterov, beta1, beta2, eps, step, blas):
+    """Phase 2 of the "parts" scheme for one of ``n_parts`` slices of every layer: rows s0:s1 of
+    W and biases j0:j1, stepped by :func:`_update_block`. Slices never overlap, so parts can run
+    on different threads."""
     fpenv = flush_denormals()
     L = offs.shape[0]
     dz_starts = starts - starts[1]
-    T = flat.dtype.type
-    fused = grad.shape[0] == 0
     for l in range(L):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        span = (n_in + n_parts - 1) // n_parts
-        s0, s1 = min(part * span, n_in), min((part + 1) * span, n_in)
-        span = (n_out + n_parts - 1) // n_parts
-        j0, j1 = min(part * span, n_out), min((part + 1) * span, n_out)
-        a_prev = _layer(acts, starts, l, B, n_in)[:, s0:s1]
-        dz = _layer(dzs, dz_starts, l + 1, B, n_out)
-        if fused and momentum == 0.0:
-            gemm(blas, True, False, -lr, a_prev, dz, 1.0 - lr * weight_decay,
-                 flat[w0:b0].reshape((n_in, n_out))[s0:s1])
-        elif fused:
-            gemm(blas, True, False, 1.0, a_prev, dz, momentum,
-                 state1[w0:b0].reshape((n_in, n_out))[s0:s1])
-            lo, hi = w0 + s0 * n_out, w0 + s1 * n_out
-            _momentum_step(flat[lo:hi], state1[lo:hi], T(lr), T(weight_decay))
-        else:
-            gemm(blas, True, False, 1.0, a_prev, dz, 0.0, grad[w0:b0].reshape((n_in, n_out))[s0:s1])
-        for j in range(j0, j1):                 # db_j = sum over rows of dz[:, j]
-            total = T(0)
-            for i in range(B):
-                total += dz[i, j]
-            if fused and momentum == 0.0:
-                flat[b0 + j] -= T(lr) * total
-            elif fused:
-                state1[b0 + j] = T(momentum) * state1[b0 + j] + total
-                flat[b0 + j] -= T(lr) * state1[b0 + j]
-            else:
-                grad[b0 + j] = total
-        if not fused and opt >= 0:
-            for lo, hi in ((w0 + s0 * n_out, w0 + s1 * n_out), (b0 + j0, b0 + j1)):
-                optimizer_update(flat[lo:hi], grad[lo:hi], decay[lo:hi] if decay.shape[0] else decay,
-                                 state1[lo:hi], state2[lo:hi] if state2.shape[0] else state2, opt,
-                                 lr, momentum, nesterov, beta1, beta2, eps, step)
+        s0, s1 = _span(n_in, part, n_parts)
+        j0, j1 = _span(n_out, part, n_parts)
+        _update_block(flat, w0, b0, n_in, n_out, s0, s1, 0, n_out, j0, j1,
+                      _layer(acts, starts, l, B, n_in), _layer(dzs, dz_starts, l + 1, B, n_out),
+                      grad, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
+                      beta1, beta2, eps, step, blas)
     restore_fpenv(fpenv)
 
 
