@@ -19,13 +19,17 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 _LOCK = threading.RLock()
+_POOL = None          # the worker threads of run_on_threads, started on first use
+_POOL_SIZE = 0
 
 
 def _reset_lock_in_child():
     """After fork the child has only the forking thread: a lock held by any other thread of the
-    parent would never be released, so the child starts with a fresh one."""
-    global _LOCK
+    parent would never be released, so the child starts with a fresh one (and a fresh pool: the
+    parent's pool threads do not exist in the child)."""
+    global _LOCK, _POOL, _POOL_SIZE
     _LOCK = threading.RLock()
+    _POOL, _POOL_SIZE = None, 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -77,3 +81,28 @@ def thread_limits(numba_threads, blas_threads):
                 yield
         finally:
             numba.set_num_threads(previous)
+
+
+def run_on_threads(work, n_threads):
+    """Call ``work(t)`` for t = 0 .. n_threads - 1 at the same time: t = 0 on the calling thread,
+    the others on a pool of threads kept for the process. Returns once all have returned;
+    re-raises the first exception. ``work`` should release the GIL (a ``nogil`` compiled call)
+    for the calls to run in parallel."""
+    global _POOL, _POOL_SIZE
+    from concurrent.futures import ThreadPoolExecutor
+
+    if n_threads <= 1:
+        work(0)
+        return
+    with _LOCK:
+        if _POOL_SIZE < n_threads - 1:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=n_threads - 1, thread_name_prefix="fastmlp")
+            _POOL_SIZE = n_threads - 1
+        futures = [_POOL.submit(work, t) for t in range(1, n_threads)]
+        try:
+            work(0)
+        finally:
+            for future in futures:
+                future.result()
