@@ -5,15 +5,20 @@ It implements the engine contract of :mod:`fastmlp.reference` (``train_batches``
 :mod:`fastmlp.kernels`: one compiled call runs every minibatch it is given, with no Python in
 between.
 
-Parallel scheme, per minibatch of B rows and ``n_parts`` threads, in two ``prange`` loops:
-1. rows: each thread takes a fixed, contiguous part of the rows and runs gather, forward, loss
-   and the hidden layers' dz for them (rows are independent);
-2. parameters: each thread takes a fixed slice of every layer (rows s0:s1 of W, biases j0:j1)
-   and computes its gradient from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
-   optimizer step folded in (plain SGD: one GEMM with alpha = -lr, beta = 1).
-No thread ever adds into memory another thread writes and no reduction pass is needed, so the
-same seed, data and thread count give bitwise identical weights. Each thread calls BLAS with one
-thread; minibatches too small to cut give their threads to BLAS instead (:func:`thread_plan`).
+Two parallel schemes; :func:`scheme` picks one from the rows each thread would get.
+- "parts" (large minibatches), per minibatch of B rows and ``n_parts`` threads, in two
+  ``prange`` loops:
+  1. rows: each thread takes a fixed, contiguous part of the rows and runs gather, forward, loss
+     and the hidden layers' dz for them (rows are independent);
+  2. parameters: each thread takes a fixed slice of every layer (rows s0:s1 of W, biases j0:j1)
+     and computes its gradient from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
+     optimizer step folded in (plain SGD: one GEMM with alpha = -lr, beta = 1).
+- "units" (small minibatches): one compiled worker per thread for the whole call, each owning a
+  fixed run of the units of every hidden layer, meeting at spin barriers; see the comment
+  above :func:`_units_worker`.
+No thread ever adds into memory another thread writes, and sums over threads are taken in a
+fixed order, so the same seed, data and thread count give bitwise identical weights. Each thread
+calls BLAS with one thread.
 """
 
 import types
@@ -22,31 +27,45 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import blas_handle, gemm
-from .sync import barrier, new_sync, yield_address
-from .threads import run_on_threads
-from .fpenv import flush_denormals, restore_fpenv
 from .codes import OPT_ADAM
+from .cpu import prefetch
+from .fpenv import flush_denormals, restore_fpenv
 from .kernels import (activation_backward, dense_forward, head_backward, head_forward, head_loss,
                       head_takes_Y, optimizer_update)
 from .params import layer_offsets, weight_mask
+from .sync import barrier, new_sync, yield_address
+from .threads import run_on_threads
 
-# Measured on 2 cores, float32, 60000 samples (see the engine issue's closing note):
-# - parts of at least MIN_ROWS_PER_PART rows beat BLAS threads (784-128-10: batch 64 0.204 vs
-#   0.221 s/epoch, batch 512 0.140 vs 0.179; 784-512-256-10: batch 512 0.62 vs 0.69), while
-#   16-row parts lose (batch 32: 0.33 vs 0.29 and 1.54 vs 1.17);
-# - below that, a BLAS thread pays for itself only with MACS_PER_BLAS_THREAD multiply-adds in a
-#   layer's product (784-128-10 at batch 32, 3.2M: 1 thread 0.28 s vs 2 threads 0.34 s).
-MIN_ROWS_PER_PART = 32
-MACS_PER_BLAS_THREAD = 5_000_000
+# Measured on 2 cores, float32, 60000 samples, s/epoch for 1 thread | 2 BLAS threads | 2 parts |
+# 2 units (see the engine issue's closing note):
+# - a second thread pays only from MIN_MACS_PER_THREAD multiply-adds per minibatch and thread
+#   (64-32-10 at batch 32, 76K: 0.026 | - | 0.046 | 0.027; 100-64-64-10 at batch 32, 356K:
+#   0.075 | - | 0.078 | 0.080; 784-32-10 at batch 32, 812K: 0.114 | - | 0.102 | 0.077);
+# - parts win from MIN_ROWS_PER_PART rows per thread (784-128-10 at batch 256: 0.229 | 0.168 |
+#   0.142 | 0.166; 784-512-256-10 at 512: 1.13 | 0.70 | 0.62 | 0.73), units below it
+#   (784-128-10 at batch 32: 0.285 | 0.320 | 0.284 | 0.200; 784-512-256-10 at 32:
+#   1.56 | 1.30 | 1.46 | 0.92); at 64 rows per thread the two tie (784-128-10 at batch 128:
+#   0.241 | 0.214 | 0.168 | 0.161). BLAS threads never won once units existed.
+MIN_MACS_PER_THREAD = 250_000
+MIN_ROWS_PER_PART = 64
+FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
 def thread_plan(threads, batch_size, layers):
-    """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows."""
-    parts = min(threads, batch_size // MIN_ROWS_PER_PART)
-    if parts > 1:
-        return parts, 1
-    macs = batch_size * max(a * b for a, b in zip(layers[:-1], layers[1:]))
-    return 1, max(1, min(threads, macs // MACS_PER_BLAS_THREAD))
+    """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows: up to
+    ``threads`` compiled threads, fewer when a minibatch has too little work to share."""
+    macs = batch_size * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
+
+
+def scheme(n_threads, batch_size, layers):
+    """How ``n_threads`` threads share minibatches of ``batch_size`` rows: "parts" (of rows) or
+    "units" (of every hidden layer)."""
+    if FORCE_SCHEME is not None:
+        return FORCE_SCHEME
+    if n_threads <= 1 or batch_size >= MIN_ROWS_PER_PART * n_threads:
+        return "parts"
+    return "units"
 
 
 def _offsets_array(layers):
@@ -341,6 +360,11 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         r0, r1 = _span(B, t, n_threads)
         for i in range(r0, r1):
             x[i, :] = X[rows[i], :]
+        if start + batch_size < n:              # start loading the next minibatch's rows
+            q0, q1 = _span(min(batch_size, n - start - batch_size), t, n_threads)
+            for i in range(start + batch_size + q0, start + batch_size + q1):
+                for j in range(0, X.shape[1], 64 // X.itemsize):     # one per 64-byte line
+                    prefetch(X, order[i], j)
         barrier(sync, n_threads, yield_fn)
         a = x
         for l in range(L - 1):                  # hidden layers, own columns
@@ -528,15 +552,6 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
            state1, state2, int(step), n_threads, blas_handle(), stats)
     return stats
 
-
-FORCE_SCHEME = None   # "units" or "parts": for measurements and tests
-
-
-def scheme(n_threads, batch_size, layers):
-    """How ``n_threads`` threads share minibatches of ``batch_size`` rows: "units" or "parts"."""
-    if FORCE_SCHEME is not None:
-        return FORCE_SCHEME
-    return "units" if n_threads > 1 else "parts"
 
 
 def _weights(w, flat, n):

@@ -14,7 +14,6 @@ holding the core they wait for).
 """
 
 import ctypes
-import platform
 from functools import lru_cache
 
 import numpy as np
@@ -23,10 +22,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .cpu import cpu_relax
+
 COUNT = 0          # sync[COUNT]: threads arrived at the current barrier
 GENERATION = 8     # sync[GENERATION]: barriers completed; a cache line away from the count
 SPINS_BEFORE_YIELD = 2000
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def _slot(context, builder, arr_type, arr, index):
@@ -74,19 +74,6 @@ def atomic_store(typingctx, arr, index, value):
         return context.get_dummy_value()
 
     return types.void(arr, types.intp, types.int64), codegen
-
-
-@intrinsic
-def cpu_relax(typingctx):
-    """The x86 ``pause`` hint inside a spin loop (nothing elsewhere)."""
-    def codegen(context, builder, signature, args):
-        if _X86:
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                "llvm.x86.sse2.pause")
-            builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.void(), codegen
 
 
 @intrinsic

@@ -14,22 +14,22 @@ of. If Numba's pool was already started with another layer, that one stays.
 """
 
 import os
+import queue
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
 
 _LOCK = threading.RLock()
-_POOL = None          # the worker threads of run_on_threads, started on first use
-_POOL_SIZE = 0
+_POOL = None          # run_on_threads' task queues, one per pool thread; started on first use
 
 
 def _reset_lock_in_child():
     """After fork the child has only the forking thread: a lock held by any other thread of the
     parent would never be released, so the child starts with a fresh one (and a fresh pool: the
     parent's pool threads do not exist in the child)."""
-    global _LOCK, _POOL, _POOL_SIZE
+    global _LOCK, _POOL
     _LOCK = threading.RLock()
-    _POOL, _POOL_SIZE = None, 0
+    _POOL = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -83,26 +83,51 @@ def thread_limits(numba_threads, blas_threads):
             numba.set_num_threads(previous)
 
 
-def run_on_threads(work, n_threads):
-    """Call ``work(t)`` for t = 0 .. n_threads - 1 at the same time: t = 0 on the calling thread,
-    the others on a pool of threads kept for the process. Returns once all have returned;
-    re-raises the first exception. ``work`` should release the GIL (a ``nogil`` compiled call)
-    for the calls to run in parallel."""
-    global _POOL, _POOL_SIZE
-    from concurrent.futures import ThreadPoolExecutor
+def _worker_loop(tasks):
+    """Body of one pool thread: run (work, t, done) items from ``tasks`` for ever."""
+    while True:
+        work, t, done = tasks.get()
+        try:
+            work(t)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            done.put(error)
+        else:
+            done.put(None)
 
+
+def run_on_threads(work, n_threads):
+    """Call ``work(t)`` for t = 0 .. n_threads - 1 at the same time, each t always on pool thread
+    t (daemon threads kept for the process, started on first use), and wait for all of them.
+
+    One thread per t matters: the calls meet at barriers, so two of them queued on one thread
+    would wait for each other for ever. The caller only waits, so a KeyboardInterrupt can only
+    reach it while every call is running; it is raised once they all have returned (they run to
+    the end of their minibatches, and nothing changes the arrays behind the caller's back).
+    Re-raises the first exception of a call. ``work`` should release the GIL (a ``nogil``
+    compiled call) to run in parallel."""
+    global _POOL
     if n_threads <= 1:
         work(0)
         return
     with _LOCK:
-        if _POOL_SIZE < n_threads - 1:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=n_threads - 1, thread_name_prefix="fastmlp")
-            _POOL_SIZE = n_threads - 1
-        futures = [_POOL.submit(work, t) for t in range(1, n_threads)]
-        try:
-            work(0)
-        finally:
-            for future in futures:
-                future.result()
+        pool = _POOL = _POOL or []
+        while len(pool) < n_threads:
+            tasks = queue.SimpleQueue()
+            threading.Thread(target=_worker_loop, args=(tasks,), daemon=True,
+                             name=f"fastmlp-{len(pool)}").start()
+            pool.append(tasks)
+        done = queue.SimpleQueue()
+        for t in range(n_threads):
+            pool[t].put((work, t, done))
+        errors, pending = [], n_threads
+        while pending:
+            try:
+                error = done.get()
+            except BaseException as interrupt:  # noqa: BLE001 - raised once the calls are done
+                errors.insert(0, interrupt)
+                continue
+            pending -= 1
+            if error is not None:
+                errors.append(error)
+        if errors:
+            raise errors[0]

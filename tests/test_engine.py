@@ -65,12 +65,17 @@ def test_compiled_gradient_matches_finite_differences(act, head):
 @pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
                                                          (0, 0.9, False, 0.01), (0, 0.9, True, 0.01),
                                                          (1, 0.0, False, 0.0)])
-@pytest.mark.parametrize("batch,parts,blas", [(4, 1, 1), (16, 1, 1), (11, 1, 2), (23, 1, 2),
-                                              (23, 2, 1), (5, 3, 1), (8, 2, 1)])
+@pytest.mark.parametrize("batch,parts,blas,scheme", [
+    (4, 1, 1, "parts"), (16, 1, 1, "parts"), (11, 1, 2, "parts"), (23, 1, 2, "parts"),
+    (23, 2, 1, "parts"), (5, 3, 1, "parts"), (8, 2, 1, "parts"),
+    (23, 2, 1, "units"), (5, 3, 1, "units"), (8, 2, 1, "units"), (1, 2, 1, "units"),
+    (16, 8, 1, "units")])
 def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
-                                         blas):
-    """One call of whole minibatches (the last one short), each cut into ``parts`` parts (Numba
-    threads; a part may be empty) with ``blas`` BLAS threads."""
+                                         blas, scheme, monkeypatch):
+    """One call of whole minibatches (the last one short) on ``parts`` threads, each cut into
+    parts of rows or of units (``scheme``; a part may be empty: 8 threads and 4 output units)
+    with ``blas`` BLAS threads."""
+    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
     X, y, Y = problem(head, n=23, dtype=dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
     order = np.random.default_rng(2).permutation(23)
@@ -86,7 +91,7 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
         results.append((flat, s1, stats))
     (ref_flat, ref_s1, ref_stats), (flat, s1, stats) = results
     rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-5)
-    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas}"
+    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas} {scheme}"
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
     np.testing.assert_allclose(s1, ref_s1, rtol=rtol, atol=atol, err_msg=case + " state")
     np.testing.assert_allclose(stats[0], ref_stats[0], rtol=rtol * 10, err_msg=case + " loss")
@@ -115,14 +120,16 @@ def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, 
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_same_seed_same_threads_is_bitwise_identical(threads):
+@pytest.mark.parametrize("threads,batch_size,scheme", [(1, 256, None), (2, 256, "parts"),
+                                                      (2, 32, "units"), (3, 20, "units")])
+def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme, monkeypatch):
+    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
     rng = np.random.default_rng(0)
     X, y = rng.random((600, 20), dtype=np.float32), rng.integers(0, 5, 600)
     runs = []
     for _ in range(2):
-        model = MLP([20, 32, 5], seed=7, threads=threads)
-        model.fit(X, y, epochs=2, batch_size=256, optimizer="sgd", momentum=0.9, lr=0.05)
+        model = MLP([20, 32, 16, 5], seed=7, threads=threads)
+        model.fit(X, y, epochs=2, batch_size=batch_size, optimizer="sgd", momentum=0.9, lr=0.05)
         runs.append((model._flat.copy(), model.predict_proba(X)))
     assert np.array_equal(runs[0][0], runs[1][0])
     assert np.array_equal(runs[0][1], runs[1][1])
@@ -149,14 +156,17 @@ def test_predict_and_evaluate_match_reference(threads, n, head):
     assert correct == ref_correct
 
 
-def test_divergence_stops_before_the_bad_update():
+@pytest.mark.parametrize("threads,scheme", [(1, None), (2, "parts"), (2, "units"), (3, "units")])
+def test_divergence_stops_before_the_bad_update(threads, scheme, monkeypatch):
+    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
     X, y, Y = problem("softmax", n=40)
     flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
     X[20:] = np.inf    # the third minibatch of 10 gives inf - inf = nan
     before = flat.copy()
-    stats = engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(40), 10, 0, 1e-9,
-                                 0.0, False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat),
-                                 np.zeros(0), 0)
+    with thread_limits(threads, 1):
+        stats = engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(40), 10, 0,
+                                     1e-9, 0.0, False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat),
+                                     np.zeros(0), 0)
     assert stats[4] == 2 and not np.isfinite(stats[5])
     assert stats[3] == 2 and stats[2] == 20    # two batches done before it
     assert np.isfinite(flat).all() and not np.array_equal(flat, before)
@@ -223,10 +233,13 @@ def test_weighted_gradient_matches_finite_differences(head):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,decay", [(0, 0.0, 0.01), (0, 0.9, 0.0), (1, 0.0, 0.01)])
-@pytest.mark.parametrize("batch,parts", [(4, 1), (23, 1), (5, 3), (8, 2)])
-def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, decay, batch, parts):
+@pytest.mark.parametrize("batch,parts,scheme", [(4, 1, "parts"), (23, 1, "parts"), (5, 3, "parts"),
+                                                (8, 2, "parts"), (4, 2, "units"), (5, 3, "units")])
+def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, decay, batch, parts,
+                                                  scheme, monkeypatch):
     """Weighted minibatches (one of weight 0 with batch 4: the rows 0, 4, 8, 12 have weight 0,
     and the order puts some of them together) on both engines: same weights, loss and weight."""
+    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
     X, y, Y = problem(head, n=23, dtype=dtype)
     w = weights_for(23, dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
@@ -246,7 +259,7 @@ def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, de
     # float32 Adam divides by sqrt(v): a gradient entry near 0 (a light minibatch) turns its
     # rounding into steps of up to ~lr * 1e-3, hence the looser atol
     rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-4 if opt == 1 else 1e-5)
-    case = f"weighted {dtype.__name__} {head} opt={opt} batch={batch} parts={parts}"
+    case = f"weighted {dtype.__name__} {head} opt={opt} batch={batch} parts={parts} {scheme}"
     assert flat.dtype == dtype, case
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
     np.testing.assert_allclose(stats[[0, 6]], ref_stats[[0, 6]], rtol=rtol * 10, err_msg=case)

@@ -1,0 +1,57 @@
+"""The spin barrier and the thread runner behind the engine's "units" scheme."""
+
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastmlp.sync import barrier, new_sync, yield_address
+from fastmlp.threads import run_on_threads
+
+
+@njit(nogil=True)
+def _rounds(t, n_threads, sync, yield_fn, seen, rounds):
+    """Each round: write my slot, meet, check every thread's slot; returns the first round whose
+    check failed, or -1."""
+    for r in range(rounds):
+        seen[t] = r
+        barrier(sync, n_threads, yield_fn)
+        for u in range(n_threads):
+            if seen[u] != r:
+                return r
+        barrier(sync, n_threads, yield_fn)   # nobody writes round r + 1 before all have checked r
+    return -1
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
+def test_barrier_lets_no_thread_ahead(n_threads):
+    """More threads than cores too: waiters fall back to sched_yield instead of spinning."""
+    sync, seen = new_sync(), np.full(n_threads, -1, dtype=np.int64)
+    results = [None] * n_threads
+
+    def work(t):
+        results[t] = _rounds(t, n_threads, sync, yield_address(), seen, 2000)
+
+    run_on_threads(work, n_threads)
+    assert results == [-1] * n_threads
+    assert sync[0] == 0                      # nobody is left waiting
+
+
+def test_run_on_threads_gives_each_call_its_own_thread_and_reraises():
+    names = [None] * 3
+
+    def work(t):
+        names[t] = threading.current_thread().name
+
+    run_on_threads(work, 3)
+    assert len(set(names)) == 3 and threading.current_thread().name not in names
+    run_on_threads(work, 3)                  # the same thread for the same t, every time
+    assert names == ["fastmlp-0", "fastmlp-1", "fastmlp-2"]
+
+    def fail(t):
+        if t == 1:
+            raise RuntimeError("thread 1 failed")
+
+    with pytest.raises(RuntimeError, match="thread 1 failed"):
+        run_on_threads(fail, 2)
