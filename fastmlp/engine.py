@@ -26,7 +26,7 @@ import types
 import numpy as np
 from numba import njit, prange
 
-from .blas import blas_handle, gemm
+from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
 from .cpu import prefetch
 from .fpenv import flush_denormals, restore_fpenv
@@ -44,8 +44,9 @@ from .threads import run_on_threads
 # - parts win from MIN_ROWS_PER_PART rows per thread (784-128-10 at batch 256: 0.229 | 0.168 |
 #   0.142 | 0.166; 784-512-256-10 at 512: 1.13 | 0.70 | 0.62 | 0.73), units below it
 #   (784-128-10 at batch 32: 0.285 | 0.320 | 0.284 | 0.200; 784-512-256-10 at 32:
-#   1.56 | 1.30 | 1.46 | 0.92); at 64 rows per thread the two tie (784-128-10 at batch 128:
-#   0.241 | 0.214 | 0.168 | 0.161). BLAS threads never won once units existed.
+#   1.56 | 1.30 | 1.46 | 0.92); BLAS threads never won once units existed. At 64 rows per
+#   thread the two are close: after gemm_few_rows, 784-128-10 at batch 128 parts 0.156 vs units
+#   0.174, 784-512-256-10 0.775 vs 0.734.
 MIN_MACS_PER_THREAD = 250_000
 MIN_ROWS_PER_PART = 64
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
@@ -424,8 +425,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             if l > 0:                           # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
                 Q = part[pstarts[l] + t * B * n_in:pstarts[l] + (t + 1) * B * n_in].reshape((B, n_in))
                 if j1 > j0:
-                    gemm(blas, False, True, 1.0, dz_out, lflat[lw0:lb0].reshape((n_in, j1 - j0)),
-                         0.0, Q)
+                    gemm_few_rows(blas, True, dz_out, lflat[lw0:lb0].reshape((n_in, j1 - j0)), Q)
                 else:
                     Q[:, :] = 0
             _update_block(lflat, lw0, lb0, n_in, j1 - j0, 0, n_in, 0, j1 - j0, 0, j1 - j0, a_in,

@@ -19,7 +19,7 @@ import math
 
 from numba import njit
 
-from .blas import gemm
+from .blas import gemm, gemm_few_rows
 from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
                     HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
 
@@ -95,7 +95,7 @@ def activation_backward(dz, a, act):
 @jit
 def dense_forward(out, x, W, b, act, blas):
     """out = act(x @ W + b): the matmul in BLAS, bias and activation fused in one pass."""
-    gemm(blas, False, False, 1.0, x, W, 0.0, out)
+    gemm_few_rows(blas, False, x, W, out)
     bias_activation_forward(out, b, act)
 
 
