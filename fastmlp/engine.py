@@ -59,7 +59,7 @@ def thread_plan(threads, batch_size, layers):
     return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
 
 
-def scheme(n_threads, batch_size, layers):
+def scheme(n_threads, batch_size):
     """How ``n_threads`` threads share minibatches of ``batch_size`` rows: "parts" (of rows) or
     "units" (of every hidden layer)."""
     if FORCE_SCHEME is not None:
@@ -114,6 +114,46 @@ def _gather(dst, src, rows):
 
 
 @njit(cache=True, nogil=True)
+def _gather_targets(yr, Yr, wr, y, Y, w, rows):
+    """The head's targets and weights of the samples ``rows``: class indices into yr, target
+    rows into Yr, weights into wr (each buffer empty when the head or the data has none)."""
+    for i in range(yr.shape[0]):
+        yr[i] = y[rows[i]]
+    _gather(Yr, Y, rows)
+    for i in range(wr.shape[0]):
+        wr[i] = w[rows[i]]
+
+
+@njit(cache=True, nogil=True)
+def _minibatch_weight(w, rows, dtype_of):
+    """(weight total in float64, gradient scale 1 / total in the model's dtype) of the samples
+    ``rows``: their count when ``w`` is empty."""
+    weight = float(rows.shape[0])
+    if w.shape[0]:
+        weight = 0.0
+        for i in range(rows.shape[0]):
+            weight += w[rows[i]]
+    T = dtype_of.dtype.type
+    return weight, T(1.0 / weight) if weight > 0 else T(0)
+
+
+@njit(cache=True, nogil=True)
+def _count_minibatch(stats, k, B, loss, correct, weight):
+    """Add minibatch k to ``stats`` (see train_batches); a non-finite loss records the
+    divergence instead. Returns whether the loss was finite."""
+    if not np.isfinite(loss):
+        stats[4] = k
+        stats[5] = loss / weight if weight > 0 else loss
+        return False
+    stats[0] += loss
+    stats[1] += correct
+    stats[2] += B
+    stats[3] += 1
+    stats[6] += weight
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale, acts, dzs,
                            starts, blas):
     """Phase 1 for minibatch rows r0 : r0 + len(rows) (sample indices ``rows``): gather, forward,
@@ -138,12 +178,8 @@ def _rows_forward_backward(flat, offs, act, head, X, y, Y, w, rows, r0, B, scale
     takes_Y = head_takes_Y(head)               # gather the head's targets: Y rows or class indices
     yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
     Yr = np.empty((m if takes_Y else 0, n_last), dtype=Y.dtype)
-    for i in range(yr.shape[0]):
-        yr[i] = y[rows[i]]
-    _gather(Yr, Y, rows)
     wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
-    for i in range(wr.shape[0]):
-        wr[i] = w[rows[i]]
+    _gather_targets(yr, Yr, wr, y, Y, w, rows)
     loss, correct = head_backward(_layer(dzs, dz_starts, L, B, n_last)[r0:r1],
                                   _layer(acts, starts, L, B, n_last)[r0:r1], yr, Yr, wr, head,
                                   scale)
@@ -264,27 +300,19 @@ def _minibatch_buffers(offs, batch_size, dtype_of):
 # ---------------------------------------------------------------- the training loop
 
 def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, momentum, nesterov,
-                weight_decay, decay, beta1, beta2, eps, state1, state2, step, n_parts, blas, stats):
+                weight_decay, decay, beta1, beta2, eps, state1, state2, step, grad, n_parts, blas,
+                stats):
     """All minibatches of ``order``; see :func:`train_batches`. Each minibatch is two loops over
     ``n_parts`` independent parts (rows, then parameter slices); compiled serial and parallel."""
     starts, acts, dzs = _minibatch_buffers(offs, batch_size, flat)
-    # plain SGD and momentum SGD update inside the weight-gradient GEMM; Nesterov and Adam need dW
-    fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
-    grad = np.empty(0 if fused else flat.shape[0], dtype=flat.dtype)
     part_loss = np.zeros(n_parts)
     part_correct = np.zeros(n_parts, dtype=np.int64)
     n = order.shape[0]
-    T = flat.dtype.type
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
         B = min(batch_size, n - start)
         part_rows = (B + n_parts - 1) // n_parts
-        weight = float(B)
-        if w.shape[0]:                          # the minibatch's weight total, in float64
-            weight = 0.0
-            for i in range(start, start + B):
-                weight += w[order[i]]
-        scale = T(1.0 / weight) if weight > 0 else T(0)
+        weight, scale = _minibatch_weight(w, order[start:start + B], flat)
         for t in prange(n_parts):
             r0 = min(t * part_rows, B)
             r1 = min(r0 + part_rows, B)
@@ -299,19 +327,12 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
         for t in range(n_parts):                # fixed order: deterministic
             loss += part_loss[t]
             correct += part_correct[t]
-        if not np.isfinite(loss):
-            stats[4] = k
-            stats[5] = loss / weight if weight > 0 else loss
+        if not _count_minibatch(stats, k, B, loss, correct, weight):
             return
         for t in prange(n_parts):
             _update_slice(flat, offs, acts, dzs, starts, B, t, n_parts, grad, lr, weight_decay,
                           decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
                           step + k + 1, blas)
-        stats[0] += loss
-        stats[1] += correct
-        stats[2] += B
-        stats[3] += 1
-        stats[6] += weight
 
 
 def _twin(fn, name):
@@ -371,18 +392,12 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             _own_columns(lg, loffs, g, offs, t, n_threads, True)
     n = order.shape[0]
     T = flat.dtype.type
-    n_last = offs[L - 1, 3]
     takes_Y = head_takes_Y(head)
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
         B = min(batch_size, n - start)
         rows = order[start:start + B]
-        weight = float(B)
-        if w.shape[0]:                          # the minibatch's weight total, in float64
-            weight = 0.0
-            for i in range(B):
-                weight += w[rows[i]]
-        scale = T(1.0 / weight) if weight > 0 else T(0)
+        weight, scale = _minibatch_weight(w, rows, flat)
         x = a0[k % 2, :B]
         r0, r1 = _span(B, t, n_threads)
         _gather(x[r0:r1], X, rows[r0:r1])
@@ -413,23 +428,16 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
         barrier(sync, n_threads, yield_fn)
         z = z_own[:B * n_out].reshape((B, n_out))
-        _assign(z, part[pstarts[L]:pstarts[L] + B * n_out].reshape((B, n_out)))
-        for u in range(1, n_threads):           # fixed order: the same z on every thread
-            _accumulate(z, part[pstarts[L] + u * B * n_out:pstarts[L] + (u + 1) * B * n_out].reshape((B, n_out)))
+        _sum_parts(z, part[pstarts[L]:], B, n_out, 0, n_out, n_threads)   # the same z on every thread
         yr = y_own[:0 if takes_Y else B]
         Yr = Y_own[:B if takes_Y else 0]
         wr = w_own[:B if w.shape[0] else 0]
-        for i in range(yr.shape[0]):
-            yr[i] = y[rows[i]]
-        _gather(Yr, Y, rows)
-        for i in range(wr.shape[0]):
-            wr[i] = w[rows[i]]
+        _gather_targets(yr, Yr, wr, y, Y, w, rows)
         dz = dz_own[:B * n_out].reshape((B, n_out))
         loss, correct = head_backward(dz, z, yr, Yr, wr, head, scale)
         if not np.isfinite(loss):               # every thread sees the same loss and stops here
             if t == 0:
-                stats[4] = k
-                stats[5] = loss / weight if weight > 0 else loss
+                _count_minibatch(stats, k, B, loss, correct, weight)
             break
         if L > 1:                               # dz of the last hidden layer, own columns
             dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
@@ -457,21 +465,23 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 barrier(sync, n_threads, yield_fn)
                 s0, s1 = _span(n_in, t, n_threads)
                 dz_in = _layer(hdz, hstarts, l, B, n_in)[:, s0:s1]
-                _assign(dz_in, part[pstarts[l]:pstarts[l] + B * n_in].reshape((B, n_in))[:, s0:s1])
-                for u in range(1, n_threads):
-                    _accumulate(dz_in, part[pstarts[l] + u * B * n_in:
-                                            pstarts[l] + (u + 1) * B * n_in].reshape((B, n_in))[:, s0:s1])
+                _sum_parts(dz_in, part[pstarts[l]:], B, n_in, s0, s1, n_threads)
                 activation_backward(dz_in, a_in[:, s0:s1], act)
         if t == 0:
-            stats[0] += loss
-            stats[1] += correct
-            stats[2] += B
-            stats[3] += 1
-            stats[6] += weight
+            _count_minibatch(stats, k, B, loss, correct, weight)
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
         if lg.shape[0]:
             _own_columns(lg, loffs, g, offs, t, n_threads, False)
     restore_fpenv(fpenv)
+
+
+@njit(cache=True, nogil=True)
+def _sum_parts(dst, parts, B, width, c0, c1, n_threads):
+    """dst = columns c0:c1 of P_0 + P_1 + ... + P_{n_threads-1}, in that order (the same result
+    on every thread), where P_u is the (B, width) block u of ``parts``."""
+    _assign(dst, parts[:B * width].reshape((B, width))[:, c0:c1])
+    for u in range(1, n_threads):
+        _accumulate(dst, parts[u * B * width:(u + 1) * B * width].reshape((B, width))[:, c0:c1])
 
 
 @njit(cache=True, nogil=True)
@@ -499,9 +509,9 @@ def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
 def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                  momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
                  grad, blas, stats):
-    """Run :func:`_units_worker` on ``n_threads`` threads (the caller's and pool threads),
-    with every buffer allocated here, before any worker starts: a worker that failed alone
-    would leave the others waiting at a barrier."""
+    """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`), with
+    every buffer allocated here, before any worker starts: a worker that failed alone would
+    leave the others waiting at a barrier."""
     L = offs.shape[0]
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
@@ -538,8 +548,8 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
         _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                       momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
                       step, grad, a0, hid, hdz, hstarts, part, pstarts, local[t], loffs[t],
-                      z_own[t], dz_own[t],
-                      y_own[t], Y_own[t], w_own[t], sync, yield_fn, blas, stats)
+                      z_own[t], dz_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn, blas,
+                      stats)
 
     run_on_threads(work, n_threads)
 
@@ -548,9 +558,10 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
                   nesterov, weight_decay, beta1, beta2, eps, state1, state2, step, w=None):
     """The compiled twin of :func:`fastmlp.reference.train_batches` (same arguments and stats).
 
-    Each minibatch is cut into as many parts as the Numba thread count in force (see
-    :func:`thread_plan` and :func:`fastmlp.threads.thread_limits`). ``w`` (per-sample weights)
-    is used in the model's dtype: pass it so to avoid a copy per call.
+    The Numba thread count in force (see :func:`thread_plan` and
+    :func:`fastmlp.threads.thread_limits`) is how many threads share each minibatch, by rows or
+    by units as :func:`scheme` decides. ``w`` (per-sample weights) is used in the model's dtype:
+    pass it so to avoid a copy per call.
     """
     import numba
 
@@ -561,10 +572,11 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
         state2 = flat[:0] if state2.shape[0] == 0 else state2
     stats = np.zeros(7)
     stats[4] = -1
+    # plain SGD and momentum SGD update inside the weight-gradient GEMM; Nesterov and Adam need dW
+    fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
+    grad = flat[:0] if fused else np.empty_like(flat)
     n_threads = numba.get_num_threads()
-    if scheme(n_threads, batch_size, layers) == "units":
-        fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
-        grad = flat[:0] if fused else np.empty_like(flat)
+    if scheme(n_threads, batch_size) == "units":
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,
@@ -573,9 +585,8 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     kernel = _train_parallel if n_threads > 1 else _train_serial
     kernel(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, float(lr), float(momentum),
            bool(nesterov), float(weight_decay), decay, float(beta1), float(beta2), float(eps),
-           state1, state2, int(step), n_threads, blas_handle(), stats)
+           state1, state2, int(step), grad, n_threads, blas_handle(), stats)
     return stats
-
 
 
 def _weights(w, flat, n):
