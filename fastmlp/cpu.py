@@ -15,14 +15,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")   # pause here, MXCSR in fpenv
 
 
 @intrinsic
 def cpu_relax(typingctx):
     """The x86 ``pause`` hint inside a spin loop (nothing elsewhere)."""
     def codegen(context, builder, signature, args):
-        if _X86:
+        if X86:
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
                                                 "llvm.x86.sse2.pause")
             builder.call(fn, [])

@@ -10,15 +10,14 @@ before they return. Each thread has its own MXCSR, so every parallel part sets i
 On other architectures these calls do nothing.
 """
 
-import platform
-
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .cpu import X86
+
 FTZ_DAZ = 0x8040                                      # MXCSR bit 15 (FTZ) and bit 6 (DAZ)
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def _mxcsr_call(builder, name, slot):
@@ -32,7 +31,7 @@ def flush_denormals(typingctx):
     """Set FTZ and DAZ for this thread; returns the previous MXCSR (0 off x86)."""
     def codegen(context, builder, signature, args):
         i32 = ir.IntType(32)
-        if not _X86:
+        if not X86:
             return ir.Constant(i32, 0)
         slot = cgutils.alloca_once(builder, i32)
         _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", slot)
@@ -48,7 +47,7 @@ def flush_denormals(typingctx):
 def restore_fpenv(typingctx, previous):
     """Put back the MXCSR that :func:`flush_denormals` returned."""
     def codegen(context, builder, signature, args):
-        if _X86:
+        if X86:
             slot = cgutils.alloca_once(builder, ir.IntType(32))
             builder.store(args[0], slot)
             _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)

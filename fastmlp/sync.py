@@ -29,6 +29,10 @@ GENERATION = 8     # sync[GENERATION]: barriers completed; a cache line away fro
 SPINS_BEFORE_YIELD = 2000
 
 
+def _int64_array(arr):
+    return isinstance(arr, types.Array) and arr.dtype == types.int64
+
+
 def _slot(context, builder, arr_type, arr, index):
     array = context.make_array(arr_type)(context, builder, arr)
     return cgutils.get_item_pointer(context, builder, arr_type, array, [index])
@@ -37,7 +41,7 @@ def _slot(context, builder, arr_type, arr, index):
 @intrinsic
 def atomic_add(typingctx, arr, index, value):
     """arr[index] += value atomically (sequentially consistent); returns the old value."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+    if not _int64_array(arr):
         return None
 
     def codegen(context, builder, signature, args):
@@ -51,7 +55,7 @@ def atomic_add(typingctx, arr, index, value):
 @intrinsic
 def atomic_load(typingctx, arr, index):
     """arr[index], read with acquire ordering."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+    if not _int64_array(arr):
         return None
 
     def codegen(context, builder, signature, args):
@@ -64,7 +68,7 @@ def atomic_load(typingctx, arr, index):
 @intrinsic
 def atomic_store(typingctx, arr, index, value):
     """arr[index] = value with release ordering."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+    if not _int64_array(arr):
         return None
 
     def codegen(context, builder, signature, args):
