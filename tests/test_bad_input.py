@@ -8,7 +8,6 @@ big-endian, lists) must work, copied only when they must be, and train exactly a
 C-contiguous float32 copy does.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,24 +21,13 @@ from fastmlp import MLP, ModelFileError, NotFittedError
 from fastmlp.data import DataError, load as load_data
 from fastmlp.validation import check_features
 
+from synthetic import blobs
+
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ["numpy"] + (["numba"] if importlib.util.find_spec("fastmlp.engine") else [])
 HAS_CLI = (ROOT / "fastmlp" / "cli.py").exists()
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
-
-
-def blobs(n=30, n_features=4, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3, (n_classes, n_features))
-    y = np.arange(n) % n_classes
-    return (centers[y] + rng.normal(0, 0.6, (n, n_features))).astype(np.float32), y
-
-
-X, y = blobs()
+X, y = blobs(30)
 
 
 def with_value(array, index, value):

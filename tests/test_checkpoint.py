@@ -4,7 +4,6 @@ A run interrupted at any point (an exception, SIGKILL) and resumed from its last
 end bitwise identical to the run that was never interrupted, on both engines.
 """
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,23 +17,13 @@ import pytest
 from fastmlp import MLP, ModelFileError
 from fastmlp.io import read_npz
 
+from synthetic import blobs
+
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ["numpy"] + (["numba"] if importlib.util.find_spec("fastmlp.engine") else [])
 LAYERS = [4, 12, 3]
+DATA = dict(n=150, spread=1.0, center_scale=2.0)     # blobs() to train on
 # Momentum, a schedule that changes at epoch 3 and shuffling: every piece of state matters.
 FIT = dict(epochs=6, batch_size=16, lr=0.1, momentum=0.9, lr_schedule={0: 0.1, 3: 0.02})
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
-
-
-def blobs(n=150, n_features=4, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 2, (n_classes, n_features))
-    y = np.arange(n) % n_classes
-    return (centers[y] + rng.normal(0, 1.0, (n, n_features))).astype(np.float32), y
 
 
 def model(engine, **kw):
@@ -73,7 +62,7 @@ def assert_same_run(a, b):
 
 
 def test_checkpoints_every_n_epochs_and_at_the_end(engine, tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "run.ckpt.npz"
     seen = []
 
@@ -93,7 +82,7 @@ def test_checkpoints_every_n_epochs_and_at_the_end(engine, tmp_path):
 
 
 def test_checkpoint_holds_optimizer_rng_history_and_arguments(tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
     m = model("numpy")
     history = m.fit(X, y, **dict(FIT, optimizer="adam", momentum=0.0), checkpoint=str(path))
@@ -110,7 +99,7 @@ def test_checkpoint_holds_optimizer_rng_history_and_arguments(tmp_path):
 
 
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
     real_savez = np.savez
     calls = []
@@ -144,7 +133,7 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 @pytest.mark.parametrize("opt", [dict(momentum=0.9), dict(optimizer="adam", lr=0.01, momentum=0.0,
                                                            lr_schedule="cosine")])
 def test_resume_after_a_crash_is_bitwise_identical(engine, tmp_path, opt):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     args = dict(FIT, **opt)
     full = model(engine)
     full_history = full.fit(X, y, **args)
@@ -165,7 +154,7 @@ def test_resume_after_a_crash_is_bitwise_identical(engine, tmp_path, opt):
 
 
 def test_schedule_continues_at_the_right_epoch(engine, tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     calls = []
 
     def schedule(epoch):
@@ -184,7 +173,7 @@ def test_schedule_continues_at_the_right_epoch(engine, tmp_path):
 
 def test_resume_continues_a_fit_that_followed_another(tmp_path):
     """The optimizer state and history carried over from an earlier fit are checkpointed too."""
-    X, y = blobs()
+    X, y = blobs(**DATA)
     full = model("numpy")
     full.fit(X, y, epochs=2, batch_size=16, lr=0.1, momentum=0.9)
     full.fit(X, y, **FIT)
@@ -229,7 +218,7 @@ def test_resume_with_early_stopping(engine, tmp_path):
 def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_run(engine, tmp_path):
     """Ctrl-C stops within an epoch: that half epoch is never checkpointed, so resuming from the
     file still ends exactly where the uninterrupted run does."""
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
 
     def press_ctrl_c(m, epoch, logs):
@@ -248,7 +237,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_finishes_the_run(engine, tm
 
 
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
     full = model("numpy")
     full.fit(X, y, **FIT, checkpoint=path)
@@ -260,11 +249,11 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path):
 
 def test_resume_may_change_engine_and_threads(tmp_path):
     """engine and threads choose how training runs, not what it computes: they may differ."""
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
     with pytest.raises(Crash):
         MLP(LAYERS, engine="numpy", seed=5).fit(X, y, **FIT, checkpoint=path, callbacks=[crash_at(2)])
-    resumed = MLP(LAYERS, engine=ENGINES[-1], seed=5, threads=2)
+    resumed = MLP(LAYERS, engine="numba", seed=5, threads=2)
     history = resumed.fit(X, y, **FIT, resume=path)
     assert history["epoch"] == [1, 2, 3, 4, 5, 6]
 
@@ -285,7 +274,7 @@ print("finished")
 
 
 def test_resume_after_sigkill_is_bitwise_identical(engine, tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     epochs = 40
     np.savez(tmp_path / "data.npz", X=X, y=y)
     ckpt = tmp_path / "run.ckpt.npz"
@@ -325,7 +314,7 @@ def test_resume_after_sigkill_is_bitwise_identical(engine, tmp_path):
 
 @pytest.fixture
 def checkpointed(tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     path = tmp_path / "c.npz"
     with pytest.raises(Crash):
         model("numpy").fit(X, y, **FIT, checkpoint=path, callbacks=[crash_at(3)])
@@ -375,7 +364,7 @@ def test_resume_refuses_another_model(checkpointed, kw, pattern):
 
 
 def test_resume_refuses_a_model_file_and_missing_files(tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     m = model("numpy")
     m.fit(X, y, epochs=1, batch_size=16)
     m.save(tmp_path / "model.npz")
@@ -400,7 +389,7 @@ def test_resume_refuses_a_model_file_and_missing_files(tmp_path):
 ])
 def test_bad_checkpoint_arguments_fail_before_training(tmp_path, monkeypatch, kw, error, pattern):
     monkeypatch.chdir(tmp_path)
-    X, y = blobs()
+    X, y = blobs(**DATA)
     m = model("numpy")
     with pytest.raises(error, match=pattern):
         m.fit(X, y, epochs=1, batch_size=16, **kw)
@@ -408,7 +397,7 @@ def test_bad_checkpoint_arguments_fail_before_training(tmp_path, monkeypatch, kw
 
 
 def test_weighted_resume_is_bitwise_identical_and_refuses_other_weights(engine, tmp_path):
-    X, y = blobs()
+    X, y = blobs(**DATA)
     w = np.random.default_rng(3).uniform(0, 2, len(y))
     full = model(engine)
     full.fit(X, y, **FIT, sample_weight=w)

@@ -4,7 +4,6 @@ And the converse: huge logits alone never make a NaN (stable softmax, overflow-f
 the compiled kernels, the NumPy reference and through both engines.
 """
 
-import importlib.util
 import warnings
 
 import numpy as np
@@ -14,13 +13,7 @@ from fastmlp import MLP, TrainingDiverged, reference
 from fastmlp.codes import HEADS
 from fastmlp.io import read_npz
 
-ENGINES = ["numpy"] + (["numba"] if importlib.util.find_spec("fastmlp.engine") else [])
 DIVERGED = r"training diverged at epoch {epoch}, step \d+: loss=(nan|inf); lower the learning rate \(now {lr}\)"
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
 
 
 def unscaled(n=200, seed=0):

@@ -1,11 +1,10 @@
 """The MLP class: training, labels, heads, optimizers, determinism, real data, files, validation.
 
-Every model-level test runs on each available engine: the NumPy reference always, and the
-compiled engine as soon as fastmlp/engine.py exists.
+Every model-level test runs on both engines, the NumPy reference and the compiled one (the
+``engine`` fixture of conftest.py).
 """
 
 import gzip
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -16,27 +15,13 @@ import pytest
 import fastmlp
 from fastmlp import MLP, ModelFileError, NotFittedError
 
-ENGINES = ["numpy"] + (["numba"] if importlib.util.find_spec("fastmlp.engine") else [])
+from synthetic import blobs
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 # Measured with the NumPy engine (seeds 0-2): digits 0.93-0.95 after 5 epochs, MNIST 8000/2000
 # 0.94-0.955 after 5 epochs. The thresholds leave a margin for other seeds and engines.
 DIGITS_MIN_ACCURACY = 0.90
 MNIST_MIN_ACCURACY = 0.92
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
-
-
-def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6):
-    """Well-separated Gaussian blobs: an easy classification problem."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3, (n_classes, n_features))
-    y = np.arange(n) % n_classes
-    X = centers[y] + rng.normal(0, spread, (n, n_features))
-    return X.astype(np.float32), y
 
 
 def flat_params(model):

@@ -14,16 +14,9 @@ import pytest
 import fastmlp.model
 from fastmlp import MLP
 
+from synthetic import blobs
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6):
-    """Well-separated Gaussian blobs: an easy classification problem."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3, (n_classes, n_features))
-    y = np.arange(n) % n_classes
-    X = centers[y] + rng.normal(0, spread, (n, n_features))
-    return X.astype(np.float32), y
 
 
 def noisy_problem(seed=0):
@@ -291,7 +284,6 @@ def test_fit_checks_sample_weight(bad, pattern):
     np.testing.assert_array_equal(m._flat, before)
 
 
-@pytest.mark.parametrize("engine", ["numba", "numpy"])
 @pytest.mark.parametrize("output", ["softmax", "identity"])
 def test_integer_weights_equal_repeated_samples_full_batch(engine, output):
     """Full-batch gradient descent: weight k is the same as k copies of the sample (0: absent)."""

@@ -1,0 +1,13 @@
+"""Synthetic data shared by the test files."""
+
+import numpy as np
+
+
+def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6, center_scale=3.0):
+    """Gaussian blobs, class i around a centre drawn from N(0, center_scale); with the defaults
+    well separated: an easy classification problem. Labels cycle 0, 1, ..., n_classes - 1."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, center_scale, (n_classes, n_features))
+    y = np.arange(n) % n_classes
+    X = centers[y] + rng.normal(0, spread, (n, n_features))
+    return X.astype(np.float32), y
