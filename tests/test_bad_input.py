@@ -21,7 +21,7 @@ from fastmlp import MLP, ModelFileError, NotFittedError
 from fastmlp.data import DataError, load as load_data
 from fastmlp.validation import check_features
 
-from synthetic import blobs
+from helpers import blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_CLI = (ROOT / "fastmlp" / "cli.py").exists()

@@ -17,7 +17,7 @@ import pytest
 from fastmlp import MLP, ModelFileError
 from fastmlp.io import read_npz
 
-from synthetic import blobs
+from helpers import blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [4, 12, 3]

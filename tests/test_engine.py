@@ -12,6 +12,8 @@ from fastmlp.codes import ACTIVATIONS, HEADS
 from fastmlp.params import init_params, layer_views, param_count
 from fastmlp.threads import thread_limits
 
+from helpers import central_differences
+
 LAYERS = (5, 7, 6, 4)
 
 
@@ -42,14 +44,7 @@ def test_compiled_gradient_matches_finite_differences(act, head):
         if all(np.abs(a).min() > 1e-3 for a in acts[1:-1]):
             break
     loss, grad = compiled_loss_and_grad(flat, act, head, X, y, Y)
-    eps = 1e-6
-    numeric = np.empty_like(flat)
-    for i in range(flat.size):
-        plus, minus = flat.copy(), flat.copy()
-        plus[i] += eps
-        minus[i] -= eps
-        numeric[i] = (compiled_loss_and_grad(plus, act, head, X, y, Y)[0]
-                      - compiled_loss_and_grad(minus, act, head, X, y, Y)[0]) / (2 * eps)
+    numeric = central_differences(lambda f: compiled_loss_and_grad(f, act, head, X, y, Y)[0], flat)
     err = np.abs(grad - numeric)
     case = f"{act} x {head}"
     assert err.max() < 1e-7, f"{case}: max abs error {err.max():.3g}"
@@ -211,13 +206,7 @@ def test_weighted_gradient_matches_finite_differences(head):
         return loss, grad
 
     loss, grad = loss_grad(flat)
-    eps = 1e-6
-    numeric = np.empty_like(flat)
-    for i in range(flat.size):
-        plus, minus = flat.copy(), flat.copy()
-        plus[i] += eps
-        minus[i] -= eps
-        numeric[i] = (loss_grad(plus)[0] - loss_grad(minus)[0]) / (2 * eps)
+    numeric = central_differences(lambda f: loss_grad(f)[0], flat)
     err = np.abs(grad - numeric)
     assert err.max() < 1e-7 and err.mean() < 1e-8, f"weighted {head}: max abs error {err.max():.3g}"
     # the fused loss is the weighted mean of the per-sample losses

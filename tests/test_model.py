@@ -15,7 +15,7 @@ import pytest
 import fastmlp
 from fastmlp import MLP, ModelFileError, NotFittedError
 
-from synthetic import blobs
+from helpers import blobs
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 # Measured with the NumPy engine (seeds 0-2): digits 0.93-0.95 after 5 epochs, MNIST 8000/2000

@@ -18,6 +18,8 @@ from fastmlp.codes import (ACT_IDENTITY, ACT_RELU, ACTIVATIONS, HEAD_IDENTITY, H
 from fastmlp.params import init_params, layer_views, param_count, weight_mask
 from fastmlp.schedules import Constant, Cosine, InverseScaling, Piecewise, make_schedule
 
+from helpers import central_differences
+
 # Central differences in float64: eps ~1e-6 gives truncation ~1e-12 and round-off ~1e-10.
 FD_EPS = 1e-6
 FD_MAX_ABS = 1e-7       # worst absolute error over all entries
@@ -110,15 +112,8 @@ def test_gradient_matches_central_differences(act, head):
     assert loss == pytest.approx(naive_loss(flat, GRAD_LAYERS, X, y, Y, act, head), rel=1e-12, abs=1e-14), case
 
     # Perturb every W and b entry through the flat buffer.
-    numeric = np.empty_like(flat)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + FD_EPS
-        up = naive_loss(flat, GRAD_LAYERS, X, y, Y, act, head)
-        flat[i] = saved - FD_EPS
-        down = naive_loss(flat, GRAD_LAYERS, X, y, Y, act, head)
-        flat[i] = saved
-        numeric[i] = (up - down) / (2 * FD_EPS)
+    numeric = central_differences(lambda f: naive_loss(f, GRAD_LAYERS, X, y, Y, act, head), flat,
+                                  FD_EPS)
 
     err = np.abs(analytic - numeric)
     rel = np.linalg.norm(analytic - numeric) / (np.linalg.norm(analytic) + np.linalg.norm(numeric))

@@ -14,7 +14,7 @@ import pytest
 import fastmlp.model
 from fastmlp import MLP
 
-from synthetic import blobs
+from helpers import blobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
