@@ -1,4 +1,4 @@
-"""What several test files share besides fixtures: synthetic data and finite differences."""
+"""What several test files share besides fixtures: synthetic problems and finite differences."""
 
 import numpy as np
 
@@ -11,6 +11,20 @@ def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6, center_scale=3.0
     y = np.arange(n) % n_classes
     X = centers[y] + rng.normal(0, spread, (n, n_features))
     return X.astype(np.float32), y
+
+
+def noisy_problem(seed=0):
+    """(X, y, X_val, y_val): 200 training samples with 30% of the labels flipped and 100 clean
+    validation samples; a big network at a high rate overfits it, so the validation loss soon
+    turns up."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    flip = rng.random(200) < 0.3
+    y[flip] = 1 - y[flip]
+    X_val = rng.normal(size=(100, 4)).astype(np.float32)
+    y_val = (X_val[:, 0] + X_val[:, 1] > 0).astype(int)
+    return X, y, X_val, y_val
 
 
 def central_differences(loss, flat, eps=1e-6):

@@ -15,7 +15,7 @@ import pytest
 import fastmlp
 from fastmlp import MLP, ModelFileError, NotFittedError
 
-from helpers import blobs
+from helpers import blobs, noisy_problem
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 # Measured with the NumPy engine (seeds 0-2): digits 0.93-0.95 after 5 epochs, MNIST 8000/2000
@@ -532,14 +532,7 @@ def test_not_fitted_error_is_a_value_error():
 
 
 def test_early_stopping_restores_best_weights(engine):
-    # Noisy labels and a big network at a high rate: the validation loss soon turns up.
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 4)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    flip = rng.random(200) < 0.3
-    y[flip] = 1 - y[flip]
-    X_val = rng.normal(size=(100, 4)).astype(np.float32)
-    y_val = (X_val[:, 0] + X_val[:, 1] > 0).astype(int)
+    X, y, X_val, y_val = noisy_problem(seed=0)
     model = MLP([4, 64, 64, 2], engine=engine, seed=0)
     patience = 3
     history = model.fit(X, y, epochs=200, batch_size=8, lr=0.3, validation_data=(X_val, y_val),
@@ -554,13 +547,7 @@ def test_early_stopping_restores_best_weights(engine):
 
 def test_early_stopping_keeps_best_weights_when_epochs_run_out(engine):
     """Patience never runs out within 30 epochs, yet the model ends with its best weights."""
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 4)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    flip = rng.random(200) < 0.3
-    y[flip] = 1 - y[flip]
-    X_val = rng.normal(size=(100, 4)).astype(np.float32)
-    y_val = (X_val[:, 0] + X_val[:, 1] > 0).astype(int)
+    X, y, X_val, y_val = noisy_problem(seed=1)
     model = MLP([4, 64, 64, 2], engine=engine, seed=0)
     history = model.fit(X, y, epochs=30, batch_size=8, lr=0.3, validation_data=(X_val, y_val),
                         early_stopping=1000)

@@ -14,21 +14,9 @@ import pytest
 import fastmlp.model
 from fastmlp import MLP
 
-from helpers import blobs
+from helpers import blobs, noisy_problem
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def noisy_problem(seed=0):
-    """Noisy labels and a big network at a high rate: the validation loss soon turns up."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(200, 4)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    flip = rng.random(200) < 0.3
-    y[flip] = 1 - y[flip]
-    X_val = rng.normal(size=(100, 4)).astype(np.float32)
-    y_val = (X_val[:, 0] + X_val[:, 1] > 0).astype(int)
-    return X, y, X_val, y_val
 
 
 def flat(model):
