@@ -567,14 +567,19 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
 
     w = _weights(w, flat, X.shape[0])
     offs = _offsets_array(layers)
-    decay = (weight_mask(layers) * weight_decay).astype(flat.dtype) if weight_decay else flat[:0]
-    if opt != OPT_ADAM:
-        state2 = flat[:0] if state2.shape[0] == 0 else state2
-    stats = np.zeros(7)
-    stats[4] = -1
-    # plain SGD and momentum SGD update inside the weight-gradient GEMM; Nesterov and Adam need dW
+    # plain SGD and momentum SGD update inside the weight-gradient GEMM, which takes the weight
+    # decay as a scalar; Nesterov and Adam need dW and a per-parameter decay (0 on biases)
     fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
     grad = flat[:0] if fused else np.empty_like(flat)
+    decay = flat[:0]
+    if weight_decay and not fused:
+        decay = (weight_mask(layers) * weight_decay).astype(flat.dtype)
+    if opt != OPT_ADAM:
+        state2 = flat[:0] if state2.shape[0] == 0 else state2
+        if momentum == 0.0:
+            state1 = flat[:0]                   # plain SGD keeps no state: nothing to copy or pass
+    stats = np.zeros(7)
+    stats[4] = -1
     n_threads = numba.get_num_threads()
     if scheme(n_threads, batch_size) == "units":
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
