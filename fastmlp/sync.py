@@ -102,7 +102,34 @@ def yield_address():
 
 def new_sync():
     """The shared state of one barrier: int64 zeros, the count and generation on separate lines."""
-    return np.zeros(2 * GENERATION, dtype=np.int64)
+    sync = aligned_empty(2 * GENERATION, np.int64)
+    sync[:] = 0
+    return sync
+
+
+CACHE_LINE = 64
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array whose data starts on a 64-byte cache line. NumPy's
+    buffers start 16 bytes into a line, so two threads writing the two halves of a row of 128
+    floats shared a line in every row (false sharing: each write pulls the line from the
+    other core)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def per_thread(n_threads, shape, dtype):
+    """One uninitialised buffer of ``shape`` for each of ``n_threads`` threads, each starting on
+    a cache line and none sharing a line with another."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    padded = -(-size * dtype.itemsize // CACHE_LINE) * CACHE_LINE // dtype.itemsize
+    buf = aligned_empty((n_threads, max(padded, 1)), dtype)
+    return [buf[t, :size].reshape(shape) for t in range(n_threads)]
 
 
 @njit(cache=True, nogil=True)

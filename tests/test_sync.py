@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastmlp.sync import barrier, new_sync, yield_address
+from fastmlp.sync import aligned_empty, barrier, new_sync, per_thread, yield_address
 from fastmlp.threads import run_on_threads
 
 
@@ -55,3 +55,13 @@ def test_run_on_threads_gives_each_call_its_own_thread_and_reraises():
 
     with pytest.raises(RuntimeError, match="thread 1 failed"):
         run_on_threads(fail, 2)
+
+
+def test_buffers_start_on_cache_lines():
+    for shape, dtype in [((7,), np.float32), ((3, 5), np.float64), ((1000,), np.int64)]:
+        buf = aligned_empty(shape, dtype)
+        assert buf.ctypes.data % 64 == 0 and buf.shape == shape and buf.dtype == dtype
+    bufs = per_thread(3, (5, 3), np.float32)     # 60 bytes each: one line per thread
+    assert [b.shape for b in bufs] == [(5, 3)] * 3
+    assert all(b.ctypes.data % 64 == 0 and b.flags.c_contiguous for b in bufs)
+    assert len({b.ctypes.data // 64 for b in bufs}) == 3
