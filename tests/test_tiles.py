@@ -1,0 +1,89 @@
+"""The register-tiled products of fastmlp.tiles against NumPy: every edge of the tiling (rows
+past a multiple of the tile height, columns past a multiple of the vector width, reductions
+past a multiple of DEPTH), column blocks of bigger arrays, rows picked by address, both dtypes."""
+
+import numpy as np
+import pytest
+
+from fastmlp.tiles import DEPTH, matmul_rows, rank_update, row_addresses
+
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+ROWS = [1, 3, 4, 5, 7, 8, 13, 32, 70]          # tile heights 6 and 4 and their remainders
+WIDTHS = [1, 15, 16, 17, 64, 65, 100, 130]     # vector and block edges for 4- and 8-byte floats
+DEPTHS = [1, 7, DEPTH, DEPTH + 1, 2 * DEPTH + 2]
+SCALES = [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.7)]
+
+
+def _picked_rows(rng, dtype, m, k):
+    """A (m, k), the rows ``rows`` of a bigger array X, and their addresses (X kept alive)."""
+    X = rng.standard_normal((100, k + 3)).astype(dtype)
+    rows = rng.choice(100, m).astype(np.int64)
+    addr = np.empty(m, dtype=np.int64)
+    row_addresses(addr, X, rows)
+    return X, rows, addr
+
+
+def _close(got, want, dtype):
+    err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
+    assert np.isfinite(err) and err <= TOL[dtype], err
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m", ROWS)
+@pytest.mark.parametrize("n", WIDTHS)
+def test_matmul_rows(dtype, m, n):
+    rng = np.random.default_rng(m * 1000 + n)
+    for k in DEPTHS:
+        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        W = rng.standard_normal((k, n + 5)).astype(dtype)[:, 2:2 + n]    # a block of columns
+        for alpha, beta in SCALES:
+            frame = rng.standard_normal((m, n + 4)).astype(dtype)
+            C = frame[:, 1:1 + n]
+            before = C.copy()
+            outside = np.delete(frame, np.s_[1:1 + n], axis=1)
+            if beta == 0:
+                C[:] = np.nan                   # beta 0: C is only written
+            matmul_rows(C, addr, W, alpha, beta)
+            want = alpha * (X[rows, :k].astype(np.float64) @ W) + (beta * before if beta else 0)
+            _close(C, want, dtype)
+            assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", ROWS + [DEPTH + 1])
+@pytest.mark.parametrize("n", WIDTHS)
+def test_rank_update(dtype, k, n):
+    rng = np.random.default_rng(k * 1000 + n)
+    for m in [1, 5, 32, DEPTH + 3]:             # rows of A and D: the reduction
+        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        D = rng.standard_normal((m, n + 2)).astype(dtype)[:, :n]
+        for alpha, beta in SCALES:
+            frame = rng.standard_normal((k, n + 3)).astype(dtype)
+            C = frame[:, 1:1 + n]
+            before = C.copy()
+            outside = np.delete(frame, np.s_[1:1 + n], axis=1).copy()
+            if beta == 0:
+                C[:] = np.nan
+            rank_update(C, addr, 2, D, alpha, beta)         # A = columns 2 .. 2 + k of the rows
+            A = X[rows, 2:2 + k].astype(np.float64)
+            _close(C, alpha * (A.T @ D) + (beta * before if beta else 0), dtype)
+            assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
+
+
+def test_matmul_rows_uses_the_addressed_rows_in_order():
+    X = np.arange(12.0).reshape(4, 3)
+    addr = np.empty(3, dtype=np.int64)
+    row_addresses(addr, X, np.array([3, 0, 3]))
+    C = np.empty((3, 1))
+    matmul_rows(C, addr, np.ones((3, 1)), 1.0, 0.0)
+    assert C[:, 0].tolist() == [30.0, 3.0, 30.0]
+
+
+def test_empty_reduction_scales_c():
+    C = np.full((3, 5), np.nan)
+    matmul_rows(C, np.empty(3, dtype=np.int64), np.empty((0, 5)), 1.0, 0.0)
+    assert (C == 0).all()
+    C = np.full((4, 5), 2.0)
+    rank_update(C, np.empty(0, dtype=np.int64), 0, np.empty((0, 5)), 1.0, 0.5)
+    assert (C == 1.0).all()
+
