@@ -28,13 +28,13 @@ from numba import njit, prange
 
 from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
-from .cpu import prefetch
 from .fpenv import flush_denormals, restore_fpenv
-from .kernels import (activation_backward, dense_forward, head_backward, head_forward, head_loss,
+from .kernels import (activation_backward, bias_activation_forward, dense_forward, head_backward, head_forward, head_loss,
                       head_takes_Y, optimizer_update)
 from .params import layer_offsets, weight_mask
-from .sync import barrier, new_sync, yield_address
+from .sync import CACHE_LINE, aligned_empty, barrier, new_sync, per_thread, yield_address
 from .threads import run_on_threads
+from .tiles import matmul_rows, rank_update, row_addresses
 
 # Measured on 2 cores, float32, 60000 samples, s/epoch for 1 thread | 2 BLAS threads | 2 parts |
 # 2 units (see the engine issue's closing note):
@@ -59,9 +59,11 @@ def thread_plan(threads, batch_size, layers):
     return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
 
 
-def scheme(n_threads, batch_size):
-    """How ``n_threads`` threads share minibatches of ``batch_size`` rows: "parts" (of rows) or
-    "units" (of every hidden layer)."""
+def scheme(n_threads, batch_size, layers):
+    """How ``n_threads`` threads share minibatches of ``batch_size`` rows of a net of ``layers``
+    units: "parts" (of rows) or "units" (of every hidden layer; a net without one has only parts)."""
+    if len(layers) < 3:
+        return "parts"
     if FORCE_SCHEME is not None:
         return FORCE_SCHEME
     if n_threads <= 1 or batch_size >= MIN_ROWS_PER_PART * n_threads:
@@ -205,32 +207,36 @@ def _momentum_step(p, v, lr, decay):
 
 
 @njit(cache=True, nogil=True)
-def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, dz, grad, lr,
+def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_rows, dz, grad, lr,
                   weight_decay, decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
                   step, blas):
     """The step for one block of one layer, from the whole minibatch: weights W[s0:s1, j0:j1]
     (dW = a_prev[:, s0:s1].T @ dz[:, j0:j1]) and biases b[c0:c1] (db_j = sum over rows of
     dz[:, j]). The layer's W starts at w0 and its b at b0 in the flat buffer. Blocks that do not
-    overlap can be stepped on different threads.
+    overlap can be stepped on different threads. With ``a_rows`` not empty, row i of a_prev is
+    read at that address instead (:func:`fastmlp.tiles.rank_update`) and ``a_prev`` is unused.
 
-    With ``grad`` empty the step is folded into the GEMM: plain SGD as
+    With ``grad`` empty the step is folded into the product: plain SGD as
     W <- (1 - lr * decay) * W - lr * dW; momentum (without Nesterov) as v <- momentum * v + dW
-    (the GEMM writes the velocity), then v += decay * W and W -= lr * v in one pass. Otherwise
-    dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer steps over
-    the block's ranges of the flat buffer.
+    (the product writes the velocity), then v += decay * W and W -= lr * v in one pass.
+    Otherwise dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer
+    steps over the block's ranges of the flat buffer.
     """
     T = flat.dtype.type
     fused = grad.shape[0] == 0
-    a = a_prev[:, s0:s1]
     d = dz[:, j0:j1]
+    # the product C = alpha * dW + beta * C into W, the velocity or the gradient
     if fused and momentum == 0.0:
-        gemm(blas, True, False, -lr, a, d, 1.0 - lr * weight_decay,
-             flat[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+        target, alpha, beta = flat, -lr, 1.0 - lr * weight_decay
     elif fused:
-        gemm(blas, True, False, 1.0, a, d, momentum,
-             state1[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+        target, alpha, beta = state1, 1.0, momentum
     else:
-        gemm(blas, True, False, 1.0, a, d, 0.0, grad[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1])
+        target, alpha, beta = grad, 1.0, 0.0
+    C = target[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1]
+    if a_rows.shape[0]:
+        rank_update(C, a_rows, s0, d, alpha, beta)
+    else:
+        gemm(blas, True, False, alpha, a_prev[:, s0:s1], d, beta, C)
     # the block's contiguous ranges of the flat buffer: one when it spans whole rows, else a row each
     whole = j0 == 0 and j1 == n_out
     for q in range(1 if whole else s1 - s0):
@@ -279,7 +285,8 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         s0, s1 = _span(n_in, part, n_parts)
         j0, j1 = _span(n_out, part, n_parts)
         _update_block(flat, w0, b0, n_in, n_out, s0, s1, 0, n_out, j0, j1,
-                      _layer(acts, starts, l, B, n_in), _layer(dzs, dz_starts, l + 1, B, n_out),
+                      _layer(acts, starts, l, B, n_in), offs[0, :0],
+                      _layer(dzs, dz_starts, l + 1, B, n_out),
                       grad, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
                       beta1, beta2, eps, step, blas)
     restore_fpenv(fpenv)
@@ -355,7 +362,6 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 # One compiled worker per thread runs every minibatch; thread t owns a fixed run of the units
 # (columns) of every hidden layer, so each thread keeps its share of the weights in its own cache
 # and the workers meet at a spin barrier (:mod:`fastmlp.sync`) a few times per minibatch:
-#   gather      rows t of the minibatch into a_0                                   | barrier
 #   hidden l    a_{l+1}[:, own] = act(a_l @ W_l[:, own] + b_l[own])                | barrier
 #               (none after the last hidden layer: the next step reads own columns only)
 #   output      P_t = a_{L-1}[:, own] @ W_out[own, :] (+ b_out on thread 0)        | barrier
@@ -364,22 +370,27 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 #               per hidden layer l, from the top: Q_t = dz_{l+1}[:, own] @ W_l[:, own].T,
 #               step W_l[:, own] and b_l[own] (dW = a_l.T @ dz_{l+1}[:, own])          | barrier
 #               dz_l[:, own] = (Q_0 + Q_1 + ...)[:, own] * act'(a_l[:, own])
+# The hidden layers' products go through :mod:`fastmlp.tiles`, which reads the minibatch's rows
+# of X where they lie (no gathered copy) and each thread's weights from its own contiguous block.
 # Every weight is read and written by its owner only, every sum is taken in a fixed order, and
-# a_0 alternates between two buffers (a thread may gather the next minibatch while another still
-# reads this one), so the result is bitwise the same for a seed, data and thread count.
+# the P_t alternate between two buffers (a thread may write the next minibatch's P_t while
+# another still sums this one's), so the result is bitwise the same for a seed, data and thread
+# count.
 
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                   momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
-                  grad, a0, hid, hdz, hstarts, part, pstarts, local, loffs, z_own, dz_own, y_own,
-                  Y_own, w_own, sync, yield_fn, blas, stats):
+                  grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own, wt_own,
+                  y_own, Y_own, w_own, sync, yield_fn, blas, stats):
     """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see
-    the comment above); thread 0 writes ``stats``. Shared buffers: a0 (2, batch_size, n_0);
-    hid / hdz: a_l and dz_l of the hidden layers, block l at hstarts[l]; part: per thread and
-    layer, the partial sums P_t (block L) and Q_t (blocks 1 .. L-1), block l of thread t at
-    pstarts[l] + t * batch_size * n_l. ``local`` (5, size) and the *_own arguments are this
+    the comment above); thread 0 writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of
+    the hidden layers, block l at hstarts[l]; part: per thread and layer, the partial sums Q_t
+    (blocks 1 .. L-2, thread t's at pstarts[l] + t * batch_size * n_l) and, twice over for
+    minibatches k even and odd, P_t (block L). ``local`` (5, size) and the other arguments are this
     thread's own buffers: local holds its columns of the hidden layers (rows: parameters,
-    gradient, state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1]."""
+    gradient, state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1];
+    addr[l] the row addresses of a_l (l = 0: the minibatch's rows of X) and addr[L - 1] those
+    of dz (in dz_own)."""
     fpenv = flush_denormals()
     L = offs.shape[0]
     lflat = local[0]
@@ -390,6 +401,9 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2), (decay, ldecay)):
         if lg.shape[0]:
             _own_columns(lg, loffs, g, offs, t, n_threads, True)
+    for l in range(1, L - 1):
+        row_addresses(addr[l], _layer(hid, hstarts, l, batch_size, offs[l, 2]), order[:0])
+    row_addresses(addr[L - 1], dz_own.reshape((batch_size, offs[L - 1, 3])), order[:0])
     n = order.shape[0]
     T = flat.dtype.type
     takes_Y = head_takes_Y(head)
@@ -398,37 +412,32 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         B = min(batch_size, n - start)
         rows = order[start:start + B]
         weight, scale = _minibatch_weight(w, rows, flat)
-        x = a0[k % 2, :B]
-        r0, r1 = _span(B, t, n_threads)
-        _gather(x[r0:r1], X, rows[r0:r1])
-        if start + batch_size < n:              # start loading the next minibatch's rows
-            q0, q1 = _span(min(batch_size, n - start - batch_size), t, n_threads)
-            for i in range(start + batch_size + q0, start + batch_size + q1):
-                for j in range(0, X.shape[1], 64 // X.itemsize):     # one per 64-byte line
-                    prefetch(X, order[i], j)
-        barrier(sync, n_threads, yield_fn)
-        a = x
+        # the rows of X are read where they lie; software prefetch of the coming rows did not
+        # pay once the shared buffers were cache-line aligned (784-128-10 at batch 32: 0.12-0.14
+        # s/epoch prefetching every line, 0.109-0.116 prefetching one line per row or none)
+        row_addresses(addr[0], X, rows)
         for l in range(L - 1):                  # hidden layers, own columns
             w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
             j0, j1 = _span(n_out, t, n_threads)
-            a_next = _layer(hid, hstarts, l + 1, B, n_out)
+            a_next = _layer(hid, hstarts, l + 1, B, n_out)[:, j0:j1]
             lw0, lb0 = loffs[l, 0], loffs[l, 1]
-            dense_forward(a_next[:, j0:j1], a, lflat[lw0:lb0].reshape((n_in, j1 - j0)),
-                          lflat[lb0:lb0 + j1 - j0], act, blas)
+            matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
+            bias_activation_forward(a_next, lflat[lb0:lb0 + j1 - j0], act)
             if l < L - 2:
                 barrier(sync, n_threads, yield_fn)
-            a = a_next
+        a = _layer(hid, hstarts, L - 1, B, offs[L - 1, 2])
         w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
         i0, i1 = _span(n_in, t, n_threads)
         W_out = flat[w0:b0].reshape((n_in, n_out))
-        P = part[pstarts[L] + t * B * n_out:pstarts[L] + (t + 1) * B * n_out].reshape((B, n_out))
+        parts_out = part[pstarts[L] + k % 2 * n_threads * batch_size * n_out:]
+        P = parts_out[t * B * n_out:(t + 1) * B * n_out].reshape((B, n_out))
         for i in range(B):
             for j in range(n_out):
                 P[i, j] = flat[b0 + j] if t == 0 else T(0)
         gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
         barrier(sync, n_threads, yield_fn)
         z = z_own[:B * n_out].reshape((B, n_out))
-        _sum_parts(z, part[pstarts[L]:], B, n_out, 0, n_out, n_threads)   # the same z on every thread
+        _sum_parts(z, parts_out, B, n_out, 0, n_out, n_threads)   # the same z on every thread
         yr = y_own[:0 if takes_Y else B]
         Yr = Y_own[:B if takes_Y else 0]
         wr = w_own[:B if w.shape[0] else 0]
@@ -439,18 +448,22 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             if t == 0:
                 _count_minibatch(stats, k, B, loss, correct, weight)
             break
-        if L > 1:                               # dz of the last hidden layer, own columns
-            dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
-            gemm(blas, False, True, 1.0, dz, W_out[i0:i1, :], 0.0, dz_a)
-            activation_backward(dz_a, a[:, i0:i1], act)
+        # dz of the last hidden layer, own columns: dz @ W_out[own, :].T, with the transpose
+        # copied first (BLAS took 7 us for these 32x10 @ 10x64 at batch 32, the tiles 1 us)
+        W_t = wt_own[:n_out * (i1 - i0)].reshape((n_out, i1 - i0))
+        for i in range(i1 - i0):
+            for j in range(n_out):
+                W_t[j, i] = W_out[i0 + i, j]
+        dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
+        matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
+        activation_backward(dz_a, a[:, i0:i1], act)
         _update_block(flat, w0, b0, n_in, n_out, i0, i1, 0, n_out, 0, n_out if t == 0 else 0,
-                      a, dz, grad, lr, weight_decay, decay, state1, state2, opt, momentum,
-                      nesterov, beta1, beta2, eps, step + k + 1, blas)
+                      a, addr[0, :0], dz, grad, lr, weight_decay, decay, state1, state2, opt,
+                      momentum, nesterov, beta1, beta2, eps, step + k + 1, blas)
         for l in range(L - 2, -1, -1):          # hidden layers, own columns, from the top
             w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
             j0, j1 = _span(n_out, t, n_threads)
             lw0, lb0 = loffs[l, 0], loffs[l, 1]
-            a_in = x if l == 0 else _layer(hid, hstarts, l, B, n_in)
             dz_out = _layer(hdz, hstarts, l + 1, B, n_out)[:, j0:j1]
             if l > 0:                           # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
                 Q = part[pstarts[l] + t * B * n_in:pstarts[l] + (t + 1) * B * n_in].reshape((B, n_in))
@@ -458,15 +471,15 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                     gemm_few_rows(blas, True, dz_out, lflat[lw0:lb0].reshape((n_in, j1 - j0)), Q)
                 else:
                     Q[:, :] = T(0)
-            _update_block(lflat, lw0, lb0, n_in, j1 - j0, 0, n_in, 0, j1 - j0, 0, j1 - j0, a_in,
-                          dz_out, lgrad, lr, weight_decay, ldecay, lstate1, lstate2, opt, momentum,
-                          nesterov, beta1, beta2, eps, step + k + 1, blas)
+            _update_block(lflat, lw0, lb0, n_in, j1 - j0, 0, n_in, 0, j1 - j0, 0, j1 - j0, a,
+                          addr[l, :B], dz_out, lgrad, lr, weight_decay, ldecay, lstate1, lstate2,
+                          opt, momentum, nesterov, beta1, beta2, eps, step + k + 1, blas)
             if l > 0:
                 barrier(sync, n_threads, yield_fn)
                 s0, s1 = _span(n_in, t, n_threads)
                 dz_in = _layer(hdz, hstarts, l, B, n_in)[:, s0:s1]
                 _sum_parts(dz_in, part[pstarts[l]:], B, n_in, s0, s1, n_threads)
-                activation_backward(dz_in, a_in[:, s0:s1], act)
+                activation_backward(dz_in, _layer(hid, hstarts, l, B, n_in)[:, s0:s1], act)
         if t == 0:
             _count_minibatch(stats, k, B, loss, correct, weight)
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
@@ -520,17 +533,21 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     for l in range(1, L):                       # hidden layer l's block, then the next
         hstarts[l + 1] = hstarts[l] + batch_size * widths[l]
         pstarts[l + 1] = pstarts[l] + n_threads * batch_size * widths[l]
-    part = np.empty(int(pstarts[L]) + n_threads * batch_size * widths[L], dtype=dtype)
-    a0 = np.empty((2, batch_size, widths[0]), dtype=dtype)
-    hid = np.empty(int(hstarts[L]), dtype=dtype)
-    hdz = np.empty_like(hid)
+    # shared buffers on cache lines of their own (see aligned_empty), private ones per thread
+    part = aligned_empty(int(pstarts[L]) + 2 * n_threads * batch_size * widths[L], dtype)
+    hid = aligned_empty(int(hstarts[L]), dtype)
+    hdz = aligned_empty(int(hstarts[L]), dtype)
+    addr = per_thread(n_threads, (L, batch_size), np.int64)
     n_last = widths[L]
-    z_own = np.empty((n_threads, batch_size * n_last), dtype=dtype)
-    dz_own = np.empty_like(z_own)
-    y_own = np.empty((n_threads, batch_size), dtype=y.dtype)
-    Y_own = np.empty((n_threads, batch_size, n_last), dtype=Y.dtype)
-    w_own = np.empty((n_threads, batch_size), dtype=w.dtype)
-    # each thread's blocks of the hidden layers' columns (see _own_columns)
+    z_own = per_thread(n_threads, batch_size * n_last, dtype)
+    dz_own = per_thread(n_threads, batch_size * n_last, dtype)
+    wt_own = per_thread(n_threads, n_last * -(-widths[L - 1] // n_threads), dtype)
+    y_own = per_thread(n_threads, batch_size, y.dtype)
+    Y_own = per_thread(n_threads, (batch_size, n_last), Y.dtype)
+    w_own = per_thread(n_threads, batch_size, w.dtype)
+    # each thread's blocks of the hidden layers' columns (see _own_columns), each block starting
+    # on a cache line
+    line = CACHE_LINE // dtype.itemsize
     loffs = np.zeros((n_threads, max(L - 1, 1), 2), dtype=np.int64)
     size = 0
     for t in range(n_threads):
@@ -538,17 +555,17 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
         for l in range(L - 1):
             own = widths[l + 1] * (t + 1) // n_threads - widths[l + 1] * t // n_threads
             loffs[t, l] = at, at + widths[l] * own
-            at += (widths[l] + 1) * own
+            at += -(-(widths[l] + 1) * own // line) * line
         size = max(size, at)
-    local = np.empty((n_threads, 5, size), dtype=dtype)
+    local = per_thread(n_threads, (5, size), dtype)
     sync = new_sync()
     yield_fn = yield_address()
 
     def work(t):
         _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                       momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
-                      step, grad, a0, hid, hdz, hstarts, part, pstarts, local[t], loffs[t],
-                      z_own[t], dz_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn, blas,
+                      step, grad, hid, hdz, hstarts, part, pstarts, local[t], loffs[t], addr[t],
+                      z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn, blas,
                       stats)
 
     run_on_threads(work, n_threads)
@@ -581,7 +598,9 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     stats = np.zeros(7)
     stats[4] = -1
     n_threads = numba.get_num_threads()
-    if scheme(n_threads, batch_size) == "units":
+    if scheme(n_threads, batch_size, layers) == "units":
+        if X.strides[1] != X.itemsize:          # the units scheme reads X's rows by address
+            X = np.ascontiguousarray(X)
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,
