@@ -26,37 +26,45 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# AVX-512: 32 vector registers of 64 bytes, tiles of 4 rows x 4 vectors (16 sums, 4 vectors of
-# W, 1 broadcast); elsewhere 16 registers of 32 bytes (AVX2), 4 rows x 2 vectors.
+# AVX-512: 32 vector registers of 64 bytes, tiles of up to 6 rows x 4 vectors (24 sums, 4
+# vectors of W, 1 broadcast); elsewhere 16 registers of 32 bytes (AVX2), 6 rows x 2 vectors.
 _AVX512 = bool(llvm_binding.get_host_cpu_features().get("avx512f", False))
 VECTOR_BYTES = 64 if _AVX512 else 32
 VECTORS = 4 if _AVX512 else 2
-# rows of W (matmul_rows) and of D (rank_update) per pass over the tiles: 64 rows of 4 vectors of
-# float32 are 16 KiB, which stays in a 48 KiB L1 cache while every tile of rows reads it
+# rows of W (matmul_rows) and of D (rank_update) per pass over the tiles: a block of up to 64
+# rows of 4 vectors of float32 (16 KiB) stays in the 48 KiB L1 cache while every tile of rows
+# reads it, unless its rows are a power-of-two stride apart and fall into the same few sets
+# of the 12-way cache; see _depth
 DEPTH = 64
+# rows of A read at once by matmul_rows: each is a stream through memory, and the hardware
+# prefetcher follows a few dozen (784-128-10, 128 rows at once: 270 us per minibatch for the
+# forward, in groups of 32: see the engine issue's note)
+ROW_GROUP = 32
 
 
 @intrinsic
-def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_addr, ldb, depth, n,
-          alpha, beta):
-    """One tile: C[r, :n] = alpha * sum_p A(r, p) * B[p, :n] + beta * C[r, :n] for r < m <= MR,
-    n <= VECTORS * lanes (beta 0: C is not read), where for p < depth
+def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_addr, ldb,
+          depth, n, alpha, beta):
+    """One tile of ``height`` rows and ``vectors`` SIMD vectors (literals): C[r, :n] =
+    alpha * sum_p A(r, p) * B[p, :n] + beta * C[r, :n] for r < m <= height and
+    n <= vectors * lanes (beta 0: C is not read), where for p < depth
         by_row:     A(r, p) = *(a_rows[r] + a_off + p)   (rows of A, a slice of the K range)
         not by_row: A(r, p) = *(a_rows[p] + a_off + r)   (columns of A: rows of A.T)
     Addresses are int64, element offsets are in elements, ld* are row strides in elements.
     Rows r >= m are computed from row m - 1 again and not stored; ``masked`` (literal) masks
-    the columns past n, else n is VECTORS * lanes."""
-    if not (isinstance(height, types.IntegerLiteral) and isinstance(masked, types.BooleanLiteral)
-            and isinstance(by_row, types.BooleanLiteral)):
+    the columns past n, else n is vectors * lanes."""
+    if not (isinstance(height, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)
+            and isinstance(masked, types.BooleanLiteral) and isinstance(by_row, types.BooleanLiteral)):
         return None
     if not isinstance(alpha, types.Float):
         return None
-    sig = types.void(height, masked, by_row, types.int64, types.int64, types.int64, types.int64,
+    sig = types.void(height, vectors, masked, by_row, types.int64, types.int64, types.int64, types.int64,
                      types.int64, types.int64, types.int64, types.int64, types.int64, alpha, alpha)
-    MR, MASKED, BY_ROW = height.literal_value, masked.literal_value, by_row.literal_value
+    MR, NV = height.literal_value, vectors.literal_value
+    MASKED, BY_ROW = masked.literal_value, by_row.literal_value
 
     def codegen(context, builder, signature, args):
-        (_, _, _, c_v, ldc_v, rows_v, m_v, off_v, b_v, ldb_v, depth_v, n_v, alpha_v, beta_v) = args
+        (_, _, _, _, c_v, ldc_v, rows_v, m_v, off_v, b_v, ldb_v, depth_v, n_v, alpha_v, beta_v) = args
         fl = context.get_value_type(signature.args[-1])
         size = context.get_abi_sizeof(fl)
         lanes = VECTOR_BYTES // size
@@ -90,7 +98,7 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
         ivt = ir.VectorType(i64, lanes)
         n_splat = splat(n_v, ivt)
         masks = [builder.icmp_signed("<", ir.Constant(ivt, [const(v * lanes + i) for i in range(lanes)]),
-                                     n_splat) for v in range(VECTORS)]
+                                     n_splat) for v in range(NV)]
 
         def load(addr, v):
             if MASKED:
@@ -103,7 +111,7 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
             else:
                 builder.store(value, vector_at(addr), align=size)
 
-        sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(VECTORS)] for _ in range(MR)]
+        sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)] for _ in range(MR)]
         rows = builder.inttoptr(rows_v, i64.as_pointer())
         last = builder.sub(m_v, const(1))
         # row r of the tile, for r >= m the last real row again
@@ -115,7 +123,7 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
         with cgutils.for_range(builder, depth_v) as loop:
             p = loop.index
             b_row = builder.add(b_v, builder.mul(builder.mul(p, ldb_v), const(size)))
-            b_vecs = [load(builder.add(b_row, const(v * VECTOR_BYTES)), v) for v in range(VECTORS)]
+            b_vecs = [load(builder.add(b_row, const(v * VECTOR_BYTES)), v) for v in range(NV)]
             if not BY_ROW:
                 row = builder.add(builder.load(builder.gep(rows, [p])), builder.mul(off_v, const(size)))
             for r in range(MR):
@@ -124,7 +132,7 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
                 else:
                     addr = builder.add(row, builder.mul(which[r], const(size)))
                 a = splat(builder.load(builder.inttoptr(addr, fl.as_pointer())))
-                for v in range(VECTORS):
+                for v in range(NV):
                     builder.store(builder.call(fma, [a, b_vecs[v], builder.load(sums[r][v])]),
                                   sums[r][v])
         alphas = splat(alpha_v)
@@ -133,7 +141,7 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
         for r in range(MR):
             with builder.if_then(builder.icmp_signed("<", const(r), m_v)):
                 c_row = builder.add(c_v, builder.mul(builder.mul(const(r), ldc_v), const(size)))
-                for v in range(VECTORS):
+                for v in range(NV):
                     addr = builder.add(c_row, const(v * VECTOR_BYTES))
                     out = builder.fmul(alphas, builder.load(sums[r][v]))
                     # beta * C + alpha * sum, or alpha * sum alone when beta is 0 (C may hold NaN)
@@ -146,6 +154,21 @@ def _tile(typingctx, height, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_ad
 
     return sig, codegen
 
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _depth(row_bytes):
+    """Rows per block of an operand whose rows are ``row_bytes`` apart, such that a block takes
+    at most 8 lines of any set of a 64-set L1 cache: rows g lines apart (g = gcd(row_bytes / 64,
+    64)) put depth * g / 64 lines in each set they use. Measured, 32x784 @ 784x256, W rows 1 KiB
+    apart: 142 GFLOP/s with 64 rows per block, 165 with 32."""
+    if row_bytes % 64:
+        return DEPTH
+    g = 64
+    step = row_bytes // 64
+    while step % g:
+        g //= 2
+    return max(8, min(DEPTH, 512 // g))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -173,12 +196,29 @@ def _scale(C, beta):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, full, itemsize,
-                     alpha, beta):
-    """Tiles down m rows of C (address c) over one block of n columns (``full``: all
-    VECTORS * lanes of them, else fewer, masked), arguments as for :func:`_tile`. Tiles are 6
-    rows high, or 4 where that fits the rest better, so at most one row of the last tile is
-    computed again (32 rows: 6+6+6+6+4+4)."""
+def _tile_of(height, by_row, c, ldc, rows, m, off, b, ldb, depth, n, lanes, alpha, beta):
+    """One tile (literal ``height`` and ``by_row``) over n <= VECTORS * lanes columns, with as
+    many vectors as the columns need: a tile of 4 vectors over 16 columns would spend 3/4 of its
+    multiply-adds on masked-off lanes (784-32-10, 16 units per thread: 0.130 s/epoch vs 0.089
+    on one thread)."""
+    if n == VECTORS * lanes:
+        _tile(height, VECTORS, False, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+    elif n > 3 * lanes:
+        _tile(height, 4, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+    elif n > 2 * lanes:
+        _tile(height, 3, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+    elif n > lanes:
+        _tile(height, 2, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+    else:
+        _tile(height, 1, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, itemsize, alpha, beta):
+    """Tiles down m rows of C (address c) over one block of n <= VECTORS * lanes columns,
+    arguments as for :func:`_tile`. Tiles are 6 rows high, or 4 where that fits the rest better,
+    so at most one row of the last tile is computed again (32 rows: 6+6+6+6+4+4)."""
+    lanes = VECTOR_BYTES // itemsize
     i0 = 0
     while i0 < m:
         left = m - i0
@@ -186,16 +226,10 @@ def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, full, i
         rows = a_rows + i0 * 8 if by_row else a_rows
         off = a_off if by_row else a_off + i0
         if left <= 4 or left == 7 or left == 8:
-            if full:
-                _tile(4, False, by_row, c_i, ldc, rows, min(4, left), off, b, ldb, depth, n, alpha, beta)
-            else:
-                _tile(4, True, by_row, c_i, ldc, rows, min(4, left), off, b, ldb, depth, n, alpha, beta)
+            _tile_of(4, by_row, c_i, ldc, rows, min(4, left), off, b, ldb, depth, n, lanes, alpha, beta)
             i0 += 4
         else:
-            if full:
-                _tile(6, False, by_row, c_i, ldc, rows, min(6, left), off, b, ldb, depth, n, alpha, beta)
-            else:
-                _tile(6, True, by_row, c_i, ldc, rows, min(6, left), off, b, ldb, depth, n, alpha, beta)
+            _tile_of(6, by_row, c_i, ldc, rows, min(6, left), off, b, ldb, depth, n, lanes, alpha, beta)
             i0 += 6
 
 
@@ -211,12 +245,16 @@ def matmul_rows(C, A_rows, W, alpha, beta):
         _scale(C, beta)
         return
     width = VECTORS * VECTOR_BYTES // C.itemsize
-    for j0 in range(0, n, width):
-        for k0 in range(0, k, DEPTH):            # one block of W's rows at a time, from L1
-            _column_of_tiles(True, _address(C, 0, j0), C.strides[0] // C.itemsize,
-                             A_rows.ctypes.data, m, k0, _address(W, k0, j0),
-                             W.strides[0] // W.itemsize, min(DEPTH, k - k0), min(width, n - j0),
-                             n - j0 >= width, C.itemsize, T(alpha), T(beta) if k0 == 0 else T(1))
+    depth = _depth(W.strides[0])
+    for i0 in range(0, m, ROW_GROUP):
+        rows = min(ROW_GROUP, m - i0)
+        for j0 in range(0, n, width):
+            for k0 in range(0, k, depth):        # one block of W's rows at a time, from L1
+                _column_of_tiles(True, _address(C, i0, j0), C.strides[0] // C.itemsize,
+                                 A_rows.ctypes.data + i0 * 8, rows, k0, _address(W, k0, j0),
+                                 W.strides[0] // W.itemsize, min(depth, k - k0),
+                                 min(width, n - j0), C.itemsize, T(alpha),
+                                 T(beta) if k0 == 0 else T(1))
 
 
 @njit(cache=True, nogil=True)
@@ -231,9 +269,10 @@ def rank_update(C, A_rows, a_col, D, alpha, beta):
         _scale(C, beta)
         return
     width = VECTORS * VECTOR_BYTES // C.itemsize
+    depth = _depth(D.strides[0])
     for j0 in range(0, n, width):
-        for p0 in range(0, m, DEPTH):            # one block of D's rows at a time, from L1
+        for p0 in range(0, m, depth):            # one block of D's rows at a time, from L1
             _column_of_tiles(False, _address(C, 0, j0), C.strides[0] // C.itemsize,
                              A_rows.ctypes.data + p0 * 8, k, a_col, _address(D, p0, j0),
-                             D.strides[0] // D.itemsize, min(DEPTH, m - p0), min(width, n - j0),
-                             n - j0 >= width, C.itemsize, T(alpha), T(beta) if p0 == 0 else T(1))
+                             D.strides[0] // D.itemsize, min(depth, m - p0), min(width, n - j0),
+                             C.itemsize, T(alpha), T(beta) if p0 == 0 else T(1))

@@ -87,3 +87,20 @@ def test_empty_reduction_scales_c():
     rank_update(C, np.empty(0, dtype=np.int64), 0, np.empty((0, 5)), 1.0, 0.5)
     assert (C == 1.0).all()
 
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stride", [256, 512, 1024, 4096])
+def test_power_of_two_strides(dtype, stride):
+    """Operands whose rows are a power of two apart take shorter blocks (see tiles._depth)."""
+    rng = np.random.default_rng(stride)
+    k, m, n = 70, 33, 40
+    X, rows, addr = _picked_rows(rng, dtype, m, k)
+    W = rng.standard_normal((k, stride)).astype(dtype)[:, 8:8 + n]
+    C = np.empty((m, n), dtype=dtype)
+    matmul_rows(C, addr, W, 1.0, 0.0)
+    _close(C, X[rows, :k].astype(np.float64) @ W, dtype)
+    D = rng.standard_normal((m, stride)).astype(dtype)[:, 8:8 + n]
+    U = np.zeros((k, n), dtype=dtype)
+    rank_update(U, addr, 0, D, 1.0, 0.0)
+    _close(U, X[rows, :k].T.astype(np.float64) @ D, dtype)
