@@ -29,26 +29,26 @@ from numba import njit, prange
 from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
 from .fpenv import flush_denormals, restore_fpenv
-from .kernels import (activation_backward, bias_activation_forward, dense_forward, head_backward, head_forward, head_loss,
-                      head_takes_Y, optimizer_update)
+from .kernels import (activation_backward, activation_backward_rows, bias_activation_rows,
+                      dense_forward, head_backward, head_forward, head_loss, head_takes_Y,
+                      optimizer_update)
 from .params import layer_offsets, weight_mask
 from .sync import CACHE_LINE, aligned_empty, barrier, new_sync, per_thread, yield_address
 from .threads import run_on_threads
 from .tiles import matmul_rows, rank_update, row_addresses
 
-# Measured on 2 cores, float32, 60000 samples, s/epoch for 1 thread | 2 BLAS threads | 2 parts |
-# 2 units (see the engine issue's closing note):
+# Measured on 2 cores, float32, 60000 samples, s/epoch (see the engine issue's closing notes):
 # - a second thread pays only from MIN_MACS_PER_THREAD multiply-adds per minibatch and thread
-#   (64-32-10 at batch 32, 76K: 0.026 | - | 0.046 | 0.027; 100-64-64-10 at batch 32, 356K:
-#   0.075 | - | 0.078 | 0.080; 784-32-10 at batch 32, 812K: 0.114 | - | 0.102 | 0.077);
-# - parts win from MIN_ROWS_PER_PART rows per thread (784-128-10 at batch 256: 0.229 | 0.168 |
-#   0.142 | 0.166; 784-512-256-10 at 512: 1.13 | 0.70 | 0.62 | 0.73), units below it
-#   (784-128-10 at batch 32: 0.285 | 0.320 | 0.284 | 0.200; 784-512-256-10 at 32:
-#   1.56 | 1.30 | 1.46 | 0.92); BLAS threads never won once units existed. At 64 rows per
-#   thread the two are close: after gemm_few_rows, 784-128-10 at batch 128 parts 0.156 vs units
-#   0.174, 784-512-256-10 0.775 vs 0.734.
+#   (1 thread | 2 threads, units: 64-32-10 at batch 32, 76K: 0.020 | 0.023; 100-64-64-10 at
+#   batch 32, 356K: 0.061 | 0.063; 784-32-10 at batch 32, 812K: 0.087 | 0.061);
+# - units win below MIN_ROWS_PER_PART rows per thread, parts from there (parts | units:
+#   784-128-10, 2 threads, batch 32: 0.26 | 0.117, 128: 0.129 | 0.111, 512: 0.132 | 0.119;
+#   784-512-256-10, batch 32: 1.50 | 0.67, 128: 0.75 | 0.65, 256: 0.64 | 0.67, 512: 0.59 | 0.66;
+#   784-128-10, 1 thread, batch 32: 0.233 | 0.175, 128: 0.219 | 0.175, 512: 0.233 | 0.246).
+#   At 256 rows per thread it depends on the model (784-128-10 at batch 512 runs 10% faster on
+#   units). BLAS threads never won once units existed.
 MIN_MACS_PER_THREAD = 250_000
-MIN_ROWS_PER_PART = 64
+MIN_ROWS_PER_PART = 256
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
@@ -66,9 +66,7 @@ def scheme(n_threads, batch_size, layers):
         return "parts"
     if FORCE_SCHEME is not None:
         return FORCE_SCHEME
-    if n_threads <= 1 or batch_size >= MIN_ROWS_PER_PART * n_threads:
-        return "parts"
-    return "units"
+    return "parts" if batch_size >= MIN_ROWS_PER_PART * n_threads else "units"
 
 
 def _offsets_array(layers):
@@ -422,7 +420,8 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             a_next = _layer(hid, hstarts, l + 1, B, n_out)[:, j0:j1]
             lw0, lb0 = loffs[l, 0], loffs[l, 1]
             matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
-            bias_activation_forward(a_next, lflat[lb0:lb0 + j1 - j0], act)
+            bias_activation_rows(hid, hstarts[l + 1], n_out, B, j0, j1, lflat[lb0:lb0 + j1 - j0],
+                                 act)
             if l < L - 2:
                 barrier(sync, n_threads, yield_fn)
         a = _layer(hid, hstarts, L - 1, B, offs[L - 1, 2])
@@ -437,7 +436,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
         barrier(sync, n_threads, yield_fn)
         z = z_own[:B * n_out].reshape((B, n_out))
-        _sum_parts(z, parts_out, B, n_out, 0, n_out, n_threads)   # the same z on every thread
+        _sum_parts(z_own, 0, parts_out, B, n_out, 0, n_out, n_threads)   # the same z on every thread
         yr = y_own[:0 if takes_Y else B]
         Yr = Y_own[:B if takes_Y else 0]
         wr = w_own[:B if w.shape[0] else 0]
@@ -456,7 +455,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 W_t[j, i] = W_out[i0 + i, j]
         dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
         matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
-        activation_backward(dz_a, a[:, i0:i1], act)
+        activation_backward_rows(hdz, hid, hstarts[L - 1], n_in, B, i0, i1, act)
         _update_block(flat, w0, b0, n_in, n_out, i0, i1, 0, n_out, 0, n_out if t == 0 else 0,
                       a, addr[0, :0], dz, grad, lr, weight_decay, decay, state1, state2, opt,
                       momentum, nesterov, beta1, beta2, eps, step + k + 1, blas)
@@ -477,9 +476,8 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             if l > 0:
                 barrier(sync, n_threads, yield_fn)
                 s0, s1 = _span(n_in, t, n_threads)
-                dz_in = _layer(hdz, hstarts, l, B, n_in)[:, s0:s1]
-                _sum_parts(dz_in, part[pstarts[l]:], B, n_in, s0, s1, n_threads)
-                activation_backward(dz_in, _layer(hid, hstarts, l, B, n_in)[:, s0:s1], act)
+                _sum_parts(hdz, hstarts[l], part[pstarts[l]:], B, n_in, s0, s1, n_threads)
+                activation_backward_rows(hdz, hid, hstarts[l], n_in, B, s0, s1, act)
         if t == 0:
             _count_minibatch(stats, k, B, loss, correct, weight)
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
@@ -489,12 +487,19 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
 
 
 @njit(cache=True, nogil=True)
-def _sum_parts(dst, parts, B, width, c0, c1, n_threads):
-    """dst = columns c0:c1 of P_0 + P_1 + ... + P_{n_threads-1}, in that order (the same result
-    on every thread), where P_u is the (B, width) block u of ``parts``."""
-    _assign(dst, parts[:B * width].reshape((B, width))[:, c0:c1])
-    for u in range(1, n_threads):
-        _accumulate(dst, parts[u * B * width:(u + 1) * B * width].reshape((B, width))[:, c0:c1])
+def _sum_parts(dst, d0, parts, B, width, c0, c1, n_threads):
+    """Columns c0:c1 of P_0 + P_1 + ... + P_{n_threads-1}, in that order (the same result on
+    every thread), where P_u is the row-major (B, width) block u of the flat ``parts``, into
+    the same columns of the (B, width) block at d0 of the flat ``dst``. Flat indexing, as in
+    kernels.bias_activation_rows: loops that vectorise, and no views of shared buffers."""
+    for i in range(B):
+        at = d0 + i * width
+        for j in range(c0, c1):
+            dst[at + j] = parts[i * width + j]
+        for u in range(1, n_threads):
+            src = u * B * width + i * width
+            for j in range(c0, c1):
+                dst[at + j] += parts[src + j]
 
 
 @njit(cache=True, nogil=True)

@@ -71,38 +71,62 @@ def activation_derivative(a, act):
 
 
 @jit
-def bias_activation_forward(out, b, act):
-    """out <- act(out + b), in place; out is (B, n), b is (n,)."""
-    B, n = out.shape
+def bias_activation_rows(buf, start, width, B, c0, c1, b, act):
+    """x <- act(x + b) in place on columns c0:c1 of the row-major (B, width) block at ``start``
+    of the flat buffer ``buf``; b has c1 - c0 entries. Indexing the flat buffer lets LLVM
+    vectorise the loops (not so over a block of columns of a 2-D array, whose strides Numba
+    cannot know: bias and relu on 32x256, 0.8 vs 3.3 us) and makes no array views, whose
+    reference counts the threads that share ``buf`` would contend for."""
+    n = c1 - c0
     if act == ACT_RELU:                 # the common case in a loop of its own, without branches
-        T = out.dtype.type
+        T = buf.dtype.type
         for i in range(B):
+            at = start + i * width + c0
             for j in range(n):
-                z = out[i, j] + b[j]
-                out[i, j] = T(0) if z <= 0 else z
+                z = buf[at + j] + b[j]
+                buf[at + j] = T(0) if z <= 0 else z
         return
     for i in range(B):
+        at = start + i * width + c0
         for j in range(n):
-            out[i, j] = activate(out[i, j] + b[j], act)
+            buf[at + j] = activate(buf[at + j] + b[j], act)
 
 
 @jit
-def activation_backward(dz, a, act):
-    """dz <- dz * act'(z) in place, from the layer output a (no mask arrays)."""
+def bias_activation_forward(out, b, act):
+    """out <- act(out + b), in place; out is a C-contiguous (B, n), b is (n,)."""
+    B, n = out.shape
+    bias_activation_rows(out.reshape(-1), 0, n, B, 0, n, b, act)
+
+
+@jit
+def activation_backward_rows(dz, a, start, width, B, c0, c1, act):
+    """dz <- dz * act'(z) in place, from the layer output a, on columns c0:c1 of the row-major
+    (B, width) blocks at ``start`` of the flat buffers dz and a (see bias_activation_rows)."""
     if act == ACT_IDENTITY:
         return
-    B, n = dz.shape
+    n = c1 - c0
     if act == ACT_RELU:
         # a loop of its own, which LLVM compiles without branches: with the act test inside,
         # the branch on the sign of a was mispredicted half the time (32x64: 3.4 us vs 0.7)
         T = dz.dtype.type
         for i in range(B):
+            at = start + i * width + c0
             for j in range(n):
-                dz[i, j] *= T(1) if a[i, j] > 0 else T(0)
+                dz[at + j] *= T(1) if a[at + j] > 0 else T(0)
         return
     for i in range(B):
+        at = start + i * width + c0
         for j in range(n):
-            dz[i, j] *= activation_derivative(a[i, j], act)
+            dz[at + j] *= activation_derivative(a[at + j], act)
+
+
+@jit
+def activation_backward(dz, a, act):
+    """dz <- dz * act'(z) in place, from the layer output a (no mask arrays); both C-contiguous
+    (B, n)."""
+    B, n = dz.shape
+    activation_backward_rows(dz.reshape(-1), a.reshape(-1), 0, n, B, 0, n, act)
 
 
 # ---------------------------------------------------------------- dense layer
