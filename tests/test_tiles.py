@@ -2,6 +2,10 @@
 past a multiple of the tile height, columns past a multiple of the vector width, reductions
 past a multiple of DEPTH), column blocks of bigger arrays, rows picked by address, both dtypes."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -104,3 +108,31 @@ def test_power_of_two_strides(dtype, stride):
     U = np.zeros((k, n), dtype=dtype)
     rank_update(U, addr, 0, D, 1.0, 0.0)
     _close(U, X[rows, :k].T.astype(np.float64) @ D, dtype)
+
+
+def test_tiles_for_a_cpu_without_avx512(tmp_path):
+    """NUMBA_CPU_NAME=haswell (AVX2): 32-byte vectors, 2 per tile, in a fresh process and cache."""
+    code = (
+        "import numpy as np\n"
+        "from fastmlp import tiles\n"
+        "assert (tiles.VECTOR_BYTES, tiles.VECTORS) == (32, 2)\n"
+        "rng = np.random.default_rng(0)\n"
+        "for dtype in (np.float32, np.float64):\n"
+        "    X = rng.standard_normal((50, 40)).astype(dtype)\n"
+        "    rows = rng.choice(50, 13)\n"
+        "    addr = np.empty(13, dtype=np.int64)\n"
+        "    tiles.row_addresses(addr, X, rows)\n"
+        "    W = rng.standard_normal((40, 37)).astype(dtype)\n"
+        "    C = np.empty((13, 37), dtype=dtype)\n"
+        "    tiles.matmul_rows(C, addr, W, 1.0, 0.0)\n"
+        "    assert np.allclose(C, X[rows] @ W, rtol=1e-4, atol=1e-4)\n"
+        "    D = rng.standard_normal((13, 37)).astype(dtype)\n"
+        "    U = np.ones((40, 37), dtype=dtype)\n"
+        "    tiles.rank_update(U, addr, 0, D, -0.5, 1.0)\n"
+        "    assert np.allclose(U, 1 - 0.5 * X[rows].T @ D, rtol=1e-4, atol=1e-4)\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",
+               NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
