@@ -13,8 +13,8 @@ place (no gathered copy), or the rows of an activation buffer. The work is cut i
 6 (or 4) rows of C by up to ``VECTORS`` SIMD vectors of columns; a tile's sums stay in
 registers over the whole reduction, one SIMD fused multiply-add per vector of W or D and
 broadcast element of A (the BLIS micro-kernel scheme, without the packing). Measured, one
-thread, float32, rows in cache: 32x784 @ 784x64 at 164 GFLOP/s and the step 784x32 @ 32x64 at 162, against 147 and 129
-for OpenBLAS on the gathered rows (2048^3 sgemm: 174).
+thread, float32, rows in cache: 32x784 @ 784x64 at 164 GFLOP/s and the step 784x32 @ 32x64 at
+162, against 147 and 129 for OpenBLAS on the gathered rows (2048^3 sgemm: 174).
 
 The tile is one intrinsic emitting LLVM vector code (Numba has no SIMD types); columns past a
 multiple of the vector width go through masked loads and stores, rows past a multiple of the
