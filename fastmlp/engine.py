@@ -13,8 +13,9 @@ Two parallel schemes; :func:`scheme` picks one from the rows each thread would g
   2. parameters: each thread takes a fixed slice of every layer (rows s0:s1 of W, biases j0:j1)
      and computes its gradient from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
      optimizer step folded in (plain SGD: one GEMM with alpha = -lr, beta = 1).
-- "units" (small minibatches): one compiled worker per thread for the whole call, each owning a
-  fixed run of the units of every hidden layer, meeting at spin barriers; see the comment
+- "units" (small minibatches, one thread too): one compiled worker per thread for the whole
+  call, each owning a fixed run of the units of every hidden layer, multiplying them with the
+  register-tiled kernels of :mod:`fastmlp.tiles` and meeting at spin barriers; see the comment
   above :func:`_units_worker`.
 No thread ever adds into memory another thread writes, and sums over threads are taken in a
 fixed order, so the same seed, data and thread count give bitwise identical weights. Each thread
