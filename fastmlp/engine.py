@@ -382,14 +382,14 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                   momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
-                  grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own, wt_own,
-                  y_own, Y_own, w_own, sync, yield_fn, blas, stats):
+                  grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own,
+                  wt_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
     """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see
     the comment above); thread 0 writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of
     the hidden layers, block l at hstarts[l]; part: per thread and layer, the partial sums Q_t
     (blocks 1 .. L-2, thread t's at pstarts[l] + t * batch_size * n_l) and, twice over for
-    minibatches k even and odd, P_t (block L). ``local`` (5, size) and the other arguments are this
-    thread's own buffers: local holds its columns of the hidden layers (rows: parameters,
+    minibatches k even and odd, P_t (block L). ``local`` (5, size) and the other arguments are
+    this thread's own buffers: local holds its columns of the hidden layers (rows: parameters,
     gradient, state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1];
     addr[l] the row addresses of a_l (l = 0: the minibatch's rows of X) and addr[L - 1] those
     of dz (in dz_own)."""
@@ -578,8 +578,8 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
         _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                       momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
                       step, grad, hid, hdz, hstarts, part, pstarts, local[t], loffs[t], addr[t],
-                      z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn, blas,
-                      stats)
+                      z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn,
+                      blas, stats)
 
     run_on_threads(work, n_threads)
 
@@ -611,9 +611,11 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     stats = np.zeros(7)
     stats[4] = -1
     n_threads = numba.get_num_threads()
+    if X.dtype != flat.dtype or X.strides[1] != X.itemsize:
+        # the units scheme reads X's rows by address, as the model's dtype (callers that
+        # validate X pass it so already: no copy)
+        X = np.ascontiguousarray(X, dtype=flat.dtype)
     if scheme(n_threads, batch_size, layers) == "units":
-        if X.strides[1] != X.itemsize:          # the units scheme reads X's rows by address
-            X = np.ascontiguousarray(X)
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,

@@ -338,3 +338,22 @@ def test_compiled_calls_flush_denormals_and_restore_the_callers_setting():
         assert not np.any((m != 0) & (np.abs(m) < tiny)), "subnormal optimizer state survived"
     model.predict(X)
     assert np.float32(1e-38) / np.float32(4) != 0, "the caller's MXCSR was left with FTZ set"
+
+
+@pytest.mark.parametrize("scheme", ["parts", "units"])
+def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
+    """train_batches takes X as given; the units scheme reads its rows by address as the model's
+    dtype, so float64 or Fortran-ordered X must be converted first, never read raw."""
+    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 20)), rng.integers(0, 5, 300)
+    results = []
+    for given in (X.astype(np.float32), X, np.asfortranarray(X), X[:, ::-1][:, ::-1]):
+        flat = init_params((20, 16, 5), "he", np.random.default_rng(1), "float32")
+        empty = np.zeros(0, np.float32)
+        with thread_limits(2, 1):
+            engine.train_batches(flat, np.array([20, 16, 5]), 0, 0, given, y,
+                                 np.zeros((0, 5), np.float32), np.arange(300), 32, 0, 0.1, 0.0,
+                                 False, 0.0, 0.9, 0.999, 1e-8, empty, empty, 0)
+        results.append(flat)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
