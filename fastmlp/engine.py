@@ -42,24 +42,33 @@ from .tiles import matmul_rows, rank_update, row_addresses
 # - a second thread pays only from MIN_MACS_PER_THREAD multiply-adds per minibatch and thread
 #   (1 thread | 2 threads, units: 64-32-10 at batch 32, 76K: 0.020 | 0.023; 100-64-64-10 at
 #   batch 32, 356K: 0.061 | 0.063; 784-32-10 at batch 32, 812K: 0.087 | 0.061);
-# - units win below MIN_ROWS_PER_PART rows per thread, parts from there (parts | units:
-#   784-128-10, 2 threads, batch 32: 0.26 | 0.117, 128: 0.129 | 0.111, 512: 0.132 | 0.119;
-#   784-512-256-10, batch 32: 1.50 | 0.67, 128: 0.75 | 0.65, 256: 0.64 | 0.67, 512: 0.59 | 0.66;
-#   784-128-10, 1 thread, batch 32: 0.233 | 0.175, 128: 0.219 | 0.175, 512: 0.233 | 0.246).
-#   At 256 rows per thread it depends on the model (784-128-10 at batch 512 runs 10% faster on
-#   units). BLAS threads never won once units existed.
+# - parts (BLAS on the gathered minibatch) win once a minibatch has MIN_MACS_PER_PART
+#   multiply-adds per thread and, with more than one thread, MIN_ROWS_PER_PART rows per thread
+#   too (their two parallel launches and split gather per minibatch cost more than the units'
+#   barriers); units below that. parts | units, 2 threads: 784-128-10 at batch 32: 0.26 |
+#   0.117, 128: 0.129 | 0.111, 512 (26M per thread): 0.135 | 0.123; 784-512-256-10 at 32:
+#   1.50 | 0.67, 128 (34M): 0.75 | 0.65, 256: 0.64 | 0.67, 512 (137M): 0.59 | 0.66. 1 thread:
+#   784-128-10 at 32: 0.233 | 0.175, 128: 0.219 | 0.175, 256 (26M): 0.239 | 0.204, 512 (51M):
+#   0.233 | 0.246; 784-512-256-10 at 32 (17M): 1.49 | 1.32, 64 (34M): 1.32 | 1.42, 128: 1.28 |
+#   1.45. BLAS threads never won once units existed.
 MIN_MACS_PER_THREAD = 250_000
 MIN_ROWS_PER_PART = 256
+MIN_MACS_PER_PART = 32_000_000
 # an int64 0 that Numba does not type as the literal 0: a call that passes a literal is compiled
 # apart from one that passes a variable in its place
 ZERO = np.int64(0)
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
+def _macs_per_row(layers):
+    """Multiply-adds of the forward pass of one sample through a net of ``layers`` units."""
+    return int(sum(int(a) * int(b) for a, b in zip(layers[:-1], layers[1:])))
+
+
 def thread_plan(threads, batch_size, layers):
     """(Numba threads, BLAS threads) for a call on minibatches of ``batch_size`` rows: up to
     ``threads`` compiled threads, fewer when a minibatch has too little work to share."""
-    macs = batch_size * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    macs = batch_size * _macs_per_row(layers)
     return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
 
 
@@ -70,7 +79,9 @@ def scheme(n_threads, batch_size, layers):
         return "parts"
     if FORCE_SCHEME is not None:
         return FORCE_SCHEME
-    return "parts" if batch_size >= MIN_ROWS_PER_PART * n_threads else "units"
+    enough_work = batch_size * _macs_per_row(layers) >= MIN_MACS_PER_PART * n_threads
+    enough_rows = n_threads == 1 or batch_size >= MIN_ROWS_PER_PART * n_threads
+    return "parts" if enough_work and enough_rows else "units"
 
 
 def _offsets_array(layers):
@@ -535,9 +546,9 @@ def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
 def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                  momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
                  grad, blas, stats):
-    """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`), with
-    every buffer allocated here, before any worker starts: a worker that failed alone would
-    leave the others waiting at a barrier."""
+    """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`; one
+    runs in the calling thread), with every buffer allocated here, before any worker starts: a
+    worker that failed alone would leave the others waiting at a barrier."""
     L = offs.shape[0]
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
@@ -581,7 +592,10 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
                       z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn,
                       blas, stats)
 
-    run_on_threads(work, n_threads)
+    if n_threads == 1:
+        work(0)
+    else:
+        run_on_threads(work, n_threads)
 
 
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,

@@ -14,6 +14,7 @@ holding the core they wait for).
 """
 
 import ctypes
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -116,7 +117,7 @@ def aligned_empty(shape, dtype):
     floats shared a line in every row (false sharing: each write pulls the line from the
     other core)."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape if isinstance(shape, tuple) else (shape,)) * dtype.itemsize
     raw = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE
     return raw[start:start + nbytes].view(dtype).reshape(shape)
@@ -126,7 +127,7 @@ def per_thread(n_threads, shape, dtype):
     """One uninitialised buffer of ``shape`` for each of ``n_threads`` threads, each starting on
     a cache line and none sharing a line with another."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape if isinstance(shape, tuple) else (shape,))
     padded = -(-size * dtype.itemsize // CACHE_LINE) * CACHE_LINE // dtype.itemsize
     buf = aligned_empty((n_threads, max(padded, 1)), dtype)
     return [buf[t, :size].reshape(shape) for t in range(n_threads)]
