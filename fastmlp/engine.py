@@ -54,6 +54,18 @@ from .tiles import matmul_rows, rank_update, row_addresses
 MIN_MACS_PER_THREAD = 250_000
 MIN_ROWS_PER_PART = 256
 MIN_MACS_PER_PART = 32_000_000
+# - but with 64 rows or more per thread and under MIN_MACS_PER_UNIT multiply-adds, a minibatch
+#   has too little work for the units' fixed costs per minibatch (barriers, the head computed on
+#   every thread): parts | units, 2 threads: 64-100-10 at batch 200 (0.74M per thread): 0.030 |
+#   0.038; 100-64-64-10 at 256 (1.4M): 0.038 | 0.052; 784-32-10 at 128 (1.6M): 0.074 | 0.069;
+#   784-64-10 at 128 (3.3M): 0.090 | 0.075.
+MIN_MACS_PER_UNIT = 1_500_000
+# - units set up per call (buffers, each thread's weights copied into its block and back, the
+#   threads woken): 50-110 us, which a call of one minibatch never wins back (scikit-learn's
+#   loop calls once per minibatch: digits, 100 hidden units, 20 epochs at batch 32 took 0.184 s
+#   with units vs 0.081 with parts), so calls of fewer than MIN_BATCHES_FOR_UNITS minibatches
+#   take parts
+MIN_BATCHES_FOR_UNITS = 8
 # an int64 0 that Numba does not type as the literal 0: a call that passes a literal is compiled
 # apart from one that passes a variable in its place
 ZERO = np.int64(0)
@@ -72,16 +84,22 @@ def thread_plan(threads, batch_size, layers):
     return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
 
 
-def scheme(n_threads, batch_size, layers):
+def scheme(n_threads, batch_size, layers, n_samples):
     """How ``n_threads`` threads share minibatches of ``batch_size`` rows of a net of ``layers``
-    units: "parts" (of rows) or "units" (of every hidden layer; a net without one has only parts)."""
+    units in a call on ``n_samples`` samples: "parts" (of rows) or "units" (of every hidden
+    layer; a net without one has only parts)."""
     if len(layers) < 3:
         return "parts"
     if FORCE_SCHEME is not None:
         return FORCE_SCHEME
-    enough_work = batch_size * _macs_per_row(layers) >= MIN_MACS_PER_PART * n_threads
+    if n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
+        return "parts"
+    macs = batch_size * _macs_per_row(layers)
+    enough_work = macs >= MIN_MACS_PER_PART * n_threads
     enough_rows = n_threads == 1 or batch_size >= MIN_ROWS_PER_PART * n_threads
-    return "parts" if enough_work and enough_rows else "units"
+    too_little = (n_threads > 1 and batch_size >= 64 * n_threads
+                  and macs < MIN_MACS_PER_UNIT * n_threads)
+    return "parts" if (enough_work and enough_rows) or too_little else "units"
 
 
 def _offsets_array(layers):
@@ -509,16 +527,17 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
 def _sum_parts(dst, d0, parts, B, width, c0, c1, n_threads):
     """Columns c0:c1 of P_0 + P_1 + ... + P_{n_threads-1}, in that order (the same result on
     every thread), where P_u is the row-major (B, width) block u of the flat ``parts``, into
-    the same columns of the (B, width) block at d0 of the flat ``dst``. Flat indexing, as in
-    kernels.bias_activation_rows: loops that vectorise, and no views of shared buffers."""
+    the same columns of the (B, width) block at d0 of the flat ``dst``. Row slices of the flat
+    buffers, as in kernels.bias_activation_rows, so that the loops vectorise."""
     for i in range(B):
-        at = d0 + i * width
-        for j in range(c0, c1):
-            dst[at + j] = parts[i * width + j]
+        row = dst[d0 + i * width + c0:d0 + i * width + c1]
+        first = parts[i * width + c0:i * width + c1]
+        for j in range(c1 - c0):
+            row[j] = first[j]
         for u in range(1, n_threads):
-            src = u * B * width + i * width
-            for j in range(c0, c1):
-                dst[at + j] += parts[src + j]
+            part = parts[(u * B + i) * width + c0:(u * B + i) * width + c1]
+            for j in range(c1 - c0):
+                row[j] += part[j]
 
 
 @njit(cache=True, nogil=True)
@@ -629,7 +648,7 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
         # the units scheme reads X's rows by address, as the model's dtype (callers that
         # validate X pass it so already: no copy)
         X = np.ascontiguousarray(X, dtype=flat.dtype)
-    if scheme(n_threads, batch_size, layers) == "units":
+    if scheme(n_threads, batch_size, layers, order.shape[0]) == "units":
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,
