@@ -357,3 +357,20 @@ def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
                                  False, 0.0, 0.9, 0.999, 1e-8, empty, empty, 0)
         results.append(flat)
     assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+def test_scheme_follows_the_measured_rules(monkeypatch):
+    """Units for small and mid-size minibatches of a long call; parts for a call of few
+    minibatches, for minibatches with very little or a lot of work per thread, and for nets
+    without a hidden layer (see the measurements above MIN_MACS_PER_THREAD in engine.py)."""
+    monkeypatch.setattr(engine, "FORCE_SCHEME", None)
+    n = 60000
+    assert engine.scheme(2, 32, (784, 128, 10), n) == "units"
+    assert engine.scheme(2, 512, (784, 128, 10), n) == "units"
+    assert engine.scheme(1, 32, (784, 128, 10), n) == "units"
+    assert engine.scheme(2, 32, (784, 128, 10), 7 * 32) == "parts"      # 7 minibatches
+    assert engine.scheme(2, 512, (784, 512, 256, 10), n) == "parts"     # 137M per thread
+    assert engine.scheme(1, 64, (784, 512, 256, 10), n) == "parts"      # 34M on one thread
+    assert engine.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
+    assert engine.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
+    assert engine.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
