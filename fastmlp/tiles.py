@@ -21,6 +21,8 @@ multiple of the vector width go through masked loads and stores, rows past a mul
 tile height through a tile that reads its last row again and stores only its real ones.
 """
 
+import math
+
 import llvmlite.binding as llvm_binding
 from llvmlite import ir
 from numba import njit, types
@@ -179,11 +181,7 @@ def _depth(row_bytes):
     apart: 142 GFLOP/s with 64 rows per block, 165 with 32."""
     if row_bytes % 64:
         return DEPTH
-    g = 64
-    step = row_bytes // 64
-    while step % g:
-        g //= 2
-    return max(8, min(DEPTH, 512 // g))
+    return max(8, min(DEPTH, 512 // math.gcd(row_bytes // 64, 64)))
 
 
 @njit(cache=True, nogil=True, inline="always")
