@@ -118,8 +118,8 @@ def _layer(buf, starts, l, B, width):
     return buf[starts[l]:starts[l] + B * width].reshape((B, width))
 
 
-# Explicit loops instead of Numba's array assignment and in-place add, which compile a general
-# broadcasting kernel each: measured, they made up about 6 s of a 15.5 s first compile.
+# An explicit loop instead of Numba's array assignment, which compiles a general broadcasting
+# kernel at each use: measured, those made up about 6 s of a 15.5 s first compile.
 
 @njit(cache=True, nogil=True)
 def _assign(dst, src):
@@ -127,14 +127,6 @@ def _assign(dst, src):
     for i in range(dst.shape[0]):
         for j in range(dst.shape[1]):
             dst[i, j] = src[i, j]
-
-
-@njit(cache=True, nogil=True)
-def _accumulate(dst, src):
-    """dst[:, :] += src for 2-D arrays of one shape."""
-    for i in range(dst.shape[0]):
-        for j in range(dst.shape[1]):
-            dst[i, j] += src[i, j]
 
 
 @njit(cache=True, nogil=True)
