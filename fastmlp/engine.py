@@ -567,7 +567,10 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     pstarts = np.zeros(L + 1, dtype=np.int64)
     for l in range(1, L):                       # hidden layer l's block, then the next
         hstarts[l + 1] = hstarts[l] + batch_size * widths[l]
-        pstarts[l + 1] = pstarts[l] + n_threads * batch_size * widths[l]
+        # Q_t blocks for the hidden layers' weights above the first (1 .. L-2); the output
+        # layer's input gradient needs none (each thread computes its own columns of it)
+        q_width = widths[l] if l < L - 1 else 0
+        pstarts[l + 1] = pstarts[l] + n_threads * batch_size * q_width
     # shared buffers on cache lines of their own (see aligned_empty), private ones per thread
     part = aligned_empty(int(pstarts[L]) + 2 * n_threads * batch_size * widths[L], dtype)
     hid = aligned_empty(int(hstarts[L]), dtype)
