@@ -34,7 +34,7 @@ from .kernels import (activation_backward, activation_backward_rows, bias_activa
                       dense_forward, head_backward, head_forward, head_loss, head_takes_Y,
                       optimizer_update)
 from .params import layer_offsets, weight_mask
-from .sync import CACHE_LINE, aligned_empty, barrier, new_sync, per_thread, yield_address
+from .sync import aligned_empty, barrier, new_sync, per_thread, whole_lines, yield_address
 from .threads import run_on_threads
 from .tiles import matmul_rows, rank_update, row_addresses
 
@@ -585,7 +585,6 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     w_own = per_thread(n_threads, batch_size, w.dtype)
     # each thread's blocks of the hidden layers' columns (see _own_columns), each block starting
     # on a cache line
-    line = CACHE_LINE // dtype.itemsize
     loffs = np.zeros((n_threads, max(L - 1, 1), 2), dtype=np.int64)
     size = 0
     for t in range(n_threads):
@@ -593,7 +592,7 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
         for l in range(L - 1):
             own = widths[l + 1] * (t + 1) // n_threads - widths[l + 1] * t // n_threads
             loffs[t, l] = at, at + widths[l] * own
-            at += -(-(widths[l] + 1) * own // line) * line
+            at += whole_lines((widths[l] + 1) * own, dtype)
         size = max(size, at)
     local = per_thread(n_threads, (5, size), dtype)
     sync = new_sync()

@@ -123,13 +123,18 @@ def aligned_empty(shape, dtype):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def whole_lines(count, dtype):
+    """``count`` elements of ``dtype`` rounded up to whole cache lines, in elements."""
+    per_line = CACHE_LINE // np.dtype(dtype).itemsize
+    return -(-count // per_line) * per_line
+
+
 def per_thread(n_threads, shape, dtype):
     """One uninitialised buffer of ``shape`` for each of ``n_threads`` threads, each starting on
     a cache line and none sharing a line with another."""
     dtype = np.dtype(dtype)
     size = math.prod(shape if isinstance(shape, tuple) else (shape,))
-    padded = -(-size * dtype.itemsize // CACHE_LINE) * CACHE_LINE // dtype.itemsize
-    buf = aligned_empty((n_threads, max(padded, 1)), dtype)
+    buf = aligned_empty((n_threads, max(whole_lines(size, dtype), 1)), dtype)
     return [buf[t, :size].reshape(shape) for t in range(n_threads)]
 
 
