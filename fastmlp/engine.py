@@ -66,9 +66,10 @@ MIN_MACS_PER_UNIT = 1_500_000
 #   with units vs 0.081 with parts), so calls of fewer than MIN_BATCHES_FOR_UNITS minibatches
 #   take parts
 MIN_BATCHES_FOR_UNITS = 8
-# an int64 0 that Numba does not type as the literal 0: a call that passes a literal is compiled
-# apart from one that passes a variable in its place
+# an int64 0 and bools that Numba does not type as literals: a call that passes a literal is
+# compiled apart from one that passes a variable (or another literal) in its place
 ZERO = np.int64(0)
+TO_LOCAL, TO_GLOBAL = np.bool_(True), np.bool_(False)
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
@@ -423,7 +424,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
     ldecay = local[4, :local.shape[1] if decay.shape[0] else 0]
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2), (decay, ldecay)):
         if lg.shape[0]:
-            _own_columns(lg, loffs, g, offs, t, n_threads, True)
+            _own_columns(lg, loffs, g, offs, t, n_threads, TO_LOCAL)
     for l in range(1, L - 1):
         row_addresses(addr[l], _layer(hid, hstarts, l, batch_size, offs[l, 2]), order[:0])
     row_addresses(addr[L - 1], dz_own.reshape((batch_size, offs[L - 1, 3])), order[:0])
@@ -461,7 +462,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
         barrier(sync, n_threads, yield_fn)
         z = z_own[:B * n_out].reshape((B, n_out))
-        _sum_parts(z_own, 0, parts_out, B, n_out, 0, n_out, n_threads)   # the same z on every thread
+        _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)   # the same z on every thread
         yr = y_own[:0 if takes_Y else B]
         Yr = Y_own[:B if takes_Y else 0]
         wr = w_own[:B if w.shape[0] else 0]
@@ -511,7 +512,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             _count_minibatch(stats, k, B, loss, correct, weight)
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
         if lg.shape[0]:
-            _own_columns(lg, loffs, g, offs, t, n_threads, False)
+            _own_columns(lg, loffs, g, offs, t, n_threads, TO_GLOBAL)
     restore_fpenv(fpenv)
 
 
