@@ -30,7 +30,7 @@ from numba import njit, prange
 from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
 from .fpenv import flush_denormals, restore_fpenv
-from .kernels import (activation_backward, activation_backward_rows, bias_activation_rows,
+from .kernels import (ZERO, activation_backward, activation_backward_rows, bias_activation_rows,
                       dense_forward, head_backward, head_forward, head_loss, head_takes_Y,
                       optimizer_update)
 from .params import layer_offsets, weight_mask
@@ -66,9 +66,8 @@ MIN_MACS_PER_UNIT = 1_500_000
 #   with units vs 0.081 with parts), so calls of fewer than MIN_BATCHES_FOR_UNITS minibatches
 #   take parts
 MIN_BATCHES_FOR_UNITS = 8
-# an int64 0 and bools that Numba does not type as literals: a call that passes a literal is
-# compiled apart from one that passes a variable (or another literal) in its place
-ZERO = np.int64(0)
+# bools that Numba does not type as literals (see kernels.ZERO): a call that passes the literal
+# True is compiled apart from one that passes False
 TO_LOCAL, TO_GLOBAL = np.bool_(True), np.bool_(False)
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
@@ -123,11 +122,15 @@ def _layer(buf, starts, l, B, width):
 # kernel at each use: measured, those made up about 6 s of a 15.5 s first compile.
 
 @njit(cache=True, nogil=True)
-def _assign(dst, src):
-    """dst[:, :] = src for 2-D arrays of one shape."""
-    for i in range(dst.shape[0]):
-        for j in range(dst.shape[1]):
-            dst[i, j] = src[i, j]
+def _exchange(a, b, to_b):
+    """b[:, :] = a (``to_b``) or a[:, :] = b, for 2-D arrays of one shape: one function for both
+    directions, compiled once for a pair of layouts."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if to_b:
+                b[i, j] = a[i, j]
+            else:
+                a[i, j] = b[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -308,9 +311,10 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         s0, s1 = _span(n_in, part, n_parts)
         j0, j1 = _span(n_out, part, n_parts)
-        _update_block(flat, w0, b0, n_in, n_out, s0, s1, 0, n_out, j0, j1,
+        # ZERO and [:, :n_out]: the argument types of the units scheme's calls (one compile)
+        _update_block(flat, w0, b0, n_in, n_out, s0, s1, ZERO, n_out, j0, j1,
                       _layer(acts, starts, l, B, n_in), offs[0, :0],
-                      _layer(dzs, dz_starts, l + 1, B, n_out),
+                      _layer(dzs, dz_starts, l + 1, B, n_out)[:, :n_out],
                       grad, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
                       beta1, beta2, eps, step, blas)
     restore_fpenv(fpenv)
@@ -354,16 +358,16 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
                     flat, offs, act, head, X, y, Y, w, order[start + r0:start + r1], r0, B,
                     scale, acts, dzs, starts, blas)
         loss = 0.0
-        correct = 0
+        correct = ZERO                          # not the literal 0: one compile
         for t in range(n_parts):                # fixed order: deterministic
             loss += part_loss[t]
             correct += part_correct[t]
         if not _count_minibatch(stats, k, B, loss, correct, weight):
             return
-        for t in prange(n_parts):
-            _update_slice(flat, offs, acts, dzs, starts, B, t, n_parts, grad, lr, weight_decay,
-                          decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
-                          step + k + 1, blas)
+        for t in prange(n_parts):               # (prange's index is unsigned: one compile)
+            _update_slice(flat, offs, acts, dzs, starts, B, np.int64(t), n_parts, grad, lr,
+                          weight_decay, decay, state1, state2, opt, momentum, nesterov, beta1,
+                          beta2, eps, step + k + 1, blas)
 
 
 def _twin(fn, name):
@@ -543,16 +547,10 @@ def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         j0, j1 = _span(n_out, t, n_threads)
         lw0, lb0 = loffs[l, 0], loffs[l, 1]
-        W = glob[w0:b0].reshape((n_in, n_out))[:, j0:j1]
-        lW = local[lw0:lb0].reshape((n_in, j1 - j0))
-        lb = local[lb0:lb0 + j1 - j0].reshape((1, j1 - j0))
-        b = glob[b0 + j0:b0 + j1].reshape((1, j1 - j0))
-        if to_local:
-            _assign(lW, W)
-            _assign(lb, b)
-        else:
-            _assign(W, lW)
-            _assign(b, lb)
+        _exchange(glob[w0:b0].reshape((n_in, n_out))[:, j0:j1],
+                  local[lw0:lb0].reshape((n_in, j1 - j0)), to_local)
+        _exchange(glob[b0:b0 + n_out].reshape((1, n_out))[:, j0:j1],
+                  local[lb0:lb0 + j1 - j0].reshape((1, j1 - j0)), to_local)
 
 
 def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
@@ -675,8 +673,8 @@ def _loss_and_grad(flat, offs, act, head, X, y, Y, w, scale, grad, blas):
     loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, w, np.arange(n), 0, n,
                                            flat.dtype.type(scale), acts, dzs, starts, blas)
     if np.isfinite(loss):
-        _update_slice(flat, offs, acts, dzs, starts, n, 0, 1, grad, 0.0, 0.0, flat[:0], flat[:0],
-                      flat[:0], -1, 0.0, False, 0.9, 0.999, 1e-8, 1, blas)
+        _update_slice(flat, offs, acts, dzs, starts, n, ZERO, ZERO + 1, grad, 0.0, 0.0, flat[:0],
+                      flat[:0], flat[:0], -1, 0.0, False, 0.9, 0.999, 1e-8, 1, blas)
     return loss, correct
 
 

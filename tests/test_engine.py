@@ -1,6 +1,9 @@
 """The compiled engine against the reference: gradients, whole training runs, determinism."""
 
+import os
 import platform
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -374,3 +377,33 @@ def test_scheme_follows_the_measured_rules(monkeypatch):
     assert engine.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
     assert engine.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
     assert engine.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
+
+
+COMPILE_ONCE = """
+import importlib, pkgutil
+import numpy as np
+import fastmlp
+from numba.core.dispatcher import Dispatcher
+X = np.random.default_rng(0).standard_normal((600, 20)).astype(np.float32)
+y = np.arange(600) % 3
+model = fastmlp.MLP((20, 16, 8, 3), threads=2)
+model.fit(X, y, epochs=1, batch_size=16)      # units
+model.fit(X, y, epochs=1, batch_size=300)     # parts
+model.predict(X)
+for info in pkgutil.iter_modules(fastmlp.__path__):
+    module = importlib.import_module("fastmlp." + info.name)
+    for name, f in vars(module).items():
+        if isinstance(f, Dispatcher) and f.py_func.__module__ == module.__name__ and len(f.signatures) > 1:
+            print(module.__name__, name, *f.signatures, sep="\\n    ")
+"""
+
+
+def test_each_function_compiles_once_for_one_dtype(tmp_path):
+    """Numba compiles a function once per distinct argument types, and a literal (0, True) is a
+    type of its own: a fit of one dtype through both schemes, then a predict, must compile every
+    function once (each extra version is seconds of a user's first fit)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))   # empty: everything compiles
+    done = subprocess.run([sys.executable, "-c", COMPILE_ONCE], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "", "compiled more than once:\n" + done.stdout
