@@ -30,7 +30,7 @@ from numba import njit, prange
 from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
 from .fpenv import flush_denormals, restore_fpenv
-from .kernels import (ZERO, activation_backward, activation_backward_rows, bias_activation_rows,
+from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_backward_rows, bias_activation_rows,
                       dense_forward, head_backward, head_forward, head_loss, head_takes_Y,
                       optimizer_update)
 from .params import layer_offsets, weight_mask
@@ -66,9 +66,6 @@ MIN_MACS_PER_UNIT = 1_500_000
 #   with units vs 0.081 with parts), so calls of fewer than MIN_BATCHES_FOR_UNITS minibatches
 #   take parts
 MIN_BATCHES_FOR_UNITS = 8
-# bools that Numba does not type as literals (see kernels.ZERO): a call that passes the literal
-# True is compiled apart from one that passes False
-TO_LOCAL, TO_GLOBAL = np.bool_(True), np.bool_(False)
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
@@ -358,7 +355,7 @@ def _train_loop(flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr, m
                     flat, offs, act, head, X, y, Y, w, order[start + r0:start + r1], r0, B,
                     scale, acts, dzs, starts, blas)
         loss = 0.0
-        correct = ZERO                          # not the literal 0: one compile
+        correct = ZERO                          # not the literal 0 (see kernels.ZERO)
         for t in range(n_parts):                # fixed order: deterministic
             loss += part_loss[t]
             correct += part_correct[t]
@@ -428,7 +425,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
     ldecay = local[4, :local.shape[1] if decay.shape[0] else 0]
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2), (decay, ldecay)):
         if lg.shape[0]:
-            _own_columns(lg, loffs, g, offs, t, n_threads, TO_LOCAL)
+            _own_columns(lg, loffs, g, offs, t, n_threads, TRUE)    # to the blocks
     for l in range(1, L - 1):
         row_addresses(addr[l], _layer(hid, hstarts, l, batch_size, offs[l, 2]), order[:0])
     row_addresses(addr[L - 1], dz_own.reshape((batch_size, offs[L - 1, 3])), order[:0])
@@ -516,7 +513,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             _count_minibatch(stats, k, B, loss, correct, weight)
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
         if lg.shape[0]:
-            _own_columns(lg, loffs, g, offs, t, n_threads, TO_GLOBAL)
+            _own_columns(lg, loffs, g, offs, t, n_threads, FALSE)   # back
     restore_fpenv(fpenv)
 
 
@@ -670,11 +667,12 @@ def _weights(w, flat, n):
 def _loss_and_grad(flat, offs, act, head, X, y, Y, w, scale, grad, blas):
     n = X.shape[0]
     starts, acts, dzs = _minibatch_buffers(offs, n, flat)
-    loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, w, np.arange(n), 0, n,
-                                           flat.dtype.type(scale), acts, dzs, starts, blas)
+    # ZERO, ONE, FALSE: not literals, so that the training loop's compiled versions serve here
+    loss, correct = _rows_forward_backward(flat, offs, act, head, X, y, Y, w, np.arange(n), ZERO,
+                                           n, flat.dtype.type(scale), acts, dzs, starts, blas)
     if np.isfinite(loss):
-        _update_slice(flat, offs, acts, dzs, starts, n, ZERO, ZERO + 1, grad, 0.0, 0.0, flat[:0],
-                      flat[:0], flat[:0], -1, 0.0, False, 0.9, 0.999, 1e-8, 1, blas)
+        _update_slice(flat, offs, acts, dzs, starts, n, ZERO, ONE, grad, 0.0, 0.0, flat[:0],
+                      flat[:0], flat[:0], -ONE, 0.0, FALSE, 0.9, 0.999, 1e-8, ONE, blas)
     return loss, correct
 
 

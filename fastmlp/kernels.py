@@ -27,9 +27,10 @@ from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TAN
 # error_model="numpy": a float division by zero gives inf or nan as in NumPy instead of raising,
 # which also lets LLVM vectorise loops that divide (Adam step on 101770 floats: 207 -> 40 us).
 jit = njit(cache=True, nogil=True, error_model="numpy")
-# an int64 0 that Numba does not type as the literal 0: a call that passes a literal is compiled
-# apart from one that passes a variable in its place
-ZERO = np.int64(0)
+# values that Numba does not type as literals: a call that passes a literal (0, True, ...) is
+# compiled apart from one that passes a variable in its place, seconds of a first fit each
+ZERO, ONE = np.int64(0), np.int64(1)
+TRUE, FALSE = np.bool_(True), np.bool_(False)
 
 
 # ---------------------------------------------------------------- activations

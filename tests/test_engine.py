@@ -383,6 +383,7 @@ COMPILE_ONCE = """
 import importlib, pkgutil
 import numpy as np
 import fastmlp
+import fastmlp.functional
 from numba.core.dispatcher import Dispatcher
 X = np.random.default_rng(0).standard_normal((600, 20)).astype(np.float32)
 y = np.arange(600) % 3
@@ -390,6 +391,10 @@ model = fastmlp.MLP((20, 16, 8, 3), threads=2)
 model.fit(X, y, epochs=1, batch_size=16)      # units
 model.fit(X, y, epochs=1, batch_size=300)     # parts
 model.predict(X)
+model.evaluate(X, y)
+params = fastmlp.functional.init((20, 16, 3), dtype="float32")
+fastmlp.functional.loss_and_grad(params, X, y)
+fastmlp.functional.train_epoch(params, X, y, 0.1, batch_size=32)
 for info in pkgutil.iter_modules(fastmlp.__path__):
     module = importlib.import_module("fastmlp." + info.name)
     for name, f in vars(module).items():
@@ -400,8 +405,8 @@ for info in pkgutil.iter_modules(fastmlp.__path__):
 
 def test_each_function_compiles_once_for_one_dtype(tmp_path):
     """Numba compiles a function once per distinct argument types, and a literal (0, True) is a
-    type of its own: a fit of one dtype through both schemes, then a predict, must compile every
-    function once (each extra version is seconds of a user's first fit)."""
+    type of its own: fits of one dtype through both schemes, predict, evaluate and the functional
+    API must compile every function once (each extra version is seconds of a first call)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))   # empty: everything compiles
     done = subprocess.run([sys.executable, "-c", COMPILE_ONCE], env=env, capture_output=True,
                           text=True, timeout=600)
