@@ -553,9 +553,9 @@ def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
 def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
                  momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
                  grad, blas, stats):
-    """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`; one
-    runs in the calling thread), with every buffer allocated here, before any worker starts: a
-    worker that failed alone would leave the others waiting at a barrier."""
+    """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`; a single
+    worker runs in the calling thread), with every buffer allocated here, before any worker
+    starts: a worker that failed alone would leave the others waiting at a barrier."""
     L = offs.shape[0]
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
@@ -601,10 +601,7 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
                       z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn,
                       blas, stats)
 
-    if n_threads == 1:
-        work(0)
-    else:
-        run_on_threads(work, n_threads)
+    run_on_threads(work, n_threads)
 
 
 def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
