@@ -14,7 +14,6 @@ holding the core they wait for).
 """
 
 import ctypes
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -117,7 +116,7 @@ def aligned_empty(shape, dtype):
     floats shared a line in every row (false sharing: each write pulls the line from the
     other core)."""
     dtype = np.dtype(dtype)
-    nbytes = math.prod(shape if isinstance(shape, tuple) else (shape,)) * dtype.itemsize
+    nbytes = int(np.prod(shape)) * dtype.itemsize
     raw = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
     start = -raw.ctypes.data % CACHE_LINE
     return raw[start:start + nbytes].view(dtype).reshape(shape)
@@ -133,7 +132,7 @@ def per_thread(n_threads, shape, dtype):
     """One uninitialised buffer of ``shape`` for each of ``n_threads`` threads, each starting on
     a cache line and none sharing a line with another."""
     dtype = np.dtype(dtype)
-    size = math.prod(shape if isinstance(shape, tuple) else (shape,))
+    size = int(np.prod(shape))
     buf = aligned_empty((n_threads, max(whole_lines(size, dtype), 1)), dtype)
     return [buf[t, :size].reshape(shape) for t in range(n_threads)]
 
