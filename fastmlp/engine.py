@@ -30,9 +30,9 @@ from numba import njit, prange
 from .blas import blas_handle, gemm, gemm_few_rows
 from .codes import OPT_ADAM
 from .fpenv import flush_denormals, restore_fpenv
-from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_backward_rows, bias_activation_rows,
-                      dense_forward, head_backward, head_forward, head_loss, head_takes_Y,
-                      optimizer_update)
+from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_backward_rows,
+                      bias_activation_rows, dense_forward, head_backward, head_forward, head_loss,
+                      head_takes_Y, optimizer_update)
 from .params import layer_offsets, weight_mask
 from .sync import aligned_empty, barrier, new_sync, per_thread, whole_lines, yield_address
 from .threads import run_on_threads
@@ -463,7 +463,8 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
         barrier(sync, n_threads, yield_fn)
         z = z_own[:B * n_out].reshape((B, n_out))
-        _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)   # the same z on every thread
+        # the same z on every thread
+        _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)
         yr = y_own[:0 if takes_Y else B]
         Yr = Y_own[:B if takes_Y else 0]
         wr = w_own[:B if w.shape[0] else 0]
