@@ -66,6 +66,10 @@ MIN_MACS_PER_UNIT = 1_500_000
 #   with units vs 0.081 with parts), so calls of fewer than MIN_BATCHES_FOR_UNITS minibatches
 #   take parts
 MIN_BATCHES_FOR_UNITS = 8
+# - the units scheme runs a minibatch of more than CHUNK_ROWS rows in pieces of CHUNK_ROWS (the
+#   gradients add up, the optimizer steps once): the step then reads the piece's rows of X
+#   from cache, not back from memory after the whole minibatch's forward pass
+CHUNK_ROWS = 128
 FORCE_SCHEME = None   # "parts" or "units" instead of :func:`scheme`'s choice: for tests and measurements
 
 
@@ -231,9 +235,9 @@ def _momentum_step(p, v, lr, decay):
 
 
 @njit(cache=True, nogil=True)
-def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_rows, dz, grad, lr,
-                  weight_decay, decay, state1, state2, opt, momentum, nesterov, beta1, beta2, eps,
-                  step, blas):
+def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_rows, dz, grad,
+                  accumulate, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
+                  beta1, beta2, eps, step, blas):
     """The step for one block of one layer, from the whole minibatch: weights W[s0:s1, j0:j1]
     (dW = a_prev[:, s0:s1].T @ dz[:, j0:j1]) and biases b[c0:c1] (db_j = sum over rows of
     dz[:, j]). The layer's W starts at w0 and its b at b0 in the flat buffer. Blocks that do not
@@ -243,8 +247,9 @@ def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_r
     With ``grad`` empty the step is folded into the product: plain SGD as
     W <- (1 - lr * decay) * W - lr * dW; momentum (without Nesterov) as v <- momentum * v + dW
     (the product writes the velocity), then v += decay * W and W -= lr * v in one pass.
-    Otherwise dW goes to ``grad`` and, unless ``opt`` is negative (gradient only), the optimizer
-    steps over the block's ranges of the flat buffer.
+    Otherwise dW goes to ``grad`` (added to what it holds with ``accumulate``: a minibatch taken
+    in pieces) and, unless ``opt`` is negative (gradient only), the optimizer steps over the
+    block's ranges of the flat buffer.
     """
     T = flat.dtype.type
     fused = grad.shape[0] == 0
@@ -255,7 +260,7 @@ def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_r
     elif fused:
         target, alpha, beta = state1, 1.0, momentum
     else:
-        target, alpha, beta = grad, 1.0, 0.0
+        target, alpha, beta = grad, 1.0, 1.0 if accumulate else 0.0
     C = target[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1]
     if a_rows.shape[0]:
         rank_update(C, a_rows, s0, d, alpha, beta)
@@ -282,7 +287,7 @@ def _update_block(flat, w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1, a_prev, a_r
             state1[b0 + j] = T(momentum) * state1[b0 + j] + total
             flat[b0 + j] -= T(lr) * state1[b0 + j]
         else:
-            grad[b0 + j] = total
+            grad[b0 + j] = grad[b0 + j] + total if accumulate else total
     if not fused and opt >= 0:
         optimizer_update(flat[b0 + c0:b0 + c1], grad[b0 + c0:b0 + c1], decay[:0], state1[b0 + c0:b0 + c1],
                          state2[b0 + c0:b0 + c1] if state2.shape[0] else state2, opt, lr, momentum,
@@ -312,7 +317,7 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         _update_block(flat, w0, b0, n_in, n_out, s0, s1, ZERO, n_out, j0, j1,
                       _layer(acts, starts, l, B, n_in), offs[0, :0],
                       _layer(dzs, dz_starts, l + 1, B, n_out)[:, :n_out],
-                      grad, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
+                      grad, FALSE, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
                       beta1, beta2, eps, step, blas)
     restore_fpenv(fpenv)
 
@@ -395,27 +400,29 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 #               per hidden layer l, from the top: Q_t = dz_{l+1}[:, own] @ W_l[:, own].T,
 #               step W_l[:, own] and b_l[own] (dW = a_l.T @ dz_{l+1}[:, own])          | barrier
 #               dz_l[:, own] = (Q_0 + Q_1 + ...)[:, own] * act'(a_l[:, own])
+# A minibatch of more than CHUNK_ROWS rows runs through all of this in pieces of CHUNK_ROWS, with
+# the weight gradients added up over the pieces and the optimizer stepping after the last one.
 # The hidden layers' products go through :mod:`fastmlp.tiles`, which reads the minibatch's rows
 # of X where they lie (no gathered copy) and each thread's weights from its own contiguous block.
 # Every weight is read and written by its owner only, every sum is taken in a fixed order, and
-# the P_t alternate between two buffers (a thread may write the next minibatch's P_t while
+# the P_t alternate between two buffers (a thread may write the next piece's P_t while
 # another still sums this one's), so the result is bitwise the same for a seed, data and thread
 # count.
 
 @njit(cache=True, nogil=True)
-def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
-                  momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
-                  grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own,
+def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
+                  lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
+                  step, grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own,
                   wt_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
     """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see
-    the comment above); thread 0 writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of
-    the hidden layers, block l at hstarts[l]; part: per thread and layer, the partial sums Q_t
-    (blocks 1 .. L-2, thread t's at pstarts[l] + t * batch_size * n_l) and, twice over for
-    minibatches k even and odd, P_t (block L). ``local`` (5, size) and the other arguments are
-    this thread's own buffers: local holds its columns of the hidden layers (rows: parameters,
-    gradient, state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1];
-    addr[l] the row addresses of a_l (l = 0: the minibatch's rows of X) and addr[L - 1] those
-    of dz (in dz_own)."""
+    the comment above), each in pieces of up to ``chunk`` rows (all buffers hold a piece);
+    thread 0 writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of the hidden layers,
+    block l at hstarts[l]; part: per thread and layer, the partial sums Q_t (blocks 1 .. L-2,
+    thread t's at pstarts[l] + t * chunk * n_l) and, twice over for pieces even and odd, P_t
+    (block L). ``local`` (5, size) and the other arguments are this thread's own buffers: local
+    holds its columns of the hidden layers (rows: parameters, gradient, state1, state2, decay),
+    layer l's W block at loffs[l, 0] and b at loffs[l, 1]; addr[l] the row addresses of a_l
+    (l = 0: the piece's rows of X) and addr[L - 1] those of dz (in dz_own)."""
     fpenv = flush_denormals()
     L = offs.shape[0]
     lflat = local[0]
@@ -427,91 +434,109 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         if lg.shape[0]:
             _own_columns(lg, loffs, g, offs, t, n_threads, TRUE)    # to the blocks
     for l in range(1, L - 1):
-        row_addresses(addr[l], _layer(hid, hstarts, l, batch_size, offs[l, 2]), order[:0])
-    row_addresses(addr[L - 1], dz_own.reshape((batch_size, offs[L - 1, 3])), order[:0])
+        row_addresses(addr[l], _layer(hid, hstarts, l, chunk, offs[l, 2]), order[:0])
+    row_addresses(addr[L - 1], dz_own.reshape((chunk, offs[L - 1, 3])), order[:0])
     n = order.shape[0]
     T = flat.dtype.type
     takes_Y = head_takes_Y(head)
+    piece = 0
+    diverged = False
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
-        B = min(batch_size, n - start)
-        rows = order[start:start + B]
-        weight, scale = _minibatch_weight(w, rows, flat)
-        # the rows of X are read where they lie; software prefetch of the coming rows did not
-        # pay once the shared buffers were cache-line aligned (784-128-10 at batch 32: 0.12-0.14
-        # s/epoch prefetching every line, 0.109-0.116 prefetching one line per row or none)
-        row_addresses(addr[0], X, rows)
-        for l in range(L - 1):                  # hidden layers, own columns
-            w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            j0, j1 = _span(n_out, t, n_threads)
-            a_next = _layer(hid, hstarts, l + 1, B, n_out)[:, j0:j1]
-            lw0, lb0 = loffs[l, 0], loffs[l, 1]
-            matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
-            bias_activation_rows(hid, hstarts[l + 1], n_out, B, j0, j1, lflat[lb0:lb0 + j1 - j0],
-                                 act)
-            if l < L - 2:
-                barrier(sync, n_threads, yield_fn)
-        a = _layer(hid, hstarts, L - 1, B, offs[L - 1, 2])
-        w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
-        i0, i1 = _span(n_in, t, n_threads)
-        W_out = flat[w0:b0].reshape((n_in, n_out))
-        parts_out = part[pstarts[L] + k % 2 * n_threads * batch_size * n_out:]
-        P = parts_out[t * B * n_out:(t + 1) * B * n_out].reshape((B, n_out))
-        for i in range(B):
-            for j in range(n_out):
-                P[i, j] = flat[b0 + j] if t == 0 else T(0)
-        gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
-        barrier(sync, n_threads, yield_fn)
-        z = z_own[:B * n_out].reshape((B, n_out))
-        # the same z on every thread
-        _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)
-        yr = y_own[:0 if takes_Y else B]
-        Yr = Y_own[:B if takes_Y else 0]
-        wr = w_own[:B if w.shape[0] else 0]
-        _gather_targets(yr, Yr, wr, y, Y, w, rows)
-        dz = dz_own[:B * n_out].reshape((B, n_out))
-        loss, correct = head_backward(dz, z, yr, Yr, wr, head, scale)
-        if not np.isfinite(loss):               # every thread sees the same loss and stops here
-            if t == 0:
-                _count_minibatch(stats, k, B, loss, correct, weight)
-            break
-        # dz of the last hidden layer, own columns: dz @ W_out[own, :].T, with the transpose
-        # copied first (BLAS took 7 us for these 32x10 @ 10x64 at batch 32, the tiles 1 us)
-        W_t = wt_own[:n_out * (i1 - i0)].reshape((n_out, i1 - i0))
-        for i in range(i1 - i0):
-            for j in range(n_out):
-                W_t[j, i] = W_out[i0 + i, j]
-        dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
-        matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
-        activation_backward_rows(hdz, hid, hstarts[L - 1], n_in, B, i0, i1, act)
-        # dz[:, :n_out] and ZERO: the same argument types as the hidden layers' call below, so
-        # that _update_block is compiled once for both (2.4 s of the first compile)
-        _update_block(flat, w0, b0, n_in, n_out, i0, i1, ZERO, n_out, ZERO,
-                      n_out if t == 0 else 0, a, addr[0, :0], dz[:, :n_out], grad, lr,
-                      weight_decay, decay, state1, state2, opt, momentum, nesterov, beta1, beta2,
-                      eps, step + k + 1, blas)
-        for l in range(L - 2, -1, -1):          # hidden layers, own columns, from the top
-            w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-            j0, j1 = _span(n_out, t, n_threads)
-            lw0, lb0 = loffs[l, 0], loffs[l, 1]
-            dz_out = _layer(hdz, hstarts, l + 1, B, n_out)[:, j0:j1]
-            if l > 0:                           # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
-                Q = part[pstarts[l] + t * B * n_in:pstarts[l] + (t + 1) * B * n_in].reshape((B, n_in))
-                if j1 > j0:
-                    gemm_few_rows(blas, True, dz_out, lflat[lw0:lb0].reshape((n_in, j1 - j0)), Q)
-                else:
-                    Q[:, :] = T(0)
-            _update_block(lflat, lw0, lb0, n_in, j1 - j0, ZERO, n_in, ZERO, j1 - j0, ZERO,
-                          j1 - j0, a, addr[l, :B], dz_out, lgrad, lr, weight_decay, ldecay,
-                          lstate1, lstate2, opt, momentum, nesterov, beta1, beta2, eps,
-                          step + k + 1, blas)
-            if l > 0:
-                barrier(sync, n_threads, yield_fn)
-                s0, s1 = _span(n_in, t, n_threads)
-                _sum_parts(hdz, hstarts[l], part[pstarts[l]:], B, n_in, s0, s1, n_threads)
-                activation_backward_rows(hdz, hid, hstarts[l], n_in, B, s0, s1, act)
+        B_k = min(batch_size, n - start)
+        weight, scale = _minibatch_weight(w, order[start:start + B_k], flat)
+        loss_k = 0.0
+        correct_k = ZERO
+        # the minibatch in pieces of up to ``chunk`` rows, each run through forward and backward
+        # while its rows of X are still in cache; their gradients add up in ``grad`` and the
+        # optimizer steps once, after the last piece
+        for r0 in range(0, B_k, chunk):
+            B = min(chunk, B_k - r0)
+            rows = order[start + r0:start + r0 + B]
+            accumulate = r0 > 0
+            opt_k = opt if r0 + B == B_k else -ONE
+            # the rows of X are read where they lie; software prefetch of the coming rows did
+            # not pay once the shared buffers were cache-line aligned (784-128-10 at batch 32:
+            # 0.12-0.14 s/epoch prefetching every line, 0.109-0.116 prefetching one line per
+            # row or none)
+            row_addresses(addr[0], X, rows)
+            for l in range(L - 1):              # hidden layers, own columns
+                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                j0, j1 = _span(n_out, t, n_threads)
+                a_next = _layer(hid, hstarts, l + 1, B, n_out)[:, j0:j1]
+                lw0, lb0 = loffs[l, 0], loffs[l, 1]
+                matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
+                bias_activation_rows(hid, hstarts[l + 1], n_out, B, j0, j1,
+                                     lflat[lb0:lb0 + j1 - j0], act)
+                if l < L - 2:
+                    barrier(sync, n_threads, yield_fn)
+            a = _layer(hid, hstarts, L - 1, B, offs[L - 1, 2])
+            w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
+            i0, i1 = _span(n_in, t, n_threads)
+            W_out = flat[w0:b0].reshape((n_in, n_out))
+            parts_out = part[pstarts[L] + piece % 2 * n_threads * chunk * n_out:]
+            piece += 1
+            P = parts_out[t * B * n_out:(t + 1) * B * n_out].reshape((B, n_out))
+            for i in range(B):
+                for j in range(n_out):
+                    P[i, j] = flat[b0 + j] if t == 0 else T(0)
+            gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
+            barrier(sync, n_threads, yield_fn)
+            z = z_own[:B * n_out].reshape((B, n_out))
+            # the same z on every thread
+            _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)
+            yr = y_own[:0 if takes_Y else B]
+            Yr = Y_own[:B if takes_Y else 0]
+            wr = w_own[:B if w.shape[0] else 0]
+            _gather_targets(yr, Yr, wr, y, Y, w, rows)
+            dz = dz_own[:B * n_out].reshape((B, n_out))
+            loss, correct = head_backward(dz, z, yr, Yr, wr, head, scale)
+            loss_k += loss
+            correct_k += correct
+            if not np.isfinite(loss):           # every thread sees the same loss and stops here
+                diverged = True
+                break
+            # dz of the last hidden layer, own columns: dz @ W_out[own, :].T, with the transpose
+            # copied first (BLAS took 7 us for these 32x10 @ 10x64 at batch 32, the tiles 1 us)
+            W_t = wt_own[:n_out * (i1 - i0)].reshape((n_out, i1 - i0))
+            for i in range(i1 - i0):
+                for j in range(n_out):
+                    W_t[j, i] = W_out[i0 + i, j]
+            dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
+            matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
+            activation_backward_rows(hdz, hid, hstarts[L - 1], n_in, B, i0, i1, act)
+            # dz[:, :n_out] and ZERO: the same argument types as the hidden layers' call below,
+            # so that _update_block is compiled once for both (2.4 s of the first compile)
+            _update_block(flat, w0, b0, n_in, n_out, i0, i1, ZERO, n_out, ZERO,
+                          n_out if t == 0 else 0, a, addr[0, :0], dz[:, :n_out], grad, accumulate,
+                          lr, weight_decay, decay, state1, state2, opt_k, momentum, nesterov,
+                          beta1, beta2, eps, step + k + 1, blas)
+            for l in range(L - 2, -1, -1):      # hidden layers, own columns, from the top
+                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                j0, j1 = _span(n_out, t, n_threads)
+                lw0, lb0 = loffs[l, 0], loffs[l, 1]
+                dz_out = _layer(hdz, hstarts, l + 1, B, n_out)[:, j0:j1]
+                if l > 0:   # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
+                    q0 = pstarts[l] + t * B * n_in
+                    Q = part[q0:q0 + B * n_in].reshape((B, n_in))
+                    if j1 > j0:
+                        W_own = lflat[lw0:lb0].reshape((n_in, j1 - j0))
+                        gemm_few_rows(blas, True, dz_out, W_own, Q)
+                    else:
+                        Q[:, :] = T(0)
+                _update_block(lflat, lw0, lb0, n_in, j1 - j0, ZERO, n_in, ZERO, j1 - j0, ZERO,
+                              j1 - j0, a, addr[l, :B], dz_out, lgrad, accumulate, lr,
+                              weight_decay, ldecay, lstate1, lstate2, opt_k, momentum, nesterov,
+                              beta1, beta2, eps, step + k + 1, blas)
+                if l > 0:
+                    barrier(sync, n_threads, yield_fn)
+                    s0, s1 = _span(n_in, t, n_threads)
+                    _sum_parts(hdz, hstarts[l], part[pstarts[l]:], B, n_in, s0, s1, n_threads)
+                    activation_backward_rows(hdz, hid, hstarts[l], n_in, B, s0, s1, act)
         if t == 0:
-            _count_minibatch(stats, k, B, loss, correct, weight)
+            _count_minibatch(stats, k, B_k, loss_k, correct_k, weight)
+        if diverged:
+            break
     for g, lg in ((flat, lflat), (state1, lstate1), (state2, lstate2)):
         if lg.shape[0]:
             _own_columns(lg, loffs, g, offs, t, n_threads, FALSE)   # back
@@ -557,29 +582,30 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`; a single
     worker runs in the calling thread), with every buffer allocated here, before any worker
     starts: a worker that failed alone would leave the others waiting at a barrier."""
+    chunk = min(batch_size, CHUNK_ROWS)
     L = offs.shape[0]
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
     hstarts = np.zeros(L + 1, dtype=np.int64)
     pstarts = np.zeros(L + 1, dtype=np.int64)
     for l in range(1, L):                       # hidden layer l's block, then the next
-        hstarts[l + 1] = hstarts[l] + batch_size * widths[l]
+        hstarts[l + 1] = hstarts[l] + chunk * widths[l]
         # Q_t blocks for the hidden layers' weights above the first (1 .. L-2); the output
         # layer's input gradient needs none (each thread computes its own columns of it)
         q_width = widths[l] if l < L - 1 else 0
-        pstarts[l + 1] = pstarts[l] + n_threads * batch_size * q_width
+        pstarts[l + 1] = pstarts[l] + n_threads * chunk * q_width
     # shared buffers on cache lines of their own (see aligned_empty), private ones per thread
-    part = aligned_empty(int(pstarts[L]) + 2 * n_threads * batch_size * widths[L], dtype)
+    part = aligned_empty(int(pstarts[L]) + 2 * n_threads * chunk * widths[L], dtype)
     hid = aligned_empty(int(hstarts[L]), dtype)
     hdz = aligned_empty(int(hstarts[L]), dtype)
-    addr = per_thread(n_threads, (L, batch_size), np.int64)
+    addr = per_thread(n_threads, (L, chunk), np.int64)
     n_last = widths[L]
-    z_own = per_thread(n_threads, batch_size * n_last, dtype)
-    dz_own = per_thread(n_threads, batch_size * n_last, dtype)
+    z_own = per_thread(n_threads, chunk * n_last, dtype)
+    dz_own = per_thread(n_threads, chunk * n_last, dtype)
     wt_own = per_thread(n_threads, n_last * -(-widths[L - 1] // n_threads), dtype)
-    y_own = per_thread(n_threads, batch_size, y.dtype)
-    Y_own = per_thread(n_threads, (batch_size, n_last), Y.dtype)
-    w_own = per_thread(n_threads, batch_size, w.dtype)
+    y_own = per_thread(n_threads, chunk, y.dtype)
+    Y_own = per_thread(n_threads, (chunk, n_last), Y.dtype)
+    w_own = per_thread(n_threads, chunk, w.dtype)
     # each thread's blocks of the hidden layers' columns (see _own_columns), each block starting
     # on a cache line
     loffs = np.zeros((n_threads, max(L - 1, 1), 2), dtype=np.int64)
@@ -596,11 +622,11 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     yield_fn = yield_address()
 
     def work(t):
-        _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
-                      momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
-                      step, grad, hid, hdz, hstarts, part, pstarts, local[t], loffs[t], addr[t],
-                      z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync, yield_fn,
-                      blas, stats)
+        _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk,
+                      opt, lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1,
+                      state2, step, grad, hid, hdz, hstarts, part, pstarts, local[t], loffs[t],
+                      addr[t], z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync,
+                      yield_fn, blas, stats)
 
     run_on_threads(work, n_threads)
 
@@ -618,9 +644,13 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
 
     w = _weights(w, flat, X.shape[0])
     offs = _offsets_array(layers)
+    n_threads = numba.get_num_threads()
+    units = scheme(n_threads, batch_size, layers, order.shape[0]) == "units"
     # plain SGD and momentum SGD update inside the weight-gradient GEMM, which takes the weight
-    # decay as a scalar; Nesterov and Adam need dW and a per-parameter decay (0 on biases)
-    fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov)
+    # decay as a scalar; Nesterov and Adam need dW and a per-parameter decay (0 on biases), and
+    # so does a minibatch the units scheme takes in pieces (dW adds up over the pieces)
+    in_pieces = units and batch_size > CHUNK_ROWS
+    fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov) and not in_pieces
     grad = flat[:0] if fused else np.empty_like(flat)
     decay = flat[:0]
     if weight_decay and not fused:
@@ -631,12 +661,11 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
             state1 = flat[:0]                   # plain SGD keeps no state: nothing to copy or pass
     stats = np.zeros(7)
     stats[4] = -1
-    n_threads = numba.get_num_threads()
     if X.dtype != flat.dtype or X.strides[1] != X.itemsize:
         # the units scheme reads X's rows by address, as the model's dtype (callers that
         # validate X pass it so already: no copy)
         X = np.ascontiguousarray(X, dtype=flat.dtype)
-    if scheme(n_threads, batch_size, layers, order.shape[0]) == "units":
+    if units:
         _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,

@@ -96,6 +96,21 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
     assert list(stats[1:5]) == list(ref_stats[1:5]), case
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
+                                                         (0, 0.9, False, 0.01), (0, 0.9, True, 0.01),
+                                                         (1, 0.0, False, 0.0)])
+@pytest.mark.parametrize("batch,parts,chunk", [(11, 1, 4), (23, 2, 5), (8, 3, 3), (16, 2, 1)])
+def test_units_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum, nesterov, decay,
+                                                     batch, parts, chunk, monkeypatch):
+    """The units scheme taking each minibatch in pieces of ``chunk`` rows (gradients added up
+    over the pieces, one optimizer step), the last piece and the last minibatch short."""
+    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
+                                         1, "units", monkeypatch)
+
+
 @pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9}),
                                           ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
                                           ("adam", {"lr": 0.01})])
@@ -120,7 +135,7 @@ def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, 
 
 @pytest.mark.parametrize("threads,batch_size,scheme", [(1, 256, "parts"), (2, 256, "parts"),
                                                       (1, 32, "units"), (2, 32, "units"),
-                                                      (3, 20, "units")])
+                                                      (3, 20, "units"), (2, 300, "units")])
 def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme, monkeypatch):
     monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
     rng = np.random.default_rng(0)
@@ -155,20 +170,31 @@ def test_predict_and_evaluate_match_reference(threads, n, head):
     assert correct == ref_correct
 
 
-@pytest.mark.parametrize("threads,scheme", [(1, None), (2, "parts"), (2, "units"), (3, "units")])
-def test_divergence_stops_before_the_bad_update(threads, scheme, monkeypatch):
+@pytest.mark.parametrize("threads,scheme,chunk", [(1, None, 128), (2, "parts", 128),
+                                                 (2, "units", 128), (3, "units", 128),
+                                                 (2, "units", 4), (2, "units", 3)])
+def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypatch):
+    """The third minibatch diverges: in its first piece, or (pieces of 3 rows) its second, after
+    a finite first piece whose gradient must not be applied either."""
     monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
     X, y, Y = problem("softmax", n=40)
     flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
-    X[20:] = np.inf    # the third minibatch of 10 gives inf - inf = nan
+    X[23:] = np.inf    # the third minibatch of 10 (rows 20-29) gives inf - inf = nan
     before = flat.copy()
-    with thread_limits(threads, 1):
-        stats = engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(40), 10, 0,
-                                     1e-9, 0.0, False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat),
-                                     np.zeros(0), 0)
+    runs = []
+    for n in (40, 20):     # the run that diverges, and one of the first two minibatches only
+        f = before.copy()
+        with thread_limits(threads, 1):
+            stats = engine.train_batches(f, np.array(LAYERS), 1, 0, X, y, Y, np.arange(n), 10, 0,
+                                         1e-9, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
+                                         np.zeros_like(f), np.zeros(0), 0)
+        runs.append((f, stats))
+    (flat, stats), (flat_20, _) = runs
     assert stats[4] == 2 and not np.isfinite(stats[5])
     assert stats[3] == 2 and stats[2] == 20    # two batches done before it
     assert np.isfinite(flat).all() and not np.array_equal(flat, before)
+    assert np.array_equal(flat, flat_20)       # and nothing of the third applied
 
 
 def test_thread_settings_are_restored_after_fit_and_predict():
@@ -259,6 +285,18 @@ def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, de
     np.testing.assert_allclose(stats[[0, 6]], ref_stats[[0, 6]], rtol=rtol * 10, err_msg=case)
     assert list(stats[1:5]) == list(ref_stats[1:5]), case
     assert stats[6] == pytest.approx(w.sum(dtype=np.float64), rel=1e-6), case
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("opt,momentum,decay", [(0, 0.0, 0.01), (0, 0.9, 0.0), (1, 0.0, 0.01)])
+def test_weighted_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum, decay,
+                                                        monkeypatch):
+    """Weighted minibatches of 8 in the units scheme's pieces of 3: every piece's dz is scaled
+    by its whole minibatch's weight."""
+    monkeypatch.setattr(engine, "CHUNK_ROWS", 3)
+    test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, decay, 8, 2,
+                                                  "units", monkeypatch)
 
 
 @pytest.mark.parametrize("head", HEADS)
