@@ -578,13 +578,13 @@ def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
                   local[lb0:lb0 + j1 - j0].reshape((1, j1 - j0)), to_local)
 
 
-def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt, lr,
+def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt, lr,
                  momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2, step,
                  grad, blas, stats):
     """Run :func:`_units_worker` on ``n_threads`` pool threads (:func:`run_on_threads`; a single
-    worker runs in the calling thread), with every buffer allocated here, before any worker
-    starts: a worker that failed alone would leave the others waiting at a barrier."""
-    chunk = min(batch_size, CHUNK_ROWS)
+    worker runs in the calling thread), minibatches in pieces of ``chunk`` rows, with every
+    buffer allocated here, before any worker starts: a worker that failed alone would leave the
+    others waiting at a barrier."""
     L = offs.shape[0]
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
@@ -651,7 +651,8 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
     # plain SGD and momentum SGD update inside the weight-gradient GEMM, which takes the weight
     # decay as a scalar; Nesterov and Adam need dW and a per-parameter decay (0 on biases), and
     # so does a minibatch the units scheme takes in pieces (dW adds up over the pieces)
-    in_pieces = units and batch_size > CHUNK_ROWS
+    chunk = min(batch_size, CHUNK_ROWS)
+    in_pieces = units and chunk < batch_size
     fused = opt != OPT_ADAM and (momentum == 0.0 or not nesterov) and not in_pieces
     grad = flat[:0] if fused else np.empty_like(flat)
     decay = flat[:0]
@@ -668,7 +669,7 @@ def train_batches(flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, 
         # validate X pass it so already: no copy)
         X = np.ascontiguousarray(X, dtype=flat.dtype)
     if units:
-        _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, opt,
+        _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
                      float(lr), float(momentum), bool(nesterov), float(weight_decay), decay,
                      float(beta1), float(beta2), float(eps), state1, state2, int(step), grad,
                      blas_handle(), stats)
