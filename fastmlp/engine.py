@@ -36,7 +36,7 @@ from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_ba
 from .params import layer_offsets, weight_mask
 from .sync import aligned_empty, barrier, new_sync, per_thread, whole_lines, yield_address
 from .threads import run_on_threads
-from .tiles import matmul_rows, rank_update, row_addresses
+from .tiles import matmul_rows, rank_update, row_addresses, row_stride
 
 # Measured on 2 cores, float32, 60000 samples, s/epoch (see the engine issue's closing notes):
 # - a second thread pays only from MIN_MACS_PER_THREAD multiply-adds per minibatch and thread
@@ -317,7 +317,7 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         j0, j1 = _span(n_out, part, n_parts)
         # ZERO and [:, :n_out]: the argument types of the units scheme's calls (one compile)
         _update_block(flat, w0, b0, n_in, n_out, s0, s1, ZERO, n_out, j0, j1,
-                      _layer(acts, starts, l, B, n_in), offs[0, :0],
+                      _layer(acts, starts, l, B, n_in)[:, :n_in], offs[0, :0],
                       _layer(dzs, dz_starts, l + 1, B, n_out)[:, :n_out],
                       grad, FALSE, lr, weight_decay, decay, state1, state2, opt, momentum, nesterov,
                       beta1, beta2, eps, step, blas)
@@ -414,17 +414,17 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
                   lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
-                  step, grad, hid, hdz, hstarts, part, pstarts, local, loffs, addr, z_own, dz_own,
-                  wt_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
-    """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see
-    the comment above), each in pieces of up to ``chunk`` rows (all buffers hold a piece);
-    thread 0 writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of the hidden layers,
-    block l at hstarts[l]; part: per thread and layer, the partial sums Q_t (blocks 1 .. L-2,
-    thread t's at pstarts[l] + t * chunk * n_l) and, twice over for pieces even and odd, P_t
-    (block L). ``local`` (5, size) and the other arguments are this thread's own buffers: local
-    holds its columns of the hidden layers (rows: parameters, gradient, state1, state2, decay),
-    layer l's W block at loffs[l, 0] and b at loffs[l, 1]; addr[l] the row addresses of a_l
-    (l = 0: the piece's rows of X) and addr[L - 1] those of dz (in dz_own)."""
+                  step, grad, hid, hdz, hstarts, hld, part, pstarts, local, loffs, addr, z_own,
+                  dz_own, wt_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
+    """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see the
+    comment above), each in pieces of up to ``chunk`` rows (all buffers hold a piece); thread 0
+    writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of the hidden layers, block l at
+    hstarts[l], its rows hld[l] apart (see tiles.row_stride); part: per thread and layer, the
+    partial sums Q_t (blocks 1 .. L-2, thread t's at pstarts[l] + t * chunk * n_l) and, twice over
+    for pieces even and odd, P_t (block L). ``local`` (5, size) and the other arguments are this
+    thread's own buffers: local holds its columns of the hidden layers (rows: parameters, gradient,
+    state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1]; addr[l] the row
+    addresses of a_l (l = 0: the piece's rows of X) and addr[L - 1] those of dz (in dz_own)."""
     fpenv = flush_denormals()
     L = offs.shape[0]
     lflat = local[0]
@@ -436,7 +436,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
         if lg.shape[0]:
             _own_columns(lg, loffs, g, offs, t, n_threads, TRUE)    # to the blocks
     for l in range(1, L - 1):
-        row_addresses(addr[l], _layer(hid, hstarts, l, chunk, offs[l, 2]), order[:0])
+        row_addresses(addr[l], _layer(hid, hstarts, l, chunk, hld[l]), order[:0])
     row_addresses(addr[L - 1], dz_own.reshape((chunk, offs[L - 1, 3])), order[:0])
     n = order.shape[0]
     T = flat.dtype.type
@@ -465,14 +465,14 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             for l in range(L - 1):              # hidden layers, own columns
                 w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
                 j0, j1 = _span(n_out, t, n_threads)
-                a_next = _layer(hid, hstarts, l + 1, B, n_out)[:, j0:j1]
+                a_next = _layer(hid, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
                 matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
-                bias_activation_rows(hid, hstarts[l + 1], n_out, B, j0, j1,
+                bias_activation_rows(hid, hstarts[l + 1], hld[l + 1], B, j0, j1,
                                      lflat[lb0:lb0 + j1 - j0], act)
                 if l < L - 2:
                     barrier(sync, n_threads, yield_fn)
-            a = _layer(hid, hstarts, L - 1, B, offs[L - 1, 2])
+            a = _layer(hid, hstarts, L - 1, B, hld[L - 1])[:, :offs[L - 1, 2]]
             w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
             i0, i1 = _span(n_in, t, n_threads)
             W_out = flat[w0:b0].reshape((n_in, n_out))
@@ -486,7 +486,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             barrier(sync, n_threads, yield_fn)
             z = z_own[:B * n_out].reshape((B, n_out))
             # the same z on every thread
-            _sum_parts(z_own, ZERO, parts_out, B, n_out, ZERO, n_out, n_threads)
+            _sum_parts(z_own, ZERO, n_out, parts_out, B, n_out, ZERO, n_out, n_threads)
             yr = y_own[:0 if takes_Y else B]
             Yr = Y_own[:B if takes_Y else 0]
             wr = w_own[:B if w.shape[0] else 0]
@@ -504,9 +504,9 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             for i in range(i1 - i0):
                 for j in range(n_out):
                     W_t[j, i] = W_out[i0 + i, j]
-            dz_a = _layer(hdz, hstarts, L - 1, B, n_in)[:, i0:i1]
+            dz_a = _layer(hdz, hstarts, L - 1, B, hld[L - 1])[:, i0:i1]
             matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
-            activation_backward_rows(hdz, hid, hstarts[L - 1], n_in, B, i0, i1, act)
+            activation_backward_rows(hdz, hid, hstarts[L - 1], hld[L - 1], B, i0, i1, act)
             # dz[:, :n_out] and ZERO: the same argument types as the hidden layers' call below,
             # so that _update_block is compiled once for both (2.4 s of the first compile)
             _update_block(flat, w0, b0, n_in, n_out, i0, i1, ZERO, n_out, ZERO,
@@ -517,7 +517,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
                 j0, j1 = _span(n_out, t, n_threads)
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
-                dz_out = _layer(hdz, hstarts, l + 1, B, n_out)[:, j0:j1]
+                dz_out = _layer(hdz, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
                 if l > 0:   # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
                     q0 = pstarts[l] + t * B * n_in
                     Q = part[q0:q0 + B * n_in].reshape((B, n_in))
@@ -533,8 +533,9 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 if l > 0:
                     barrier(sync, n_threads, yield_fn)
                     s0, s1 = _span(n_in, t, n_threads)
-                    _sum_parts(hdz, hstarts[l], part[pstarts[l]:], B, n_in, s0, s1, n_threads)
-                    activation_backward_rows(hdz, hid, hstarts[l], n_in, B, s0, s1, act)
+                    _sum_parts(hdz, hstarts[l], hld[l], part[pstarts[l]:], B, n_in, s0, s1,
+                               n_threads)
+                    activation_backward_rows(hdz, hid, hstarts[l], hld[l], B, s0, s1, act)
         if t == 0:
             _count_minibatch(stats, k, B_k, loss_k, correct_k, weight)
         if diverged:
@@ -546,13 +547,14 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
 
 
 @njit(cache=True, nogil=True)
-def _sum_parts(dst, d0, parts, B, width, c0, c1, n_threads):
+def _sum_parts(dst, d0, ld, parts, B, width, c0, c1, n_threads):
     """Columns c0:c1 of P_0 + P_1 + ... + P_{n_threads-1}, in that order (the same result on
     every thread), where P_u is the row-major (B, width) block u of the flat ``parts``, into
-    the same columns of the (B, width) block at d0 of the flat ``dst``. Row slices of the flat
-    buffers, as in kernels.bias_activation_rows, so that the loops vectorise."""
+    the same columns of the B rows, ``ld`` apart, of the block at d0 of the flat ``dst``. Row
+    slices of the flat buffers, as in kernels.bias_activation_rows, so that the loops
+    vectorise."""
     for i in range(B):
-        row = dst[d0 + i * width + c0:d0 + i * width + c1]
+        row = dst[d0 + i * ld + c0:d0 + i * ld + c1]
         first = parts[i * width + c0:i * width + c1]
         for j in range(c1 - c0):
             row[j] = first[j]
@@ -589,9 +591,13 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     widths = [int(offs[0, 2])] + [int(v) for v in offs[:, 3]]
     dtype = flat.dtype
     hstarts = np.zeros(L + 1, dtype=np.int64)
+    hld = np.zeros(L + 1, dtype=np.int64)
     pstarts = np.zeros(L + 1, dtype=np.int64)
     for l in range(1, L):                       # hidden layer l's block, then the next
-        hstarts[l + 1] = hstarts[l] + chunk * widths[l]
+        # rows padded where dz_l's rows would share few L1 sets in the weight step
+        # (784-512-256-10 at batch 128, 2 threads: 0.628-0.648 s/epoch, padded 0.596-0.606)
+        hld[l] = row_stride(widths[l], dtype.itemsize)
+        hstarts[l + 1] = hstarts[l] + chunk * hld[l]
         # Q_t blocks for the hidden layers' weights above the first (1 .. L-2); the output
         # layer's input gradient needs none (each thread computes its own columns of it)
         q_width = widths[l] if l < L - 1 else 0
@@ -626,7 +632,7 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     def work(t):
         _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk,
                       opt, lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1,
-                      state2, step, grad, hid, hdz, hstarts, part, pstarts, local[t], loffs[t],
+                      state2, step, grad, hid, hdz, hstarts, hld, part, pstarts, local[t], loffs[t],
                       addr[t], z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync,
                       yield_fn, blas, stats)
 

@@ -76,15 +76,15 @@ def activation_derivative(a, act):
 
 
 @jit
-def bias_activation_rows(buf, start, width, B, c0, c1, b, act):
-    """x <- act(x + b) in place on columns c0:c1 of the row-major (B, width) block at ``start``
-    of the flat buffer ``buf``; b has c1 - c0 entries. Loops over 1-D slices of the flat
+def bias_activation_rows(buf, start, ld, B, c0, c1, b, act):
+    """x <- act(x + b) in place on columns c0:c1 of the B rows, ``ld`` elements apart, of the
+    block at ``start`` of the flat buffer ``buf``; b has c1 - c0 entries. Loops over 1-D slices of the flat
     buffer vectorise (not so over a block of columns of a 2-D array, whose strides Numba
     cannot know, nor over buf[at + j], whose index might be negative: bias and relu on 32x256,
     0.3 us vs 3.3)."""
     n = c1 - c0
     for i in range(B):
-        row = buf[start + i * width + c0:start + i * width + c1]
+        row = buf[start + i * ld + c0:start + i * ld + c1]
         if act == ACT_RELU:             # the common case in a loop of its own, without branches
             T = buf.dtype.type
             for j in range(n):
@@ -103,15 +103,16 @@ def bias_activation_forward(out, b, act):
 
 
 @jit
-def activation_backward_rows(dz, a, start, width, B, c0, c1, act):
-    """dz <- dz * act'(z) in place, from the layer output a, on columns c0:c1 of the row-major
-    (B, width) blocks at ``start`` of the flat buffers dz and a (see bias_activation_rows)."""
+def activation_backward_rows(dz, a, start, ld, B, c0, c1, act):
+    """dz <- dz * act'(z) in place, from the layer output a, on columns c0:c1 of the B rows,
+    ``ld`` elements apart, of the blocks at ``start`` of the flat buffers dz and a (see
+    bias_activation_rows)."""
     if act == ACT_IDENTITY:
         return
     n = c1 - c0
     for i in range(B):
-        d = dz[start + i * width + c0:start + i * width + c1]
-        out = a[start + i * width + c0:start + i * width + c1]
+        d = dz[start + i * ld + c0:start + i * ld + c1]
+        out = a[start + i * ld + c0:start + i * ld + c1]
         if act == ACT_RELU:
             # a loop of its own, which LLVM compiles without branches: with the act test inside,
             # the branch on the sign of a was mispredicted half the time (32x64: 3.4 us vs 0.7)

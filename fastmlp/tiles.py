@@ -184,6 +184,17 @@ def _depth(row_bytes):
     return max(8, min(DEPTH, 512 // math.gcd(row_bytes // 64, 64)))
 
 
+def row_stride(width, itemsize):
+    """Row stride, in elements, for a buffer of ``width`` columns whose rows the products here
+    read in blocks: ``width``, plus one cache line when rows that far apart would share so few
+    L1 sets that :func:`_depth` must cut the block (784-512-256-10: dz of the first layer, rows
+    2 KiB apart, went through its weight step in blocks of 16 rows instead of 64)."""
+    row_bytes = width * itemsize
+    if row_bytes % 64 or 512 // math.gcd(row_bytes // 64, 64) >= DEPTH:
+        return width
+    return width + 64 // itemsize
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _address(A, i, j):
     """Address of A[i, j] (in bounds, or one past) of a 2-D array with unit column stride."""

@@ -111,6 +111,30 @@ def test_units_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum,
                                          1, "units", monkeypatch)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.01),
+                                                         (0, 0.9, False, 0.0), (1, 0.0, False, 0.0)])
+@pytest.mark.parametrize("batch,parts,chunk", [(11, 1, 128), (23, 2, 128), (8, 3, 3), (16, 2, 5)])
+@pytest.mark.parametrize("pad", [1, 3])
+def test_units_hidden_rows_padded_match_reference(dtype, head, opt, momentum, nesterov, decay,
+                                                  batch, parts, chunk, pad, monkeypatch):
+    """The units scheme with the hidden layers' rows ``pad`` elements further apart than their
+    width (what tiles.row_stride does for widths whose rows would share few L1 sets)."""
+    monkeypatch.setattr(engine, "row_stride", lambda width, itemsize: width + pad)
+    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
+                                         1, "units", monkeypatch)
+
+
+def test_row_stride_pads_rows_that_share_few_l1_sets():
+    from fastmlp.tiles import DEPTH, _depth, row_stride
+    for width, itemsize, padded in [(10, 4, 10), (128, 4, 128), (256, 4, 272), (512, 4, 528),
+                                    (128, 8, 136), (100, 8, 100)]:
+        assert row_stride(width, itemsize) == padded, (width, itemsize)
+        assert _depth(padded * itemsize) == DEPTH, (width, itemsize)
+
+
 @pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9}),
                                           ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
                                           ("adam", {"lr": 0.01})])
