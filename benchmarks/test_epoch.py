@@ -14,6 +14,7 @@ import pytest
 
 from fastmlp import bench
 from fastmlp.codes import ACTIVATIONS, HEADS
+from fastmlp.engine import MIN_BATCHES_FOR_UNITS
 from fastmlp.model import PREDICT_CHUNK, engine_module
 from fastmlp.params import init_params
 from fastmlp.threads import thread_limits
@@ -24,10 +25,12 @@ from .common import (BATCH_SIZES, ENGINES, MODELS, QUICK, ROUNDS, THREADS, add_r
 ACT, HEAD = ACTIVATIONS.index("relu"), HEADS.index("softmax")
 
 
-def check_float64_prefix(layers, batch, X, y, n_batches=4):
-    """The numba engine's first minibatches in float64 match the reference's to 1e-9."""
+def check_float64_prefix(layers, batch, threads, X, y, n_batches=MIN_BATCHES_FOR_UNITS):
+    """The numba engine's first minibatches in float64 match the reference's to 1e-9, on the
+    benchmark's thread count and enough minibatches for the same scheme as its epoch."""
     n = min(len(X), n_batches * batch)
-    cases = [bench.EpochCase(e, layers, batch, 1, X[:n], y[:n], "float64") for e in ("numba", "numpy")]
+    cases = [bench.EpochCase(e, layers, batch, threads, X[:n], y[:n], "float64")
+             for e in ("numba", "numpy")]
     for case in cases:
         case.run()
     np.testing.assert_allclose(cases[0].flat, cases[1].flat, rtol=1e-9, atol=1e-12,
@@ -62,7 +65,7 @@ def test_epoch(benchmark, engine, model, batch, threads, data, reference_epochs,
         assert case.stats[4] < 0 and np.isfinite(case.mean_loss)
     else:
         benchmark.extra_info["weights_apart_rel"] = bench.compare_epochs(case, reference_epochs.get(case))
-        check_float64_prefix(layers, batch, X, y)
+        check_float64_prefix(layers, batch, threads, X, y)
 
 
 @pytest.mark.parametrize("threads", THREADS)

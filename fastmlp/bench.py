@@ -251,9 +251,11 @@ class EpochCase:
 # (epoch mean loss, weights) relative tolerances of compare_epochs, by dtype. Measured on
 # Fashion-MNIST, one epoch of plain SGD: float64 engines agree to 1e-14. In float32, engines
 # whose operations round alike end within 1e-4 of each other, but any change in the order of
-# a sum (another GEMM blocking, gradients split across threads) is carried forward by SGD: up
-# to 5% apart (batch 32) relative to how far the weights moved, losses within 3e-4.
-EPOCH_RTOL = {"float32": (0.01, 0.2), "float64": (1e-7, 1e-7)}
+# a sum (another GEMM blocking, gradients split across threads) is carried forward by SGD,
+# losses within 3e-4 but weights far apart relative to how far they moved: 784-512-256-10 at
+# batch 32, the reference on 2 BLAS threads against itself on 1: 0.194 (784-128-10: 0.023), the
+# numba engine against either 0.15-0.20. A wrong step (twice too long: 1.0) is well past 0.3.
+EPOCH_RTOL = {"float32": (0.01, 0.3), "float64": (1e-7, 1e-7)}
 
 
 def compare_epochs(case, reference, rtol=None):
