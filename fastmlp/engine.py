@@ -315,7 +315,8 @@ def _update_slice(flat, offs, acts, dzs, starts, B, part, n_parts, grad, lr, wei
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         s0, s1 = _span(n_in, part, n_parts)
         j0, j1 = _span(n_out, part, n_parts)
-        # ZERO and [:, :n_out]: the argument types of the units scheme's calls (one compile)
+        # ZERO and the [:, :n] slices: the argument types of the units scheme's calls (one
+        # compile)
         _update_block(flat, w0, b0, n_in, n_out, s0, s1, ZERO, n_out, j0, j1,
                       _layer(acts, starts, l, B, n_in)[:, :n_in], offs[0, :0],
                       _layer(dzs, dz_starts, l + 1, B, n_out)[:, :n_out],

@@ -78,10 +78,10 @@ def activation_derivative(a, act):
 @jit
 def bias_activation_rows(buf, start, ld, B, c0, c1, b, act):
     """x <- act(x + b) in place on columns c0:c1 of the B rows, ``ld`` elements apart, of the
-    block at ``start`` of the flat buffer ``buf``; b has c1 - c0 entries. Loops over 1-D slices of the flat
-    buffer vectorise (not so over a block of columns of a 2-D array, whose strides Numba
-    cannot know, nor over buf[at + j], whose index might be negative: bias and relu on 32x256,
-    0.3 us vs 3.3)."""
+    block at ``start`` of the flat buffer ``buf``; b has c1 - c0 entries. Loops over 1-D slices
+    of the flat buffer vectorise (not so over a block of columns of a 2-D array, whose strides
+    Numba cannot know, nor over buf[at + j], whose index might be negative: bias and relu on
+    32x256, 0.3 us vs 3.3)."""
     n = c1 - c0
     for i in range(B):
         row = buf[start + i * ld + c0:start + i * ld + c1]

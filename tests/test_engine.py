@@ -113,8 +113,8 @@ def test_units_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum,
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.01),
-                                                         (0, 0.9, False, 0.0), (1, 0.0, False, 0.0)])
+@pytest.mark.parametrize("opt,momentum,nesterov,decay",
+                         [(0, 0.0, False, 0.01), (0, 0.9, False, 0.0), (1, 0.0, False, 0.0)])
 @pytest.mark.parametrize("batch,parts,chunk", [(11, 1, 128), (23, 2, 128), (8, 3, 3), (16, 2, 5)])
 @pytest.mark.parametrize("pad", [1, 3])
 def test_units_hidden_rows_padded_match_reference(dtype, head, opt, momentum, nesterov, decay,
