@@ -181,8 +181,9 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     gradient. Returns {"loss": mean training loss, "accuracy": ...} (no accuracy for
     ``output="identity"``; subset accuracy for "logistic"), measured on each minibatch before its
     update, as ``MLP.fit`` logs.
-    Raises :class:`fastmlp.TrainingDiverged` when the loss stops being finite; params then hold
-    the weights before the bad minibatch, or those from before the epoch if an update overflowed.
+    Raises :class:`fastmlp.TrainingDiverged` when the loss stops being finite or an update
+    overflows the weights; params then hold the weights before the bad minibatch, or those from
+    before the epoch if an update overflowed.
     """
     from . import engine
 
@@ -211,7 +212,9 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
         stats = engine.train_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
                                      y_idx, Y, order, batch, OPT_SGD, lr, 0.0, False,
                                      weight_decay, 0.9, 0.999, 1e-8, no_state, no_state, 0)
-    if stats[4] >= 0 and not np.isfinite(flat).all():
+    # a finite loss on every minibatch, and still the last update may have overflowed
+    overflowed = not np.isfinite(flat).all()
+    if overflowed:
         flat[...] = before
     if shared is None:
         for (W, b), (W_new, b_new) in zip(params, layer_views(flat, layers)):
@@ -220,6 +223,10 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     if stats[4] >= 0:
         raise TrainingDiverged(f"training diverged at step {int(stats[4]) + 1}: loss={stats[5]}; "
                                f"lower the learning rate (now {lr}).")
+    if overflowed:
+        raise TrainingDiverged(f"training diverged at step {int(stats[3])}: the weights overflowed "
+                               f"to inf/nan (loss={stats[0] / stats[2]}); lower the learning rate "
+                               f"(now {lr}). The weights from before the epoch are kept.")
     result = {"loss": float(stats[0] / stats[2])}
     if head != HEAD_IDENTITY:
         result["accuracy"] = float(stats[1] / stats[2])

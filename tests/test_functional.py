@@ -193,6 +193,19 @@ def test_divergence_keeps_finite_params():
     assert all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
 
 
+def test_an_overflowing_last_update_is_a_divergence():
+    """Every loss finite, but the epoch's last update overflows the weights: the epoch raises and
+    the params keep their values from before it (the next epoch would find a NaN loss, with no
+    finite weights left to keep)."""
+    params, X, y = problem("identity", n=16)
+    start = [(W.copy(), b.copy()) for W, b in params]
+    with pytest.raises(TrainingDiverged, match="step 1: the weights overflowed"):
+        F.train_epoch(params, X * 1e3, y * 1e6, lr=1e300, batch_size=None, output="identity")
+    for (W, b), (W0, b0) in zip(params, start):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
 # ---------------------------------------------------------------- input checks
 
 def test_bad_inputs_raise_clear_errors():
