@@ -189,8 +189,7 @@ def row_stride(width, itemsize):
     read in blocks: ``width``, plus one cache line when rows that far apart would share so few
     L1 sets that :func:`_depth` must cut the block (784-512-256-10: dz of the first layer, rows
     2 KiB apart, went through its weight step in blocks of 16 rows instead of 64)."""
-    row_bytes = width * itemsize
-    if row_bytes % 64 or 512 // math.gcd(row_bytes // 64, 64) >= DEPTH:
+    if _depth.py_func(width * itemsize) == DEPTH:
         return width
     return width + 64 // itemsize
 
