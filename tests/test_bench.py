@@ -167,3 +167,21 @@ def test_fastmlp_bench_subcommand(capsys):
     assert cli.main(["bench"] + TINY) == 0
     assert "floor/numba" in capsys.readouterr().out
     assert cli.main(["bench", "--models", "784-x-10"]) == 2
+
+
+def test_kernel_benchmarks_run_and_check_their_results():
+    """benchmarks/test_kernels.py in its quick mode (a few seconds): each kernel benchmark calls
+    the kernels as the engine does and checks the result against the reference, so a kernel
+    whose signature changed fails here, not only in a benchmark run (the softmax benchmark
+    still called the kernel without per-sample weights until this test existed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, FASTMLP_BENCH_QUICK="1")
+    result = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_kernels.py",
+                             "--benchmark-only", "-q", "-p", "no:cacheprovider"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
