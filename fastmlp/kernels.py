@@ -171,37 +171,83 @@ def row_scale(w, i, scale):
     return scale if w.shape[0] == 0 else scale * w[i]
 
 
+# ln of the smallest normal float32 (1.1754944e-38): exp below it is a denormal, flushed to 0
+EXP_MIN_F32 = -87.33654
+
+
+@jit
+def exp_nonpositive(x, bits):
+    """x <- exp(x) in place on a 1-D array of values <= 0 (NaN stays NaN); ``bits`` is int32
+    scratch of the same length. float64 calls math.exp. float32 is computed so that LLVM
+    vectorises the loop (libm's expf is a call per element: 1280 logits, 5.0 -> 3.1 us for the
+    softmax below), to within about 1 ulp of expf (the Cephes scheme):
+        exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]
+    with ln 2 split in two constants so that n ln 2 is exact enough, exp(r) by its Taylor-like
+    minimax polynomial 1 + r + r^2 (1/2 + r/6 + ...), and 2^n written into the exponent bits
+    ((n + 127) << 23); below EXP_MIN_F32 the result is 0."""
+    T = x.dtype.type
+    if x.itemsize == 8:
+        for k in range(x.shape[0]):
+            x[k] = math.exp(x[k])
+        return
+    for k in range(x.shape[0]):
+        v = x[k]
+        # NaN -> 0 and v clamped to [EXP_MIN_F32, 0] for the integer conversion only
+        vc = T(0) if v != v else (T(EXP_MIN_F32) if v < T(EXP_MIN_F32) else v)
+        m = np.int32(vc * T(1.4426950408889634) - T(0.5))   # truncation = round(v / ln 2)
+        n = T(m)
+        r = vc - n * T(0.693359375) + n * T(2.12194440e-4)
+        p = T(1.9875691500e-4)
+        p = p * r + T(1.3981999507e-3)
+        p = p * r + T(8.3334519073e-3)
+        p = p * r + T(4.1665795894e-2)
+        p = p * r + T(1.6666665459e-1)
+        p = p * r + T(5.0000001201e-1)
+        p = p * r * r + r + T(1)
+        x[k] = v if v != v else (T(0) if v < T(EXP_MIN_F32) else p)
+        bits[k] = (m + np.int32(127)) << np.int32(23)
+    scale = bits.view(x.dtype)                  # 2^n as float32
+    for k in range(x.shape[0]):
+        x[k] *= scale[k]
+
+
 @jit
 def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
     """Fused softmax + cross-entropy over rows: dlogits_i = (softmax(z_i) - onehot(y_i)) * w_i * scale.
 
     ``w`` holds the rows' weights (empty: all 1). Returns (sum over rows of
     w_i * [logsumexp(z_i) - z_i[y_i]], correct argmax count, unweighted). Stable for any finite
-    logits: exp only sees z - max(z) <= 0.
+    logits: exp only sees z - max(z) <= 0, all rows' at once (:func:`exp_nonpositive`).
     """
     B, C = logits.shape
     T = type(scale)
-    loss = 0.0
+    e = np.empty(B * C, dtype=dlogits.dtype)
+    bits = np.empty(B * C, dtype=np.int32)
+    zmax = np.empty(B, dtype=dlogits.dtype)
     correct = 0
     for i in range(B):
-        s = row_scale(w, i, scale)
-        zmax = logits[i, 0]
+        top = logits[i, 0]
         arg = 0
         for j in range(1, C):
-            if logits[i, j] > zmax:
-                zmax = logits[i, j]
+            if logits[i, j] > top:
+                top = logits[i, j]
                 arg = j
+        zmax[i] = top
+        correct += arg == y[i]
+        for j in range(C):
+            e[i * C + j] = logits[i, j] - top
+    exp_nonpositive(e, bits)
+    loss = 0.0
+    for i in range(B):
+        s = row_scale(w, i, scale)
         total = T(0)
         for j in range(C):
-            e = math.exp(logits[i, j] - zmax)
-            dlogits[i, j] = e
-            total += e
+            total += e[i * C + j]
         inv = T(1) / total
         for j in range(C):
-            dlogits[i, j] *= inv * s
+            dlogits[i, j] = e[i * C + j] * (inv * s)
         dlogits[i, y[i]] -= s
-        loss += row_weight(w, i) * (math.log(total) - (logits[i, y[i]] - zmax))
-        correct += arg == y[i]
+        loss += row_weight(w, i) * (math.log(total) - (logits[i, y[i]] - zmax[i]))
     return loss, correct
 
 

@@ -1,5 +1,7 @@
 """Every compiled kernel against its NumPy twin in fastmlp.reference, over a grid of shapes."""
 
+import math
+
 import numpy as np
 import pytest
 from numba import njit
@@ -71,6 +73,25 @@ def test_dense_backward(dtype, act, B, n_in, n_out):
     close(dW, ref_dW, dtype, case + " dW")
     close(db, ref_db, dtype, case + " db")
     close(dinp, ref_dinp, dtype, case + " dinp")
+
+
+def test_exp_nonpositive_is_within_two_ulp_of_exp():
+    """The vectorised float32 exp of the softmax against exp in float64, over its whole range
+    and past it (0 below the smallest normal float32), -inf and NaN; float64 is math.exp."""
+    x = np.concatenate([np.linspace(-100, 0, 200_001), -np.logspace(-30, 2, 1000),
+                        [0.0, -0.0, kernels.EXP_MIN_F32, -87.4, -1e30, -np.inf, np.nan]])
+    x = x.astype(np.float32).astype(np.float64)    # the inputs float32 can hold
+    expected = np.exp(x)
+    got32 = x.astype(np.float32)
+    kernels.exp_nonpositive(got32, np.empty(x.size, np.int32))
+    normal = expected >= np.finfo(np.float32).tiny
+    rel = np.abs(got32[normal] - expected[normal]) / expected[normal]
+    assert rel.max() <= 2 * np.finfo(np.float32).eps, f"max error {rel.max():.3g}"
+    below = ~normal & ~np.isnan(x)
+    assert np.all(got32[below] == 0) and np.isnan(got32[-1])
+    got64 = x.copy()
+    kernels.exp_nonpositive(got64, np.empty(x.size, np.int32))
+    np.testing.assert_array_equal(got64, [math.exp(v) for v in x])   # NumPy's exp may differ by an ulp
 
 
 def ref_head(head, z, y, Y):
