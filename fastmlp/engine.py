@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from .blas import blas_handle, gemm, gemm_few_rows
-from .codes import OPT_ADAM
+from .codes import ACT_IDENTITY, ACT_RELU, OPT_ADAM
 from .fpenv import flush_denormals, restore_fpenv
 from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_backward_rows,
                       bias_activation_rows, dense_forward, head_backward, head_forward, head_loss,
@@ -36,7 +36,8 @@ from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward, activation_ba
 from .params import layer_offsets, weight_mask
 from .sync import aligned_empty, barrier, new_sync, per_thread, whole_lines, yield_address
 from .threads import run_on_threads
-from .tiles import matmul_rows, rank_update, row_addresses, row_stride
+from .tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, matmul_rows, matmul_rows_epilogue,
+                    rank_update, row_addresses, row_stride)
 
 # Measured on 2 cores, float32, 60000 samples, s/epoch (see the engine issue's closing notes):
 # - a second thread pays only from MIN_MACS_PER_THREAD multiply-adds per minibatch and thread
@@ -468,9 +469,15 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 j0, j1 = _span(n_out, t, n_threads)
                 a_next = _layer(hid, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
-                matmul_rows(a_next, addr[l], lflat[lw0:lb0].reshape((n_in, j1 - j0)), 1.0, 0.0)
-                bias_activation_rows(hid, hstarts[l + 1], hld[l + 1], B, j0, j1,
-                                     lflat[lb0:lb0 + j1 - j0], act)
+                W_own = lflat[lw0:lb0].reshape((n_in, j1 - j0))
+                if act == ACT_RELU or act == ACT_IDENTITY:  # bias and relu in the tiles' registers
+                    matmul_rows_epilogue(a_next, addr[l], W_own,
+                                         EPI_BIAS_RELU if act == ACT_RELU else EPI_BIAS,
+                                         np.int64(lflat[lb0:].ctypes.data))
+                else:
+                    matmul_rows(a_next, addr[l], W_own, 1.0, 0.0)
+                    bias_activation_rows(hid, hstarts[l + 1], hld[l + 1], B, j0, j1,
+                                         lflat[lb0:lb0 + j1 - j0], act)
                 if l < L - 2:
                     barrier(sync, n_threads, yield_fn)
             a = _layer(hid, hstarts, L - 1, B, hld[L - 1])[:, :offs[L - 1, 2]]
@@ -506,8 +513,12 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 for j in range(n_out):
                     W_t[j, i] = W_out[i0 + i, j]
             dz_a = _layer(hdz, hstarts, L - 1, B, hld[L - 1])[:, i0:i1]
-            matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
-            activation_backward_rows(hdz, hid, hstarts[L - 1], hld[L - 1], B, i0, i1, act)
+            if act == ACT_RELU:                 # times relu'(a) in the tiles' registers (hid and
+                matmul_rows_epilogue(dz_a, addr[L - 1, :B], W_t, EPI_RELU_MASK,   # hdz: one layout)
+                                     np.int64(hid.ctypes.data) - np.int64(hdz.ctypes.data))
+            else:
+                matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
+                activation_backward_rows(hdz, hid, hstarts[L - 1], hld[L - 1], B, i0, i1, act)
             # dz[:, :n_out] and ZERO: the same argument types as the hidden layers' call below,
             # so that _update_block is compiled once for both (2.4 s of the first compile)
             _update_block(flat, w0, b0, n_in, n_out, i0, i1, ZERO, n_out, ZERO,

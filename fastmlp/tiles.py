@@ -6,7 +6,9 @@ one array first. The two products of a hidden layer's training step have a shape
 advance, so here they are multiplied straight from where the rows lie:
 
 - :func:`matmul_rows`: ``C = alpha * A @ W + beta * C`` (the forward pass, A the minibatch);
-- :func:`rank_update`: ``C = alpha * A.T @ D + beta * C`` (the weight step, ``W -= lr * A.T @ dz``).
+- :func:`rank_update`: ``C = alpha * A.T @ D + beta * C`` (the weight step, ``W -= lr * A.T @ dz``);
+- :func:`matmul_rows_epilogue`: ``C = A @ W`` with the layer's bias and relu (forward) or the
+  relu derivative (backward) applied in registers before the store, not in a pass of their own.
 
 Row i of A is read at the address ``A_rows[i]``: rows of X picked by the shuffled order, read in
 place (no gathered copy), or the rows of an activation buffer. The work is cut into tiles of
@@ -24,6 +26,7 @@ tile height through a tile that reads its last row again and stores only its rea
 import math
 
 import llvmlite.binding as llvm_binding
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils, config
@@ -48,6 +51,10 @@ VECTORS = 4 if _AVX512 else 2
 # reads it, unless its rows are a power-of-two stride apart and fall into the same few sets
 # of the 12-way cache; see _depth
 DEPTH = 64
+# what matmul_rows_epilogue does to each element of C before storing it (see _tile); np.int64,
+# not literals, so that every call site shares one compiled version (see kernels.ZERO)
+EPI_NONE, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK = (np.int64(code) for code in range(4))
+NO_ADDRESS = np.int64(0)                        # e_addr of EPI_NONE
 # rows of A read at once by matmul_rows: each is a stream through memory, and the hardware
 # prefetcher follows a few dozen (784-128-10, 128 rows at once: 270 us per minibatch for the
 # forward, in groups of 32: see the engine issue's note)
@@ -56,7 +63,7 @@ ROW_GROUP = 32
 
 @intrinsic
 def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_addr, ldb,
-          depth, n, alpha, beta):
+          depth, n, alpha, beta, epi, e_addr):
     """One tile of ``height`` rows and ``vectors`` SIMD vectors (literals): C[r, :n] =
     alpha * sum_p A(r, p) * B[p, :n] + beta * C[r, :n] for r < m <= height and
     n <= vectors * lanes (beta 0: C is not read), where for p < depth
@@ -64,7 +71,9 @@ def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_
         not by_row: A(r, p) = *(a_rows[p] + a_off + r)   (columns of A: rows of A.T)
     Addresses are int64, element offsets are in elements, ld* are row strides in elements.
     Rows r >= m are computed from row m - 1 again and not stored; ``masked`` (literal) masks
-    the columns past n, else n is vectors * lanes."""
+    the columns past n, else n is vectors * lanes. ``epi`` (see EPI_*) finishes each stored
+    value: + b[j] (b's column 0 at address e_addr), then relu; or times (a > 0) with a at the
+    stored element's address + e_addr bytes."""
     if not (isinstance(height, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)
             and isinstance(masked, types.BooleanLiteral)
             and isinstance(by_row, types.BooleanLiteral)):
@@ -73,14 +82,14 @@ def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_
         return None
     sig = types.void(height, vectors, masked, by_row, types.int64, types.int64, types.int64,
                      types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                     alpha, alpha)
+                     alpha, alpha, types.int64, types.int64)
     MR, NV = height.literal_value, vectors.literal_value
     MASKED, BY_ROW = masked.literal_value, by_row.literal_value
 
     def codegen(context, builder, signature, args):
         (_, _, _, _, c_v, ldc_v, rows_v, m_v, off_v, b_v, ldb_v, depth_v, n_v, alpha_v,
-         beta_v) = args
-        fl = context.get_value_type(signature.args[-1])
+         beta_v, epi_v, e_v) = args
+        fl = context.get_value_type(signature.args[13])     # alpha's float type
         size = context.get_abi_sizeof(fl)
         lanes = VECTOR_BYTES // size
         vt = ir.VectorType(fl, lanes)
@@ -154,19 +163,35 @@ def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_
                                   sums[r][v])
         alphas = splat(alpha_v)
         betas = splat(beta_v)
+        ones = ir.Constant(vt, [ir.Constant(fl, 1.0)] * lanes)
         keep_c = builder.fcmp_ordered("!=", beta_v, ir.Constant(fl, 0.0))
+        add_bias = builder.or_(builder.icmp_signed("==", epi_v, const(int(EPI_BIAS))),
+                               builder.icmp_signed("==", epi_v, const(int(EPI_BIAS_RELU))))
+        relu = builder.icmp_signed("==", epi_v, const(int(EPI_BIAS_RELU)))
+        relu_mask = builder.icmp_signed("==", epi_v, const(int(EPI_RELU_MASK)))
+        out = cgutils.alloca_once_value(builder, zero)
         for r in range(MR):
             with builder.if_then(builder.icmp_signed("<", const(r), m_v)):
                 c_row = builder.add(c_v, builder.mul(builder.mul(const(r), ldc_v), const(size)))
                 for v in range(NV):
                     addr = builder.add(c_row, const(v * VECTOR_BYTES))
-                    out = builder.fmul(alphas, builder.load(sums[r][v]))
+                    builder.store(builder.fmul(alphas, builder.load(sums[r][v])), out)
                     # beta * C + alpha * sum, or alpha * sum alone when beta is 0 (C may hold NaN)
-                    with builder.if_else(keep_c) as (then, otherwise):
-                        with then:
-                            store(builder.call(fma, [betas, load(addr, v), out]), addr, v)
-                        with otherwise:
-                            store(out, addr, v)
+                    with builder.if_then(keep_c):
+                        builder.store(builder.call(fma, [betas, load(addr, v), builder.load(out)]),
+                                      out)
+                    with builder.if_then(add_bias):
+                        bias = load(builder.add(e_v, const(v * VECTOR_BYTES)), v)
+                        builder.store(builder.fadd(builder.load(out), bias), out)
+                    with builder.if_then(relu):     # z <= 0 -> 0 (NaN stays NaN, as np.maximum)
+                        z = builder.load(out)
+                        builder.store(builder.select(builder.fcmp_ordered("<=", z, zero), zero, z),
+                                      out)
+                    with builder.if_then(relu_mask):    # dz * relu'(a): 1 where a > 0, else 0
+                        a_out = load(builder.add(addr, e_v), v)
+                        keep = builder.select(builder.fcmp_ordered(">", a_out, zero), ones, zero)
+                        builder.store(builder.fmul(builder.load(out), keep), out)
+                    store(builder.load(out), addr, v)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -220,25 +245,31 @@ def _scale(C, beta):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tile_of(height, by_row, c, ldc, rows, m, off, b, ldb, depth, n, lanes, alpha, beta):
+def _tile_of(height, by_row, c, ldc, rows, m, off, b, ldb, depth, n, lanes, alpha, beta, epi, e):
     """One tile (literal ``height`` and ``by_row``) over n <= VECTORS * lanes columns, with as
     many vectors as the columns need: a tile of 4 vectors over 16 columns would spend 3/4 of its
     multiply-adds on masked-off lanes (784-32-10, 16 units per thread: 0.130 s/epoch vs 0.089
     on one thread)."""
     if n == VECTORS * lanes:
-        _tile(height, VECTORS, False, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+        _tile(height, VECTORS, False, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi,
+              e)
     elif n > 3 * lanes:
-        _tile(height, 4, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+        _tile(height, 4, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi,
+              e)
     elif n > 2 * lanes:
-        _tile(height, 3, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+        _tile(height, 3, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi,
+              e)
     elif n > lanes:
-        _tile(height, 2, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+        _tile(height, 2, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi,
+              e)
     else:
-        _tile(height, 1, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta)
+        _tile(height, 1, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi,
+              e)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, itemsize, alpha, beta):
+def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, itemsize, alpha, beta,
+                     epi, e):
     """Tiles down m rows of C (address c) over one block of n <= VECTORS * lanes columns,
     arguments as for :func:`_tile`. Tiles are 6 rows high, or 4 where that fits the rest better,
     so at most one row of the last tile is computed again (32 rows: 6+6+6+6+4+4)."""
@@ -251,11 +282,11 @@ def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, itemsiz
         off = a_off if by_row else a_off + i0
         if left <= 4 or left == 7 or left == 8:
             _tile_of(4, by_row, c_i, ldc, rows, min(4, left), off, b, ldb, depth, n, lanes,
-                     alpha, beta)
+                     alpha, beta, epi, e)
             i0 += 4
         else:
             _tile_of(6, by_row, c_i, ldc, rows, min(6, left), off, b, ldb, depth, n, lanes,
-                     alpha, beta)
+                     alpha, beta, epi, e)
             i0 += 6
 
 
@@ -264,6 +295,22 @@ def matmul_rows(C, A_rows, W, alpha, beta):
     """C (m, n) = alpha * A @ W + beta * C (beta 0: C is only written), where A is (m, k) with
     row i at address ``A_rows[i]`` and W is (k, n). C and W need unit stride along their rows (a
     block of columns of a C-contiguous array is fine); one float dtype throughout."""
+    _matmul_rows(C, A_rows, W, alpha, beta, EPI_NONE, NO_ADDRESS)
+
+
+@njit(cache=True, nogil=True)
+def matmul_rows_epilogue(C, A_rows, W, epi, e_addr):
+    """C = A @ W (as :func:`matmul_rows`, k >= 1) finished in the tiles' registers before it is
+    stored, by ``epi``: EPI_BIAS_RELU (C = relu(A @ W + b)) or EPI_BIAS with b's column 0 at
+    address ``e_addr`` (the columns of b match C's), or EPI_RELU_MASK: C = (A @ W) * (a > 0)
+    with a's element at the address of C's plus ``e_addr`` bytes (a laid out like C: dz of a
+    layer and its relu output). Saves the pass over C that would apply them after the product.
+    Pass ``e_addr`` as an int64: an address difference taken in Numba's uint64 wraps."""
+    _matmul_rows(C, A_rows, W, 1.0, 0.0, epi, e_addr)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _matmul_rows(C, A_rows, W, alpha, beta, epi, e_addr):
     m, n = C.shape
     k = W.shape[0]
     T = C.dtype.type
@@ -272,15 +319,18 @@ def matmul_rows(C, A_rows, W, alpha, beta):
         return
     width = VECTORS * VECTOR_BYTES // C.itemsize
     depth = _depth(W.strides[0])
+    bias = epi == EPI_BIAS or epi == EPI_BIAS_RELU
     for i0 in range(0, m, ROW_GROUP):
         rows = min(ROW_GROUP, m - i0)
         for j0 in range(0, n, width):
             for k0 in range(0, k, depth):        # one block of W's rows at a time, from L1
+                last = k0 + depth >= k           # the epilogue goes with the last block
                 _column_of_tiles(True, _address(C, i0, j0), C.strides[0] // C.itemsize,
                                  A_rows.ctypes.data + i0 * 8, rows, k0, _address(W, k0, j0),
                                  W.strides[0] // W.itemsize, min(depth, k - k0),
                                  min(width, n - j0), C.itemsize, T(alpha),
-                                 T(beta) if k0 == 0 else T(1))
+                                 T(beta) if k0 == 0 else T(1), epi if last else EPI_NONE,
+                                 e_addr + j0 * C.itemsize if bias else e_addr)
 
 
 @njit(cache=True, nogil=True)
@@ -301,4 +351,4 @@ def rank_update(C, A_rows, a_col, D, alpha, beta):
             _column_of_tiles(False, _address(C, 0, j0), C.strides[0] // C.itemsize,
                              A_rows.ctypes.data + p0 * 8, k, a_col, _address(D, p0, j0),
                              D.strides[0] // D.itemsize, min(depth, m - p0), min(width, n - j0),
-                             C.itemsize, T(alpha), T(beta) if p0 == 0 else T(1))
+                             C.itemsize, T(alpha), T(beta) if p0 == 0 else T(1), EPI_NONE, NO_ADDRESS)

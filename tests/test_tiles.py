@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastmlp.tiles import DEPTH, matmul_rows, rank_update, row_addresses
+from fastmlp.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, matmul_rows,
+                           matmul_rows_epilogue, rank_update, row_addresses)
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 ROWS = [1, 3, 4, 5, 7, 8, 13, 32, 70]          # tile heights 6 and 4 and their remainders
@@ -51,6 +52,41 @@ def test_matmul_rows(dtype, m, n):
             want = alpha * (X[rows, :k].astype(np.float64) @ W) + (beta * before if beta else 0)
             _close(C, want, dtype)
             assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m", [1, 5, 13, 70])
+@pytest.mark.parametrize("n", WIDTHS)
+def test_matmul_rows_epilogue(dtype, m, n):
+    """Bias, bias + relu and the relu mask applied in the tiles match the same steps in NumPy,
+    on a block of columns (the bias's and the mask's columns must line up with C's), with
+    reductions past DEPTH (the epilogue goes with the last block only), NaN kept by relu as
+    np.maximum keeps it and a NaN or zero relu output masking to 0."""
+    rng = np.random.default_rng(m * 1000 + n + 7)
+    for k in (1, DEPTH + 3):
+        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        X[rows[0], 0] = np.nan                  # row 0 of the product is NaN
+        W = rng.standard_normal((k, n + 5)).astype(dtype)[:, 2:2 + n]
+        product = X[rows, :k].astype(np.float64) @ W
+        b_frame = rng.standard_normal(n + 3).astype(dtype)
+        b = b_frame[1:1 + n]
+        for epi, want in ((EPI_BIAS, product + b), (EPI_BIAS_RELU, np.maximum(product + b, 0))):
+            frame = np.full((m, n + 4), np.nan, dtype)
+            C = frame[:, 1:1 + n]
+            matmul_rows_epilogue(C, addr, W, epi, b.ctypes.data)
+            assert np.array_equal(np.isnan(C), np.isnan(want)), epi
+            _close(np.nan_to_num(C), np.nan_to_num(want), dtype)
+            assert np.isnan(frame[:, 0]).all() and np.isnan(frame[:, 1 + n:]).all()
+        # the relu output a, laid out like C (the same strides, another buffer)
+        a_frame = np.maximum(rng.standard_normal((m, n + 4)), 0).astype(dtype)
+        a_frame[-1, 1] = np.nan
+        frame = np.zeros((m, n + 4), dtype)
+        C = frame[:, 1:1 + n]
+        matmul_rows_epilogue(C, addr, W, EPI_RELU_MASK, a_frame.ctypes.data - frame.ctypes.data)
+        keep = a_frame[:, 1:1 + n] > 0          # NaN > 0 is False: times 0
+        want = product * keep                   # as kernels.activation_backward: NaN * 0 is NaN
+        assert np.array_equal(np.isnan(C), np.isnan(want))
+        _close(np.nan_to_num(C), np.nan_to_num(want), dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
