@@ -69,7 +69,7 @@ def test_compiled_gradient_matches_finite_differences(act, head):
     (11, 1, 1, "units"), (23, 2, 1, "units"), (5, 3, 1, "units"), (8, 2, 1, "units"),
     (1, 2, 1, "units"), (16, 8, 1, "units")])
 def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
-                                         blas, scheme, monkeypatch):
+                                         blas, scheme, monkeypatch, act="relu"):
     """One call of whole minibatches (the last one short) on ``parts`` threads, each cut into
     parts of rows or of units (``scheme``; a part may be empty: 8 threads and 4 output units)
     with ``blas`` BLAS threads."""
@@ -83,17 +83,31 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
         s1 = np.zeros_like(flat)
         s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
         with thread_limits(n_parts, n_blas):
-            stats = eng.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
-                                      batch, opt, 0.05, momentum, nesterov, decay, 0.9, 0.999, 1e-8,
-                                      s1, s2, 0)
+            stats = eng.train_batches(flat, np.array(LAYERS), ACTIVATIONS.index(act),
+                                      HEADS.index(head), X, y, Y, order, batch, opt, 0.05, momentum,
+                                      nesterov, decay, 0.9, 0.999, 1e-8, s1, s2, 0)
         results.append((flat, s1, stats))
     (ref_flat, ref_s1, ref_stats), (flat, s1, stats) = results
     rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-5)
-    case = f"{head} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas} {scheme}"
+    case = f"{head} {act} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas} {scheme}"
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
     np.testing.assert_allclose(s1, ref_s1, rtol=rtol, atol=atol, err_msg=case + " state")
     np.testing.assert_allclose(stats[0], ref_stats[0], rtol=rtol * 10, err_msg=case + " loss")
     assert list(stats[1:5]) == list(ref_stats[1:5]), case
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("opt,momentum", [(0, 0.0), (0, 0.9), (1, 0.0)])
+@pytest.mark.parametrize("batch,parts,scheme,chunk", [(8, 2, "parts", 128), (8, 1, "units", 128),
+                                                      (8, 2, "units", 128), (16, 3, "units", 5)])
+def test_every_hidden_activation_matches_reference(dtype, act, opt, momentum, batch, parts, scheme,
+                                                   chunk, monkeypatch):
+    """Each activation of the hidden layers: the units scheme applies relu and identity in the
+    tiles' epilogue and the others in passes of their own, forward and backward."""
+    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    test_train_batches_matches_reference(dtype, "softmax", opt, momentum, False, 0.01, batch, parts,
+                                         1, scheme, monkeypatch, act=act)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
