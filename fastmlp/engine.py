@@ -440,6 +440,9 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
     for l in range(1, L - 1):
         row_addresses(addr[l], _layer(hid, hstarts, l, chunk, hld[l]), order[:0])
     row_addresses(addr[L - 1], dz_own.reshape((chunk, offs[L - 1, 3])), order[:0])
+    # bytes from an element of dz_l to a_l's (hid and hdz: one layout), for the relu mask; in
+    # int64: Numba's uint64 difference of two addresses wraps
+    a_from_dz = np.int64(hid.ctypes.data) - np.int64(hdz.ctypes.data)
     n = order.shape[0]
     T = flat.dtype.type
     takes_Y = head_takes_Y(head)
@@ -513,9 +516,8 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 for j in range(n_out):
                     W_t[j, i] = W_out[i0 + i, j]
             dz_a = _layer(hdz, hstarts, L - 1, B, hld[L - 1])[:, i0:i1]
-            if act == ACT_RELU:                 # times relu'(a) in the tiles' registers (hid and
-                matmul_rows_epilogue(dz_a, addr[L - 1, :B], W_t, EPI_RELU_MASK,   # hdz: one layout)
-                                     np.int64(hid.ctypes.data) - np.int64(hdz.ctypes.data))
+            if act == ACT_RELU:                 # times relu'(a) in the tiles' registers
+                matmul_rows_epilogue(dz_a, addr[L - 1, :B], W_t, EPI_RELU_MASK, a_from_dz)
             else:
                 matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
                 activation_backward_rows(hdz, hid, hstarts[L - 1], hld[L - 1], B, i0, i1, act)

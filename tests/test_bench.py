@@ -2,6 +2,10 @@
 arguments, and the epoch comparison the benchmarks rely on. Tiny sizes; no timing assertions."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,11 +178,6 @@ def test_kernel_benchmarks_run_and_check_their_results():
     the kernels as the engine does and checks the result against the reference, so a kernel
     whose signature changed fails here, not only in a benchmark run (the softmax benchmark
     still called the kernel without per-sample weights until this test existed)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, FASTMLP_BENCH_QUICK="1")
     result = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_kernels.py",

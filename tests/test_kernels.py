@@ -91,7 +91,8 @@ def test_exp_nonpositive_is_within_two_ulp_of_exp():
     assert np.all(got32[below] == 0) and np.isnan(got32[-1])
     got64 = x.copy()
     kernels.exp_nonpositive(got64, np.empty(x.size, np.int32))
-    np.testing.assert_array_equal(got64, [math.exp(v) for v in x])   # NumPy's exp may differ by an ulp
+    # against math.exp: NumPy's exp may differ from it by an ulp
+    np.testing.assert_array_equal(got64, [math.exp(v) for v in x])
 
 
 def ref_head(head, z, y, Y):
