@@ -89,7 +89,8 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
         results.append((flat, s1, stats))
     (ref_flat, ref_s1, ref_stats), (flat, s1, stats) = results
     rtol, atol = (1e-10, 1e-13) if dtype == np.float64 else (1e-4, 1e-5)
-    case = f"{head} {act} opt={opt} momentum={momentum} decay={decay} batch={batch} parts={parts} blas={blas} {scheme}"
+    case = (f"{head} {act} opt={opt} momentum={momentum} decay={decay} batch={batch} "
+            f"parts={parts} blas={blas} {scheme}")
     np.testing.assert_allclose(flat, ref_flat, rtol=rtol, atol=atol, err_msg=case)
     np.testing.assert_allclose(s1, ref_s1, rtol=rtol, atol=atol, err_msg=case + " state")
     np.testing.assert_allclose(stats[0], ref_stats[0], rtol=rtol * 10, err_msg=case + " loss")
