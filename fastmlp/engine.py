@@ -412,6 +412,17 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 # the P_t alternate between two buffers (a thread may write the next piece's P_t while
 # another still sums this one's), so the result is bitwise the same for a seed, data and thread
 # count.
+#
+# Where the time goes beyond the products, 784-128-10 at batch 32, 2 threads (s/epoch, medians of
+# 5-21 epochs, most with the variants interleaved in one process): 0.109-0.113 as it is; 0.100
+# without the phases after the barrier (head, dz of the hidden layer, the output layer's step),
+# 0.121 with them run twice; 0.089-0.093 without the P_t, the barrier and those phases. Tried and no
+# faster (A/B against this code): per-thread flags instead of the barrier (0.109 vs 0.110), P and
+# the output layer's step both through the tiles instead of BLAS (0.111 vs 0.110), prefetching the
+# next piece's rows of X while waiting at the barrier (0.110-0.119 vs 0.109), workers pinned to
+# cores. Much slower: thread 1 running its forward's blocks of X's columns in reverse, so that the
+# threads fetch different lines at a time (0.144 vs 0.104): both fetching the same rows at the same
+# moment is what the forward wants.
 
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
@@ -537,7 +548,12 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 j0, j1 = _span(n_out, t, n_threads)
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
                 dz_out = _layer(hdz, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
-                if l > 0:   # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step
+                # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step. OpenBLAS takes it
+                # at 106 GFLOP/s (784-512-256-10 at batch 32: 32x128 @ (512x128).T, one thread,
+                # in cache: 40 us) or 126 (batch 128), against 146-163 for its 2048^3 sgemm; at
+                # 150 it would save about 12 of the 325 us per minibatch (estimated, not built).
+                # The tiles need B's rows contiguous: a transposed copy of dz_{l+1} or of W_l
+                if l > 0:
                     q0 = pstarts[l] + t * B * n_in
                     Q = part[q0:q0 + B * n_in].reshape((B, n_in))
                     if j1 > j0:
