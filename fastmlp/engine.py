@@ -548,11 +548,12 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 j0, j1 = _span(n_out, t, n_threads)
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
                 dz_out = _layer(hdz, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
-                # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step. OpenBLAS takes it
-                # at 106 GFLOP/s (784-512-256-10 at batch 32: 32x128 @ (512x128).T, one thread,
-                # in cache: 40 us) or 126 (batch 128), against 146-163 for its 2048^3 sgemm; at
-                # 150 it would save about 12 of the 325 us per minibatch (estimated, not built).
-                # The tiles need B's rows contiguous: a transposed copy of dz_{l+1} or of W_l
+                # Q_t = dz_{l+1}[:, own] @ W_l[:, own].T, before the step. One thread, in cache,
+                # 784-512-256-10 (32x128 @ (512x128).T at batch 32): OpenBLAS 40-46 us, 91-106
+                # GFLOP/s, against 146-163 for its 2048^3 sgemm. The tiles need B's rows
+                # contiguous, so they would compute Q_t.T = W_l[:, own] @ dz_{l+1}[:, own].T from
+                # a transposed copy of dz: 33 us, 35 with a plain copy loop (at batch 128: 102 and
+                # 137 us, OpenBLAS 133-140), before the transposed sum into dz_l. Not built.
                 if l > 0:
                     q0 = pstarts[l] + t * B * n_in
                     Q = part[q0:q0 + B * n_in].reshape((B, n_in))
