@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from fastmlp.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, matmul_rows,
+from fastmlp.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, ROW_GROUP, matmul_rows,
                            matmul_rows_epilogue, rank_update, row_addresses)
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-ROWS = [1, 3, 4, 5, 7, 8, 13, 32, 70]          # tile heights 6 and 4 and their remainders
+# tile heights 6 and 4 and their remainders, groups of ROW_GROUP rows and one past
+ROWS = [1, 3, 4, 5, 7, 8, 13, 32, 70, ROW_GROUP, ROW_GROUP + 1]
 WIDTHS = [1, 15, 16, 17, 64, 65, 100, 130]     # vector and block edges for 4- and 8-byte floats
 DEPTHS = [1, 7, DEPTH, DEPTH + 1, 2 * DEPTH + 2]
 SCALES = [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.7)]
