@@ -414,30 +414,36 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 # count.
 #
 # Where the time goes beyond the products, 784-128-10 at batch 32, 2 threads (s/epoch, medians of
-# 5-21 epochs, most with the variants interleaved in one process): 0.109-0.113 as it is; 0.100
-# without the phases after the barrier (head, dz of the hidden layer, the output layer's step),
-# 0.121 with them run twice; 0.089-0.093 without the P_t, the barrier and those phases. Tried and no
-# faster (A/B against this code): per-thread flags instead of the barrier (0.109 vs 0.110), P and
-# the output layer's step both through the tiles instead of BLAS (0.111 vs 0.110), prefetching the
-# next piece's rows of X while waiting at the barrier (0.110-0.119 vs 0.109), workers pinned to
-# cores. Much slower: thread 1 running its forward's blocks of X's columns in reverse, so that the
-# threads fetch different lines at a time (0.144 vs 0.104): both fetching the same rows at the same
-# moment is what the forward wants.
+# 5-21 epochs, most with the variants interleaved in one process), before W_out's rows were kept
+# transposed: 0.109-0.113 as it is; 0.100 without the phases after the barrier (head, dz of the
+# hidden layer, the output layer's step), 0.121 with them run twice; 0.089-0.093 without the P_t,
+# the barrier and those phases. Tried and no faster (A/B against that code): per-thread flags
+# instead of the barrier (0.109 vs 0.110), P and the step of W_out[own, :] (10 columns: masked
+# vectors) both through the tiles instead of BLAS (0.111 vs 0.110), prefetching the next piece's
+# rows of X while waiting at the barrier (0.110-0.119 vs 0.109), or the small buffers of the
+# phases after it before P (paired ratio 0.999-1.017), workers pinned to cores. Much slower: thread
+# 1 running its forward's blocks of X's columns in reverse, so that the threads fetch different
+# lines at a time (0.144 vs 0.104): both fetching the same rows at the same moment is what the
+# forward wants. Per minibatch and thread, by cycle counter (batch 32, groups of 16 rows): forward
+# 23-26 us, weight step 20-21, and about 9 us for the rest (P 1.1-1.7, barrier 0.6-2.8, sum of
+# the P_t 0.6-0.9, head 1.5-1.7, transpose 0.3-0.7, dz of the hidden layer 1.1-2.2, output step
+# 1.3-1.6).
 
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
                   lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1, state2,
                   step, grad, hid, hdz, hstarts, hld, part, pstarts, local, loffs, addr, z_own,
-                  dz_own, wt_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
+                  dz_own, y_own, Y_own, w_own, sync, yield_fn, blas, stats):
     """Thread ``t`` of ``n_threads`` of the units scheme over all minibatches of ``order`` (see the
     comment above), each in pieces of up to ``chunk`` rows (all buffers hold a piece); thread 0
     writes ``stats``. Shared buffers: hid / hdz: a_l and dz_l of the hidden layers, block l at
     hstarts[l], its rows hld[l] apart (see tiles.row_stride); part: per thread and layer, the
     partial sums Q_t (blocks 1 .. L-2, thread t's at pstarts[l] + t * chunk * n_l) and, twice over
     for pieces even and odd, P_t (block L). ``local`` (5, size) and the other arguments are this
-    thread's own buffers: local holds its columns of the hidden layers (rows: parameters, gradient,
-    state1, state2, decay), layer l's W block at loffs[l, 0] and b at loffs[l, 1]; addr[l] the row
-    addresses of a_l (l = 0: the piece's rows of X) and addr[L - 1] those of dz (in dz_own)."""
+    thread's own buffers: local holds its columns of the hidden layers and its rows of the output
+    layer's W, transposed (rows: parameters, gradient, state1, state2, decay; see _own_columns),
+    layer l's W block at loffs[l, 0] and b at loffs[l, 1]; addr[l] the row addresses of a_l
+    (l = 0: the piece's rows of X) and addr[L - 1] those of dz (in dz_own)."""
     fpenv = flush_denormals()
     L = offs.shape[0]
     lflat = local[0]
@@ -502,14 +508,15 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             a = _layer(hid, hstarts, L - 1, B, hld[L - 1])[:, :offs[L - 1, 2]]
             w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
             i0, i1 = _span(n_in, t, n_threads)
-            W_out = flat[w0:b0].reshape((n_in, n_out))
+            lw0, lb0 = loffs[L - 1, 0], loffs[L - 1, 1]
+            W_t = lflat[lw0:lb0].reshape((n_out, i1 - i0))     # W_out[own, :].T, this thread's
             parts_out = part[pstarts[L] + piece % 2 * n_threads * chunk * n_out:]
             piece += 1
             P = parts_out[t * B * n_out:(t + 1) * B * n_out].reshape((B, n_out))
             for i in range(B):
                 for j in range(n_out):
-                    P[i, j] = flat[b0 + j] if t == 0 else T(0)
-            gemm(blas, False, False, 1.0, a[:, i0:i1], W_out[i0:i1, :], 1.0, P)
+                    P[i, j] = lflat[lb0 + j] if t == 0 else T(0)
+            gemm(blas, False, True, 1.0, a[:, i0:i1], W_t, 1.0, P)
             barrier(sync, n_threads, yield_fn)
             z = z_own[:B * n_out].reshape((B, n_out))
             # the same z on every thread
@@ -525,24 +532,28 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             if not np.isfinite(loss):           # every thread sees the same loss and stops here
                 diverged = True
                 break
-            # dz of the last hidden layer, own columns: dz @ W_out[own, :].T, with the transpose
-            # copied first (BLAS took 7 us for these 32x10 @ 10x64 at batch 32, the tiles 1 us)
-            W_t = wt_own[:n_out * (i1 - i0)].reshape((n_out, i1 - i0))
-            for i in range(i1 - i0):
-                for j in range(n_out):
-                    W_t[j, i] = W_out[i0 + i, j]
+            # dz of the last hidden layer, own columns: dz @ W_out[own, :].T (BLAS took 7 us for
+            # these 32x10 @ 10x64 at batch 32, the tiles 1 us)
             dz_a = _layer(hdz, hstarts, L - 1, B, hld[L - 1])[:, i0:i1]
             if act == ACT_RELU:                 # times relu'(a) in the tiles' registers
                 matmul_rows_epilogue(dz_a, addr[L - 1, :B], W_t, EPI_RELU_MASK, a_from_dz)
             else:
                 matmul_rows(dz_a, addr[L - 1, :B], W_t, 1.0, 0.0)
                 activation_backward_rows(hdz, hid, hstarts[L - 1], hld[L - 1], B, i0, i1, act)
-            # dz[:, :n_out] and ZERO: the same argument types as the hidden layers' call below,
-            # so that _update_block is compiled once for both (2.4 s of the first compile)
-            _update_block(flat, w0, b0, n_in, n_out, i0, i1, ZERO, n_out, ZERO,
-                          n_out if t == 0 else 0, a, addr[0, :0], dz[:, :n_out], grad, accumulate,
-                          lr, weight_decay, decay, state1, state2, opt_k, momentum, nesterov,
-                          beta1, beta2, eps, step + k + 1, blas)
+            # the step of W_out[own, :].T: dW.T = dz.T @ a[:, own], through the tiles with dz's
+            # rows as A and whole vectors of a's own columns (W_out[own, :] through BLAS, and
+            # copying its transpose for the product above, took 784-128-10 at batch 32 3-4%
+            # longer per epoch). The same argument types as the hidden layers' call below, so
+            # that _update_block is compiled once for all (2.4 s of the first compile)
+            _update_block(lflat, lw0, lb0, n_out, i1 - i0, ZERO, n_out, ZERO, i1 - i0, ZERO, ZERO,
+                          a, addr[L - 1, :B], a[:, i0:i1], lgrad, accumulate, lr, weight_decay,
+                          ldecay, lstate1, lstate2, opt_k, momentum, nesterov, beta1, beta2, eps,
+                          step + k + 1, blas)
+            if t == 0:                          # the output bias, from the sums of dz's columns
+                _update_block(lflat, lw0, lb0, i1 - i0, n_out, ZERO, ZERO, ZERO, n_out, ZERO,
+                              n_out, a, addr[0, :0], dz[:, :n_out], lgrad, accumulate, lr,
+                              weight_decay, ldecay, lstate1, lstate2, opt_k, momentum, nesterov,
+                              beta1, beta2, eps, step + k + 1, blas)
             for l in range(L - 2, -1, -1):      # hidden layers, own columns, from the top
                 w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
                 j0, j1 = _span(n_out, t, n_threads)
@@ -603,15 +614,24 @@ def _sum_parts(dst, d0, ld, parts, B, width, c0, c1, n_threads):
 @njit(cache=True, nogil=True)
 def _own_columns(local, loffs, glob, offs, t, n_threads, to_local):
     """Copy thread t's columns of every hidden layer, W[:, own] and b[own], from the flat layout
-    ``glob`` into the thread's contiguous blocks ``local`` (``to_local``) or back. Measured: two
-    threads stepping the interleaved column halves of one W ran at 98 us per minibatch, in blocks
-    of their own at 63 us (one thread, all columns: 105 us); W stays (n_in, n_out) for users."""
-    for l in range(offs.shape[0] - 1):
+    ``glob`` into the thread's contiguous blocks ``local`` (``to_local``) or back; and its rows
+    of the output layer's W, transposed (W[own, :].T), with the output bias on thread 0 (the
+    others copy it in but never back). Measured: two threads stepping the interleaved column
+    halves of one W ran at 98 us per minibatch, in blocks of their own at 63 us (one thread, all
+    columns: 105 us); W stays (n_in, n_out) for users."""
+    L = offs.shape[0]
+    for l in range(L):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        j0, j1 = _span(n_out, t, n_threads)
         lw0, lb0 = loffs[l, 0], loffs[l, 1]
-        _exchange(glob[w0:b0].reshape((n_in, n_out))[:, j0:j1],
-                  local[lw0:lb0].reshape((n_in, j1 - j0)), to_local)
+        if l == L - 1:
+            i0, i1 = _span(n_in, t, n_threads)
+            _exchange(glob[w0:b0].reshape((n_in, n_out)).T[:, i0:i1],
+                      local[lw0:lb0].reshape((n_out, i1 - i0)), to_local)
+            j0, j1 = 0, n_out if to_local or t == 0 else 0
+        else:
+            j0, j1 = _span(n_out, t, n_threads)
+            _exchange(glob[w0:b0].reshape((n_in, n_out))[:, j0:j1],
+                      local[lw0:lb0].reshape((n_in, j1 - j0)), to_local)
         _exchange(glob[b0:b0 + n_out].reshape((1, n_out))[:, j0:j1],
                   local[lb0:lb0 + j1 - j0].reshape((1, j1 - j0)), to_local)
 
@@ -646,13 +666,12 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     n_last = widths[L]
     z_own = per_thread(n_threads, chunk * n_last, dtype)
     dz_own = per_thread(n_threads, chunk * n_last, dtype)
-    wt_own = per_thread(n_threads, n_last * -(-widths[L - 1] // n_threads), dtype)
     y_own = per_thread(n_threads, chunk, y.dtype)
     Y_own = per_thread(n_threads, (chunk, n_last), Y.dtype)
     w_own = per_thread(n_threads, chunk, w.dtype)
-    # each thread's blocks of the hidden layers' columns (see _own_columns), each block starting
-    # on a cache line
-    loffs = np.zeros((n_threads, max(L - 1, 1), 2), dtype=np.int64)
+    # each thread's blocks of the hidden layers' columns and of the output layer's rows (see
+    # _own_columns), each block starting on a cache line
+    loffs = np.zeros((n_threads, L, 2), dtype=np.int64)
     size = 0
     for t in range(n_threads):
         at = 0
@@ -660,6 +679,9 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
             own = widths[l + 1] * (t + 1) // n_threads - widths[l + 1] * t // n_threads
             loffs[t, l] = at, at + widths[l] * own
             at += whole_lines((widths[l] + 1) * own, dtype)
+        own = widths[L - 1] * (t + 1) // n_threads - widths[L - 1] * t // n_threads
+        loffs[t, L - 1] = at, at + own * n_last
+        at += whole_lines((own + 1) * n_last, dtype)
         size = max(size, at)
     local = per_thread(n_threads, (5, size), dtype)
     sync = new_sync()
@@ -669,7 +691,7 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
         _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk,
                       opt, lr, momentum, nesterov, weight_decay, decay, beta1, beta2, eps, state1,
                       state2, step, grad, hid, hdz, hstarts, hld, part, pstarts, local[t], loffs[t],
-                      addr[t], z_own[t], dz_own[t], wt_own[t], y_own[t], Y_own[t], w_own[t], sync,
+                      addr[t], z_own[t], dz_own[t], y_own[t], Y_own[t], w_own[t], sync,
                       yield_fn, blas, stats)
 
     run_on_threads(work, n_threads)
