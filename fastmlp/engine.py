@@ -424,10 +424,10 @@ _train_parallel = njit(cache=True, nogil=True, parallel=True)(_twin(_train_loop,
 # phases after it before P (paired ratio 0.999-1.017), workers pinned to cores. Much slower: thread
 # 1 running its forward's blocks of X's columns in reverse, so that the threads fetch different
 # lines at a time (0.144 vs 0.104): both fetching the same rows at the same moment is what the
-# forward wants. Per minibatch and thread, by cycle counter (batch 32, groups of 16 rows): forward
-# 23-26 us, weight step 20-21, and about 9 us for the rest (P 1.1-1.7, barrier 0.6-2.8, sum of
-# the P_t 0.6-0.9, head 1.5-1.7, transpose 0.3-0.7, dz of the hidden layer 1.1-2.2, output step
-# 1.3-1.6).
+# forward wants. Per minibatch and thread, by cycle counter, as the code is now (batch 32, three
+# epochs): forward 23.8-26.1 us, weight step 20.3-21.5, and about 8 us for the rest (P 1.2-1.8,
+# barrier 0.3-2.1 (5.7 in one epoch), sum of the P_t 0.6-1.2, targets 0.4, head 1.5-1.7, dz of
+# the hidden layer 1.3-2.0, output step 0.8-1.3).
 
 @njit(cache=True, nogil=True)
 def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size, chunk, opt,
@@ -506,7 +506,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 if l < L - 2:
                     barrier(sync, n_threads, yield_fn)
             a = _layer(hid, hstarts, L - 1, B, hld[L - 1])[:, :offs[L - 1, 2]]
-            w0, b0, n_in, n_out = offs[L - 1, 0], offs[L - 1, 1], offs[L - 1, 2], offs[L - 1, 3]
+            n_in, n_out = offs[L - 1, 2], offs[L - 1, 3]
             i0, i1 = _span(n_in, t, n_threads)
             lw0, lb0 = loffs[L - 1, 0], loffs[L - 1, 1]
             W_t = lflat[lw0:lb0].reshape((n_out, i1 - i0))     # W_out[own, :].T, this thread's
@@ -676,10 +676,12 @@ def _train_units(n_threads, flat, offs, act, head, X, y, Y, w, order, batch_size
     for t in range(n_threads):
         at = 0
         for l in range(L - 1):
-            own = widths[l + 1] * (t + 1) // n_threads - widths[l + 1] * t // n_threads
+            j0, j1 = _span.py_func(widths[l + 1], t, n_threads)
+            own = j1 - j0
             loffs[t, l] = at, at + widths[l] * own
             at += whole_lines((widths[l] + 1) * own, dtype)
-        own = widths[L - 1] * (t + 1) // n_threads - widths[L - 1] * t // n_threads
+        i0, i1 = _span.py_func(widths[L - 1], t, n_threads)
+        own = i1 - i0
         loffs[t, L - 1] = at, at + own * n_last
         at += whole_lines((own + 1) * n_last, dtype)
         size = max(size, at)
