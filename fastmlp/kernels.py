@@ -178,9 +178,9 @@ EXP_MIN_F32 = -87.33654
 @jit
 def exp_nonpositive(x, bits):
     """x <- exp(x) in place on a 1-D array of values <= 0 (NaN stays NaN); ``bits`` is int32
-    scratch of the same length. float64 calls math.exp. float32 is computed so that LLVM
-    vectorises the loop (libm's expf is a call per element: 1280 logits, 5.0 -> 3.1 us for the
-    softmax below), to within about 1 ulp of expf (the Cephes scheme):
+    scratch of the same length (float32; float64 calls math.exp and leaves it unread). float32
+    is computed so that LLVM vectorises the loop (libm's expf is a call per element: 1280
+    logits, 5.0 -> 3.1 us for the softmax below), to within about 1 ulp of expf (the Cephes scheme):
         exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]
     with ln 2 split in two constants so that n ln 2 is exact enough, exp(r) by its Taylor-like
     minimax polynomial 1 + r + r^2 (1/2 + r/6 + ...), and 2^n written into the exponent bits
@@ -222,7 +222,7 @@ def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
     B, C = logits.shape
     T = type(scale)
     e = np.empty(B * C, dtype=dlogits.dtype)
-    bits = np.empty(B * C, dtype=np.int32)
+    bits = np.empty(B * C if dlogits.itemsize == 4 else 0, dtype=np.int32)    # float32 only
     zmax = np.empty(B, dtype=dlogits.dtype)
     correct = 0
     for i in range(B):
