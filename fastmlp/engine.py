@@ -487,7 +487,12 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             # 32-512. A core here reads such rows at 10-12 GB/s, and a prefetch holds a fill
             # buffer as long as a load does. Prefetching a piece's rows spread over the weight
             # step before it (1 line per row every 16 to 112 features) was slower than none: 32
-            # rows, forward and step, 2 threads: 49.2 -> 50.9-53.0 us.
+            # rows, forward and step, 2 threads: 49.2 -> 50.9-53.0 us. Measured again on a C
+            # model of this forward (2 threads, 32 random rows per minibatch): 21.8-24.7 us,
+            # rows in cache 19.8-21.3; prefetching the next group's rows (one depth block
+            # ahead, row after row, or only where each row's hardware stream starts: its first
+            # lines and the first past a 4 KiB boundary; prefetcht0 or t1) took 21.9-26.3 us,
+            # never more than 1 us faster than none in the same run.
             row_addresses(addr[0], X, rows)
             for l in range(L - 1):              # hidden layers, own columns
                 w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
@@ -565,6 +570,9 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                 # contiguous, so they would compute Q_t.T = W_l[:, own] @ dz_{l+1}[:, own].T from
                 # a transposed copy of dz: 33 us, 35 with a plain copy loop (at batch 128: 102 and
                 # 137 us, OpenBLAS 133-140), before the transposed sum into dz_l. Not built.
+                # The sum below reads half of the other thread's Q_t across cores; having the
+                # writer push its lines to the shared L3 (cldemote, C model, 32 KiB) made that
+                # read 1.7 -> 0.95 us but the writes 3.1 -> 5.7 us.
                 if l > 0:
                     q0 = pstarts[l] + t * B * n_in
                     Q = part[q0:q0 + B * n_in].reshape((B, n_in))
