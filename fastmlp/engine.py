@@ -495,7 +495,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
             # never more than 1 us faster than none in the same run.
             row_addresses(addr[0], X, rows)
             for l in range(L - 1):              # hidden layers, own columns
-                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                n_in, n_out = offs[l, 2], offs[l, 3]
                 j0, j1 = _span(n_out, t, n_threads)
                 a_next = _layer(hid, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
@@ -560,7 +560,7 @@ def _units_worker(t, n_threads, flat, offs, act, head, X, y, Y, w, order, batch_
                               weight_decay, ldecay, lstate1, lstate2, opt_k, momentum, nesterov,
                               beta1, beta2, eps, step + k + 1, blas)
             for l in range(L - 2, -1, -1):      # hidden layers, own columns, from the top
-                w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+                n_in, n_out = offs[l, 2], offs[l, 3]
                 j0, j1 = _span(n_out, t, n_threads)
                 lw0, lb0 = loffs[l, 0], loffs[l, 1]
                 dz_out = _layer(hdz, hstarts, l + 1, B, hld[l + 1])[:, j0:j1]
