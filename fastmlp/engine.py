@@ -51,7 +51,13 @@ from .tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, matmul_rows, matmul_
 #   1.50 | 0.67, 128 (34M): 0.75 | 0.65, 256: 0.64 | 0.67, 512 (137M): 0.59 | 0.66. 1 thread:
 #   784-128-10 at 32: 0.233 | 0.175, 128: 0.219 | 0.175, 256 (26M): 0.239 | 0.204, 512 (51M):
 #   0.233 | 0.246; 784-512-256-10 at 32 (17M): 1.49 | 1.32, 64 (34M): 1.32 | 1.42, 128: 1.28 |
-#   1.45. BLAS threads never won once units existed.
+#   1.45. BLAS threads never won once units existed. Parts reading X's rows where they lie,
+#   through the tiles (forward and the first layer's step) instead of the gather and BLAS, were
+#   slower (784-128-10 at batch 512, against units in the same process: 1 thread 1.43x vs 1.26x;
+#   784-512-256-10 at 512, 2 threads: 0.68 vs 0.59): the tiles walk all of W per group of 16
+#   rows. A split by rows with a gradient buffer per thread can at best match two processes of
+#   one thread on half the rows each: 784-128-10 at batch 512, 0.086 vs units' 0.091-0.096,
+#   before it moves 400 KB of gradients and weights across the cores per minibatch.
 MIN_MACS_PER_THREAD = 250_000
 MIN_ROWS_PER_PART = 256
 MIN_MACS_PER_PART = 32_000_000
