@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from fastmlp import bench
-from fastmlp.threads import available_cores
+from fastmlp.engine.lowlevel.threads import available_cores
 
 QUICK = bench.quick_mode()
 TRAIN_SAMPLES = bench.QUICK_SAMPLES if QUICK else bench.EPOCH_SAMPLES
@@ -23,7 +23,7 @@ MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 
 
 def common_info(benchmark, dtype, threads, source=None):
-    from fastmlp.blas import blas_name
+    from fastmlp.engine.lowlevel.blas import blas_name
 
     benchmark.extra_info.update({"dtype": dtype, "threads": threads, "blas": blas_name()})
     if source:

@@ -13,7 +13,7 @@ from .common import ACCURACY_LINES, ALL_THREADS, QUICK, ROUNDS, THREADS, TRAIN_S
 
 def pytest_report_header(config):
     _, _, _, _, source = bench.bench_data(TRAIN_SAMPLES)
-    from fastmlp.blas import blas_name
+    from fastmlp.engine.lowlevel.blas import blas_name
 
     return [f"fastmlp benchmarks: data {source}, {TRAIN_SAMPLES} training samples"
             f"{' (FASTMLP_BENCH_QUICK=1)' if QUICK else ''}, {ROUNDS} round(s), "

@@ -22,7 +22,7 @@ import pytest
 
 from fastmlp import MLP, bench
 from fastmlp.data import load, train_test_split
-from fastmlp.threads import available_cores
+from fastmlp.engine.lowlevel.threads import available_cores
 
 from .common import ACCURACY_LINES, MNIST_DIR, QUICK
 

@@ -3,7 +3,7 @@
 Epoch groups: (model, batch size, threads) with the numba and numpy engines side by side. Each
 round trains a full epoch (60000 samples; 6000 with FASTMLP_BENCH_QUICK=1) from the same starting
 weights and sample order through the engine contract, with the thread counts set as
-fastmlp.MLP sets them (``thread_plan`` then ``thread_limits``): plain SGD, float32. After timing,
+fastmlp.MLP gets them (the engine's plan): plain SGD, float32. After timing,
 the numba epoch is checked against the numpy engine's from the same start
 (fastmlp.bench.compare_epochs), and a few float64 minibatches of both engines must agree to
 1e-9, so a fast wrong kernel fails.
@@ -14,10 +14,10 @@ import pytest
 
 from fastmlp import bench
 from fastmlp.codes import ACTIVATIONS, HEADS
-from fastmlp.engine import MIN_BATCHES_FOR_UNITS
-from fastmlp.model import PREDICT_CHUNK, engine_module
+from fastmlp import engine as fast_engine
+from fastmlp.engine.plan import MIN_BATCHES_FOR_UNITS
 from fastmlp.params import init_params
-from fastmlp.threads import thread_limits
+from fastmlp.engine.lowlevel.threads import thread_limits
 
 from .common import (BATCH_SIZES, ENGINES, MODELS, QUICK, ROUNDS, THREADS, add_rates,
                      assert_close, common_info)
@@ -74,24 +74,22 @@ def test_epoch(benchmark, engine, model, batch, threads, data, reference_epochs,
 @pytest.mark.parametrize("engine", ENGINES)
 def test_predict(benchmark, engine, model, dtype, threads, data):
     """Head output (softmax probabilities) for the 10000 test samples, in chunks of
-    fastmlp.model.PREDICT_CHUNK rows as MLP.predict_proba does; checked against the reference."""
+    fastmlp.engine.PREDICT_CHUNK rows as MLP.predict_proba does; checked against the reference."""
     _, _, X_test, _, source = data
     layers = bench.parse_model(model)
     benchmark.group = f"predict {model} {dtype} threads {threads}"
     flat = init_params(layers, "he", np.random.default_rng(0), dtype)
     X = np.ascontiguousarray(X_test, dtype=dtype)
-    mod = engine_module(engine)
-    layers_arr = np.asarray(layers, dtype=np.int64)
-    plan = mod.thread_plan(threads, PREDICT_CHUNK, layers)
+    net = fast_engine.Network(flat, tuple(layers), ACT, HEAD)
+    plan = fast_engine.plan.plan_inference(threads, fast_engine.PREDICT_CHUNK, layers)
 
     def run():
-        with thread_limits(*plan):
-            return mod.predict_batches(flat, layers_arr, ACT, HEAD, X, PREDICT_CHUNK)
+        return fast_engine.predict(net, X, threads, engine)
 
     run()
     benchmark.pedantic(run, rounds=max(3, 3 * ROUNDS), warmup_rounds=1)
     common_info(benchmark, dtype, threads, source)
     add_rates(benchmark, len(X), bench.forward_flops(layers, len(X)))
-    benchmark.extra_info.update({"samples": len(X), "model": model, "thread_plan": list(plan)})
-    expected = engine_module("numpy").predict_batches(flat, layers_arr, ACT, HEAD, X, PREDICT_CHUNK)
+    benchmark.extra_info.update({"samples": len(X), "model": model, "thread_plan": list(plan[:2])})
+    expected = fast_engine.predict(net, X, threads, "numpy")
     assert_close(run(), expected, dtype, f"{engine} predict {model}")

@@ -1,4 +1,4 @@
-"""Per-kernel benchmarks: each Numba kernel of fastmlp.kernels next to its NumPy reference twin.
+"""Per-kernel benchmarks: each Numba kernel of fastmlp.engine.kernels next to its NumPy reference twin.
 
 One group per (kernel, model, batch size, dtype) holds the numba and numpy entries, so
 pytest-benchmark's table shows their ratio. The Numba kernels are dispatchers called straight
@@ -10,13 +10,15 @@ and checks its result against the reference after timing.
 import numpy as np
 import pytest
 
-from fastmlp import kernels, reference
+from fastmlp import reference
+from fastmlp.engine import kernels
 from fastmlp.bench import parse_model
-from fastmlp.blas import blas_handle
-from fastmlp.codes import ACT_IDENTITY, ACT_RELU, OPT_ADAM, OPT_SGD
-from fastmlp.model import engine_module
+from fastmlp.engine.lowlevel.blas import blas_handle
+from fastmlp.codes import ACT_IDENTITY, ACT_RELU
+from fastmlp.engine.optimizer import Hyper, optimizer_update
+from fastmlp.engine.plan import thread_plan
 from fastmlp.params import init_params, layer_views, param_count
-from fastmlp.threads import thread_limits
+from fastmlp.engine.lowlevel.threads import thread_limits
 
 from .common import ALL_THREADS, BATCH_SIZES, DTYPES, ENGINES, MODELS, assert_close, common_info
 
@@ -40,7 +42,8 @@ def layer_setup(model, batch, dtype, seed=0):
 
 def timed(benchmark, engine, layers, batch, run):
     """Warm up (compile), then time ``run`` with the engine's thread plan at all cores."""
-    plan = engine_module(engine).thread_plan(ALL_THREADS, batch, layers)
+    # the reference parallelises only inside BLAS; the compiled kernels as the engine plans
+    plan = thread_plan(ALL_THREADS, batch, layers) if engine == "numba" else (1, ALL_THREADS)
     with thread_limits(*plan):
         run()
         benchmark.pedantic(run, rounds=KERNEL_ROUNDS, iterations=1, warmup_rounds=2)
@@ -169,7 +172,7 @@ def test_dense_backward(benchmark, engine, model, batch, dtype):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_update(benchmark, engine, model, opt, dtype):
     """Optimizer step on the flat parameter buffer: numba's optimizer_update against
-    reference.sgd_update (momentum 0.9) / adam_update.
+    reference.optimizer_update, momentum 0.9 or Adam.
     Independent of the batch size."""
     benchmark.group = f"kernel update {opt} {model} {dtype}"
     layers = parse_model(model)
@@ -181,20 +184,12 @@ def test_update(benchmark, engine, model, opt, dtype):
     lr, momentum, b1, b2, eps = 1e-3, 0.9, 0.9, 0.999, 1e-8
     p = start.copy()
     s1, s2 = np.zeros_like(p), np.zeros_like(p) if opt == "adam" else np.zeros(0, dtype)
-    decay = None
-    code = OPT_ADAM if opt == "adam" else OPT_SGD
-    if engine == "numba":
-        no_decay = np.zeros(0, dtype)
+    hyper = Hyper.of(opt if opt == "adam" else "sgd", lr, momentum, False, 0.0, b1, b2, eps)
+    update = optimizer_update if engine == "numba" else reference.optimizer_update
+    no_decay = np.zeros(0, dtype)
 
-        def run():
-            kernels.optimizer_update(p, g, no_decay, s1, s2, code, lr, momentum, False,
-                                     b1, b2, eps, 1)
-    elif opt == "adam":
-        def run():
-            reference.adam_update(p, g, s1, s2, T(lr), T(b1), T(b2), T(eps), 1, decay)
-    else:
-        def run():
-            reference.sgd_update(p, g, s1, T(lr), T(momentum), False, decay)
+    def run():
+        update(p, g, no_decay, s1, s2, hyper, 1)
     common_info(benchmark, dtype, 1, RANDOM)
     timed(benchmark, engine, (P, 1), 1, run)
     median = benchmark.stats.stats.median

@@ -8,9 +8,8 @@ the throughput of the BLAS the engine calls, measured in the same run on a large
 epoch can beat its floor on this BLAS; ``floor / engine`` says how close the engine gets.
 PyTorch (CPU, eager) and scikit-learn's ``MLPClassifier`` join the table when installed.
 
-The epoch is the engine contract's ``train_batches`` over a whole epoch in one call, with the
-thread counts applied exactly as :class:`fastmlp.MLP` does (``thread_plan`` then
-``thread_limits``): plain SGD, ReLU hidden layers, softmax cross-entropy, float32.
+The epoch is one call of :func:`fastmlp.engine.train` over a whole epoch, with the thread plan
+:class:`fastmlp.MLP` gets: plain SGD, ReLU hidden layers, softmax cross-entropy, float32.
 """
 
 import argparse
@@ -27,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .codes import ACTIVATIONS, HEADS, OPT_SGD
+from .codes import ACTIVATIONS, ENGINES, HEADS, code_of
 from .params import init_params
-from .threads import available_cores, thread_limits
+from .engine.lowlevel.threads import available_cores, thread_limits
 
 DEFAULT_MODELS = ((784, 128, 10), (784, 512, 256, 10))
 DEFAULT_BATCH_SIZES = (32, 128, 512)
@@ -92,11 +91,11 @@ def gemm_gflops(threads=None, dtype="float32", size=GEMM_SIZE, repeats=3):
     """Best GEMM throughput (GFLOP/s) of the BLAS the compiled engine calls, on one
     ``size`` x ``size`` x ``size`` product with ``threads`` BLAS threads (default: all cores).
 
-    NumPy's matmul when the engine calls NumPy's OpenBLAS (:func:`fastmlp.blas.blas_name`), else
+    NumPy's matmul when the engine calls NumPy's OpenBLAS (:func:`fastmlp.engine.lowlevel.blas.blas_name`), else
     ``scipy.linalg.blas.sgemm`` / ``dgemm``. The best of ``repeats`` timed products, after one
     untimed: a floor should be the fastest the library goes.
     """
-    from .blas import blas_name
+    from .engine.lowlevel.blas import blas_name
 
     threads = threads or available_cores()
     dtype = np.dtype(dtype)
@@ -184,24 +183,26 @@ class EpochCase:
     """
 
     def __init__(self, engine, layers, batch_size, threads, X, y, dtype="float32", lr=LR, seed=0):
-        from .model import engine_module
+        from . import engine as fast_engine
 
+        code_of(ENGINES, engine, "engine")
+        self._engine = fast_engine
         self.engine_name = engine
-        self.engine = engine_module(engine)
         self.layers = tuple(int(w) for w in layers)
         self.batch_size = int(batch_size)
         self.threads = int(threads)
         self.lr = float(lr)
         self.X = np.ascontiguousarray(X, dtype=dtype)
         self.y = np.ascontiguousarray(y, dtype=np.int64)
-        self._layers = np.asarray(self.layers, dtype=np.int64)
         self.start = init_params(self.layers, "he", np.random.default_rng(seed), dtype)
         self.order = np.random.default_rng(seed + 1).permutation(len(self.X)).astype(np.int64)
         self.flat = self.start.copy()
-        self.state1 = np.zeros_like(self.flat)
-        self._state2 = np.zeros(0, dtype=self.flat.dtype)
+        self.state = fast_engine.OptimizerState("sgd", 0, self.flat.dtype)
         self._Y = np.zeros((0, self.layers[-1]), dtype=self.flat.dtype)
-        self.plan = self.engine.thread_plan(self.threads, self.batch_size, self.layers)
+        self.net = fast_engine.Network(self.flat, self.layers, ACT, HEAD)
+        self.hyper = fast_engine.Hyper.of("sgd", self.lr)
+        self.plan = fast_engine.plan_training(self.threads, self.batch_size, self.layers,
+                                              self.n_samples)
         self.stats = None
 
     @property
@@ -210,7 +211,7 @@ class EpochCase:
 
     def reset(self):
         self.flat[...] = self.start
-        self.state1[...] = 0
+        self.state.step = 0
 
     def settle_and_reset(self):
         """reset(), then wait SETTLE_SECONDS for other thread pools to go idle."""
@@ -218,14 +219,13 @@ class EpochCase:
         time.sleep(SETTLE_SECONDS)
 
     def run(self, n=None):
-        """Train on the first ``n`` samples of the epoch's order (all by default); returns the
-        engine's stats [loss sum, correct, samples, batches, diverged, bad loss]."""
+        """Train on the first ``n`` samples of the epoch's order (all by default), through the
+        engine's one call with the thread plan fastmlp.MLP gets; returns its Stats."""
         order = self.order if n is None else self.order[:n]
-        with thread_limits(*self.plan):
-            self.stats = self.engine.train_batches(
-                self.flat, self._layers, ACT, HEAD, self.X, self.y, self._Y, order,
-                self.batch_size, OPT_SGD, self.lr, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
-                self.state1, self._state2, 0)
+        self.stats = self._engine.train(
+            self.net, self.state, self._engine.Batches(self.X, self.y, self._Y, order,
+                                                       self.batch_size),
+            self.hyper, self.threads, self.engine_name, guard=False)
         return self.stats
 
     def warm_up(self):
@@ -235,7 +235,7 @@ class EpochCase:
 
     @property
     def mean_loss(self):
-        return float(self.stats[0] / max(self.stats[2], 1))
+        return float(self.stats.mean_loss)
 
     def time_epoch(self, n=None, repeats=1):
         """Median seconds of ``repeats`` runs on ``n`` samples, each from the starting weights."""
@@ -270,8 +270,9 @@ def compare_epochs(case, reference, rtol=None):
     loss_rtol, weight_rtol = rtol or EPOCH_RTOL[case.flat.dtype.name]
     s, r = case.stats, reference.stats
     assert s is not None and r is not None, "run both epochs first"
-    assert s[4] < 0 and r[4] < 0, f"diverged: {case.engine_name} {s}, {reference.engine_name} {r}"
-    assert s[2] == r[2], f"samples differ: {s[2]} vs {r[2]}"
+    assert s.diverged_at is None and r.diverged_at is None, (
+        f"diverged: {case.engine_name} {s}, {reference.engine_name} {r}")
+    assert s.samples == r.samples, f"samples differ: {s.samples} vs {r.samples}"
     assert np.isfinite(case.flat).all(), f"{case.engine_name}: weights not finite"
     loss, ref_loss = case.mean_loss, reference.mean_loss
     assert np.isfinite(loss) and abs(loss - ref_loss) <= loss_rtol * abs(ref_loss), (
@@ -462,7 +463,7 @@ def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=N
     threads_list = [int(t) for t in (threads or [available_cores()])]
     X, y, _, _, source = bench_data(samples, 1, data)
     n = len(X)
-    from .blas import blas_name
+    from .engine.lowlevel.blas import blas_name
 
     versions = {"torch": torch_version(), "sklearn": sklearn_version()}
     peers = [p for p in peers if p in versions]

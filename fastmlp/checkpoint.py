@@ -96,7 +96,7 @@ def fit_arguments(hp, batch, shuffle, replacement, lr_schedule, validation_split
 def save(path, model, *, fit_args, epoch, history, best, stopped):
     """Write the checkpoint after ``epoch`` epochs of this fit (atomically)."""
     config, arrays = model._file_contents()
-    opt, state1, state2, step = model._optimizer
+    state = model._optimizer
     config["checkpoint"] = {
         "version": CHECKPOINT_VERSION,
         "epoch": int(epoch),
@@ -104,11 +104,11 @@ def save(path, model, *, fit_args, epoch, history, best, stopped):
         "fit": fit_args,
         "fit_history": history,
         "rng": model._rng.bit_generator.state,
-        "optimizer": {"name": OPTIMIZERS[opt], "step": int(step)},
+        "optimizer": {"name": state.name, "step": int(state.step)},
         "best": None if best is None else {"val_loss": float(best[0]), "epoch": int(best[2])},
     }
-    arrays["optimizer_state1"] = state1
-    arrays["optimizer_state2"] = state2
+    arrays["optimizer_state1"] = state.state1
+    arrays["optimizer_state2"] = state.state2
     if best is not None:
         arrays["best_params"] = best[1]
     write_npz_atomic(path, config, arrays)
@@ -207,8 +207,11 @@ class Resume:
                                  f"generator state; this fastmlp shuffles with {rng_kind}.")
         model._rng.bit_generator.state = self.rng_state
         model._flat[...] = self.saved._flat
-        model._optimizer = [OPTIMIZERS.index(self.opt_name), self.state1.copy(), self.state2.copy(),
-                            self.step]
+        from .engine import OptimizerState
+
+        state = OptimizerState(self.opt_name, 0, model._flat.dtype)
+        state.state1, state.state2, state.step = self.state1.copy(), self.state2.copy(), self.step
+        model._optimizer = state
         model.classes_ = self.saved.classes_
         model.target_ndim_ = self.saved.target_ndim_
         model.history_ = {k: list(v) for k, v in self.saved.history_.items()}

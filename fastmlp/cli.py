@@ -602,7 +602,7 @@ def cmd_info(args):
 
     import numba
 
-    from .threads import available_cores
+    from .engine.lowlevel.threads import available_cores
 
     rows = [("fastmlp", f"{__version__} ({Path(__file__).resolve().parent})"),
             ("python", f"{platform.python_version()} ({platform.python_implementation()}, "
@@ -616,7 +616,7 @@ def cmd_info(args):
     rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
     rows.append(("threading layer", _threading_layer()))
     try:
-        from .blas import blas_name
+        from .engine.lowlevel.blas import blas_name
 
         rows.append(("BLAS", blas_name()))
     except Exception as exc:        # noqa: BLE001 - a report, not a failure

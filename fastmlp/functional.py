@@ -19,9 +19,9 @@ or step by step, as a from-scratch notebook does::
     F.step(params, grads, lr=0.1)                 # W -= lr * dW, in place
 
 Every function runs the compiled code of :class:`fastmlp.MLP`: ``forward`` and ``backward`` call
-its Numba kernels layer by layer (``kernels.dense_forward`` / ``dense_backward`` /
+its Numba kernels layer by layer (``engine.kernels.dense_forward`` / ``dense_backward`` /
 ``head_backward``), ``loss_and_grad``, ``train_epoch`` and ``predict`` call the engine
-(``engine.loss_and_grad`` / ``train_batches`` / ``predict_batches``), one compiled call each.
+(``engine.loss_and_grad`` / ``train`` / ``predict``), one compiled call each.
 
 Copies, honestly:
 - ``init`` returns views into one flat buffer (fastmlp's layout). Given such params,
@@ -40,13 +40,13 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from . import kernels
-from .blas import blas_handle
-from .codes import (ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEADS, OPT_SGD,
-                    Y_HEADS, code_of)
-from .model import PREDICT_CHUNK, TrainingDiverged
+from . import engine
+from .codes import ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEADS, Y_HEADS, code_of
+from .engine import kernels
+from .engine.lowlevel.blas import blas_handle
+from .engine.lowlevel.threads import available_cores, thread_limits
+from .model import TrainingDiverged
 from .params import init_params, layer_offsets, layer_views, param_count
-from .threads import available_cores, thread_limits
 from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
                          check_layers, check_number, check_same_length, check_targets)
 
@@ -133,8 +133,6 @@ def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
 
 def loss_and_grad(params, X, y, activation="relu", output="softmax", threads=None):
     """(mean loss over the rows of X, [(dW, db), ...]) in one compiled call of the engine."""
-    from . import engine
-
     layers, dtype = _check_params(params)
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
@@ -143,10 +141,8 @@ def loss_and_grad(params, X, y, activation="relu", output="softmax", threads=Non
     flat = _shared_flat(params, layers, dtype)
     flat = _pack(params, layers, dtype) if flat is None else flat
     grad = np.empty_like(flat)
-    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), X.shape[0], layers)
-    with thread_limits(numba_threads, blas_threads):
-        loss, _ = engine.loss_and_grad(flat, np.asarray(layers, dtype=np.int64), act, head, X,
-                                       y_idx, Y, grad)
+    loss, _ = engine.loss_and_grad(engine.Network(flat, tuple(layers), act, head), X, y_idx, Y,
+                                   grad, threads=threads)
     return float(loss), [(dW, db) for dW, db in layer_views(grad, layers)]
 
 
@@ -185,8 +181,6 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
     overflows the weights; params then hold the weights before the bad minibatch, or those from
     before the epoch if an update overflowed.
     """
-    from . import engine
-
     layers, dtype = _check_params(params)
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
@@ -205,49 +199,39 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
         order = np.arange(n, dtype=np.int64)
     shared = _shared_flat(params, layers, dtype)
     flat = _pack(params, layers, dtype) if shared is None else shared
-    no_state = np.zeros(0, dtype=dtype)       # plain SGD keeps no optimizer state
-    before = flat.copy()                      # an update can overflow with a finite loss
-    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), batch, layers)
-    with thread_limits(numba_threads, blas_threads):
-        stats = engine.train_batches(flat, np.asarray(layers, dtype=np.int64), act, head, X,
-                                     y_idx, Y, order, batch, OPT_SGD, lr, 0.0, False,
-                                     weight_decay, 0.9, 0.999, 1e-8, no_state, no_state, 0)
-    # a finite loss on every minibatch, and still the last update may have overflowed
-    overflowed = not np.isfinite(flat).all()
-    if overflowed:
-        flat[...] = before
+    # plain SGD keeps no optimizer state; an update that overflows puts the epoch's weights back
+    stats = engine.train(engine.Network(flat, tuple(layers), act, head),
+                         engine.OptimizerState("sgd", 0, dtype),
+                         engine.Batches(X, y_idx, Y, order, batch),
+                         engine.Hyper.of("sgd", lr, weight_decay=weight_decay), threads)
     if shared is None:
         for (W, b), (W_new, b_new) in zip(params, layer_views(flat, layers)):
             W[...] = W_new
             b[...] = b_new
-    if stats[4] >= 0:
-        raise TrainingDiverged(f"training diverged at step {int(stats[4]) + 1}: loss={stats[5]}; "
-                               f"lower the learning rate (now {lr}).")
-    if overflowed:
-        raise TrainingDiverged(f"training diverged at step {int(stats[3])}: the weights overflowed "
-                               f"to inf/nan (loss={stats[0] / stats[2]}); lower the learning rate "
-                               f"(now {lr}). The weights from before the epoch are kept.")
-    result = {"loss": float(stats[0] / stats[2])}
+    if stats.diverged_at is not None:
+        raise TrainingDiverged(f"training diverged at step {stats.diverged_at + 1}: "
+                               f"loss={stats.bad_loss}; lower the learning rate (now {lr}).")
+    if stats.overflowed:
+        raise TrainingDiverged(f"training diverged at step {stats.steps}: the weights overflowed "
+                               f"to inf/nan (loss={stats.loss_sum / stats.samples}); lower the "
+                               f"learning rate (now {lr}). The weights from before the epoch are "
+                               f"kept.")
+    result = {"loss": stats.loss_sum / stats.samples}
     if head != HEAD_IDENTITY:
-        result["accuracy"] = float(stats[1] / stats[2])
+        result["accuracy"] = stats.accuracy
     return result
 
 
 def predict(params, X, activation="relu", output="softmax", threads=None):
     """Class indices (n,) for "softmax" / "sigmoid" heads; values (n, n_out) for "identity"; the
     0/1 label matrix (n, n_out), 1 where the logit is above 0, for "logistic"."""
-    from . import engine
-
     layers, dtype = _check_params(params)
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
     flat = _shared_flat(params, layers, dtype)
     flat = _pack(params, layers, dtype) if flat is None else flat
-    numba_threads, blas_threads = engine.thread_plan(threads or available_cores(), PREDICT_CHUNK, layers)
-    with thread_limits(numba_threads, blas_threads):
-        out = engine.predict_batches(flat, np.asarray(layers, dtype=np.int64), act,
-                                     HEAD_IDENTITY if head == HEAD_LOGISTIC else head, X,
-                                     PREDICT_CHUNK)
+    out = engine.predict(engine.Network(flat, tuple(layers), act,
+                                        HEAD_IDENTITY if head == HEAD_LOGISTIC else head), X, threads)
     if head == HEAD_LOGISTIC:
         return (out > 0).astype(np.int64)
     return out if head == HEAD_IDENTITY else out.argmax(axis=1)

@@ -3,7 +3,7 @@
 Threads and processes
 ---------------------
 Models may be trained and used from several Python threads at once: every compiled call runs
-under one process-wide lock (:func:`fastmlp.threads.thread_limits`), so calls from different
+under one process-wide lock (:func:`fastmlp.engine.lowlevel.threads.thread_limits`), so calls from different
 threads take turns, each with its own thread counts, and give bitwise the same results as when
 run one after the other (between calls, Python code of the threads runs concurrently).
 Threading layer: unless ``NUMBA_THREADING_LAYER`` is set, fastmlp asks Numba for ``workqueue``
@@ -25,20 +25,15 @@ import time
 import numpy as np
 
 from . import checkpoint as _checkpoint
-from . import reference
-from .codes import (ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPT_ADAM,
-                    OPTIMIZERS, Y_HEADS, code_of)
+from .codes import ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPTIMIZERS, Y_HEADS, code_of
 from .io import ModelFileError, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
 from .schedules import make_schedule
-from .threads import available_cores, thread_limits
 from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
                          check_layers, check_number, check_same_length, check_targets)
 
 log = logging.getLogger("fastmlp")
 
-# Rows per compiled call at prediction time: bounds the hidden activations held at once.
-PREDICT_CHUNK = 4096
 # Samples per compiled training call: progress bars update and Ctrl-C is honoured between calls.
 SLICE_SAMPLES = 16384
 
@@ -51,17 +46,10 @@ class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or Inf; the model keeps its last finite weights."""
 
 
-def engine_module(name):
-    """The module implementing the engine contract (train_batches, evaluate_batches, ...)."""
-    code_of(ENGINES, name, "engine")
-    if name == "numpy":
-        return reference
-    try:
-        from . import engine
-    except ImportError as exc:
-        raise ValueError(
-            f"engine='numba' is not available ({exc}); install numba or pass engine='numpy'."
-        ) from None
+def _engine():
+    """:mod:`fastmlp.engine`, imported on first use (it compiles or loads Numba code)."""
+    from . import engine
+
     return engine
 
 
@@ -142,8 +130,10 @@ class MLP:
         rather than on class indices."""
         return HEADS.index(self.output) in Y_HEADS
 
-    def _thread_count(self):
-        return self.threads or available_cores()
+    def _network(self, head=None):
+        """The engine's view of this model (``head``: another head's code, e.g. the logits')."""
+        return _engine().Network(self._flat, tuple(self.layers), ACTIVATIONS.index(self.activation),
+                                 HEADS.index(self.output) if head is None else head)
 
     # ------------------------------------------------------------ targets
 
@@ -309,17 +299,18 @@ class MLP:
         self._ensure_optimizer(hp["optimizer"])
         self.fitted_ = True
         self.stop_training = False
-        engine = engine_module(self.engine)
+        hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
+                                   hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"])
         with _StopOnCtrlC() as interrupt:
             for epoch in range(start, hp["epochs"]):
                 lr_e = schedule(epoch)
                 check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
                 lr_e = float(lr_e)
-                logs = self._train_epoch(engine, X, y_idx, Y, batch, lr_e, hp, shuffle, replacement,
-                                         epoch, verbose, interrupt, weights)
+                logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e), shuffle,
+                                         replacement, epoch, verbose, interrupt, weights)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
-                    val_logs = self._evaluate_arrays(engine, *val)
+                    val_logs = self._evaluate_arrays(*val)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self._record(history, logs)
                 log.info(_format_logs(logs))
@@ -376,10 +367,8 @@ class MLP:
         }
 
     def _ensure_optimizer(self, opt):
-        if self._optimizer is None or self._optimizer[0] != opt:
-            zeros = np.zeros_like(self._flat)
-            second = np.zeros_like(self._flat) if opt == OPT_ADAM else np.zeros(0, self._flat.dtype)
-            self._optimizer = [opt, zeros, second, 0]
+        if self._optimizer is None or self._optimizer.opt != opt:
+            self._optimizer = _engine().OptimizerState(opt, self._flat.shape[0], self._flat.dtype)
 
     def _epoch_order(self, n, shuffle, replacement):
         if replacement:
@@ -388,73 +377,54 @@ class MLP:
             return self._rng.permutation(n).astype(np.int64)
         return np.arange(n, dtype=np.int64)
 
-    def _train_epoch(self, engine, X, y_idx, Y, batch, lr, hp, shuffle, replacement, epoch,
-                     verbose, interrupt, weights=None):
-        """One epoch as a few compiled calls of whole minibatches each; returns its logs.
+    def _train_epoch(self, X, y_idx, Y, batch, hyper, shuffle, replacement, epoch, verbose,
+                     interrupt, weights=None):
+        """One epoch as a few engine calls of whole minibatches each; returns its logs.
         ``weights``: per-sample weights in the model's dtype, or None."""
+        engine = _engine()
         start = time.perf_counter()
         n = X.shape[0]
         order = self._epoch_order(n, shuffle, replacement)
-        opt, state1, state2, _ = self._optimizer
-        head = HEADS.index(self.output)
-        act = ACTIVATIONS.index(self.activation)
         per_call = max(1, SLICE_SAMPLES // batch) * batch
-        totals = np.zeros(7)       # the engine's stats, summed (entries 4 and 5 unused)
+        totals = engine.Stats(0.0, 0.0, 0, 0, 0.0)
         bar = _progress_bar(n, epoch, verbose)
-        threads = self._thread_count()
-        numba_threads, blas_threads = engine.thread_plan(threads, batch, self.layers)
         logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
         try:
             for s in range(0, n, per_call):
-                snapshot = (self._flat.copy(), state1.copy(), state2.copy(), self._optimizer[3])
-                # Overflow is detected below (TrainingDiverged), not warned about by NumPy.
-                with thread_limits(numba_threads, blas_threads), np.errstate(over="ignore", invalid="ignore"):
-                    stats = engine.train_batches(
-                        self._flat, np.asarray(self.layers, dtype=np.int64), act, head, X, y_idx,
-                        Y, order[s:s + per_call], batch, opt, lr, hp["momentum"], hp["nesterov"],
-                        hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"], state1, state2,
-                        self._optimizer[3], weights)
-                self._optimizer[3] += int(stats[3]) if stats[4] < 0 else int(stats[4])
-                totals[:4] += stats[:4]
-                totals[6] += stats[6]
-                if stats[4] >= 0:
-                    self._keep_finite(snapshot)
-                    step = (s // batch) + int(stats[4]) + 1
+                stats = engine.train(self._network(), self._optimizer,
+                                     engine.Batches(X, y_idx, Y, order[s:s + per_call], batch, weights),
+                                     hyper, self.threads, self.engine)
+                totals += stats
+                if stats.diverged_at is not None:
+                    step = (s // batch) + stats.diverged_at + 1
                     raise TrainingDiverged(
-                        f"training diverged at epoch {logs['epoch']}, step {step}: loss={stats[5]}; "
-                        f"lower the learning rate (now {lr})."
+                        f"training diverged at epoch {logs['epoch']}, step {step}: "
+                        f"loss={stats.bad_loss}; lower the learning rate (now {hyper.lr})."
                     )
-                if not np.isfinite(self._flat).all():
+                if stats.overflowed:
                     # A finite loss, but the last update overflowed the weights.
-                    self._keep_finite(snapshot)
                     step = min(s + per_call, n) // batch + (min(s + per_call, n) % batch > 0)
                     raise TrainingDiverged(
                         f"training diverged at epoch {logs['epoch']}, step {step}: the weights "
-                        f"overflowed to inf/nan (loss={_mean(totals)}); lower the "
-                        f"learning rate (now {lr}). The weights from before step {s // batch + 1} "
-                        f"are kept."
+                        f"overflowed to inf/nan (loss={totals.mean_loss}); lower the "
+                        f"learning rate (now {hyper.lr}). The weights from before step "
+                        f"{s // batch + 1} are kept."
                     )
                 if bar is not None:
-                    bar.update(int(stats[2]))
-                    bar.set_postfix(loss=f"{_mean(totals):.4f}")
+                    bar.update(stats.samples)
+                    bar.set_postfix(loss=f"{totals.mean_loss:.4f}")
                 if interrupt.requested:
                     logs["interrupted"] = True
                     break
         finally:
             if bar is not None:
                 bar.close()
-        logs["loss"] = _mean(totals)
+        logs["loss"] = totals.mean_loss
         if self.is_classifier:
-            logs["accuracy"] = totals[1] / max(totals[2], 1)
-        logs["lr"] = lr
+            logs["accuracy"] = totals.accuracy
+        logs["lr"] = hyper.lr
         logs["seconds"] = time.perf_counter() - start
         return logs
-
-    def _keep_finite(self, snapshot):
-        """After divergence keep the current weights if finite, else those from before the slice."""
-        if not np.isfinite(self._flat).all():
-            self._flat[...], self._optimizer[1][...], self._optimizer[2][...] = snapshot[:3]
-            self._optimizer[3] = snapshot[3]
 
     def _record(self, history, logs):
         for key, value in logs.items():
@@ -467,14 +437,9 @@ class MLP:
         if not self.fitted_:
             raise NotFittedError("this MLP has not been trained yet; call fit(X, y) (or load a saved model) first.")
 
-    def _output(self, X, engine=None, head=None):
+    def _output(self, X, head=None):
         """The head's output for X (or that of ``head``, a code: HEAD_IDENTITY gives the logits)."""
-        engine = engine or engine_module(self.engine)
-        head = HEADS.index(self.output) if head is None else head
-        numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
-        with thread_limits(numba_threads, blas_threads):
-            return engine.predict_batches(self._flat, np.asarray(self.layers, dtype=np.int64),
-                                          ACTIVATIONS.index(self.activation), head, X, PREDICT_CHUNK)
+        return _engine().predict(self._network(head), X, self.threads, self.engine)
 
     def predict_proba(self, X):
         """Class probabilities (n, n_classes): softmax, or the sigmoid outputs for
@@ -498,12 +463,9 @@ class MLP:
             return out.argmax(axis=1)
         return self.classes_[out.argmax(axis=1)]
 
-    def _evaluate_arrays(self, engine, X, y_idx, Y, weights=None):
-        numba_threads, blas_threads = engine.thread_plan(self._thread_count(), PREDICT_CHUNK, self.layers)
-        with thread_limits(numba_threads, blas_threads):
-            loss_sum, correct = engine.evaluate_batches(
-                self._flat, np.asarray(self.layers, dtype=np.int64), ACTIVATIONS.index(self.activation),
-                HEADS.index(self.output), X, y_idx, Y, PREDICT_CHUNK, weights)
+    def _evaluate_arrays(self, X, y_idx, Y, weights=None):
+        loss_sum, correct = _engine().evaluate(self._network(), X, y_idx, Y, weights,
+                                               self.threads, self.engine)
         if weights is None:
             result = {"loss": loss_sum / X.shape[0]}
         else:
@@ -520,7 +482,7 @@ class MLP:
         X = check_features(X, "X", self.layers[0], self.dtype)
         y_idx, Y = self._encode_targets(y)
         check_same_length(X, Y if self._takes_Y else y_idx)
-        return self._evaluate_arrays(engine_module(self.engine), X, y_idx, Y)
+        return self._evaluate_arrays(X, y_idx, Y)
 
     def score(self, X, y):
         """Accuracy for classifiers (subset accuracy for output='logistic', as scikit-learn
@@ -700,12 +662,6 @@ class MLP:
 
 
 # ---------------------------------------------------------------- helpers
-
-def _mean(totals):
-    """Mean loss from summed engine stats: the loss total over the weight total (the sample
-    count for uniform weights)."""
-    return totals[0] / totals[6] if totals[6] > 0 else totals[0] / max(totals[2], 1)
-
 
 def _check_sample_weight(sample_weight, n, dtype):
     """``sample_weight`` as a C-contiguous ``dtype`` vector of n finite weights >= 0, not all 0

@@ -87,10 +87,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM, OPT_SGD
-from .model import PREDICT_CHUNK
+from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM
 from .params import layer_offsets, layer_views, param_count
-from .threads import available_cores, thread_limits
 from .validation import check_number
 
 __all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
@@ -215,25 +213,13 @@ class _Hyper:
                 ) from None
 
 
-class _Optimizer:
-    """SGD or Adam state between epochs (and partial_fit calls), on the flat buffer's layout.
-
-    ``state1`` holds fastmlp's velocity ``v = momentum * v + g`` (SGD) or Adam's first moment,
-    ``state2`` Adam's second moment. scikit-learn's velocity is ``-learning_rate * v``; when the
-    learning rate changes, ``v`` is rescaled so that this product is kept (exact parity).
-    """
-
-    def __init__(self, solver, learning_rate, size, dtype):
-        self.solver = solver
-        self.learning_rate = float(learning_rate)
-        self.t = 0                                  # updates made (Adam's time step)
-        self.state1 = np.zeros(size, dtype=dtype)
-        self.state2 = np.zeros(size if solver == "adam" else 0, dtype=dtype)
-
-    def set_learning_rate(self, lr):
-        if lr != self.learning_rate and self.solver == "sgd":
-            self.state1 *= self.state1.dtype.type(self.learning_rate / lr)
-        self.learning_rate = float(lr)
+def _set_learning_rate(opt, lr):
+    """Change the SGD learning rate kept in ``opt.learning_rate``. fastmlp's velocity is
+    ``v = momentum * v + g`` and scikit-learn's is ``-learning_rate * v``: ``v`` is rescaled so
+    that this product is kept (exact parity)."""
+    if lr != opt.learning_rate and opt.opt != OPT_ADAM:
+        opt.state1 *= opt.state1.dtype.type(opt.learning_rate / lr)
+    opt.learning_rate = float(lr)
 
 
 # ---------------------------------------------------------------- the shared estimator
@@ -383,11 +369,10 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _plan(self, hp, batch_rows):
-        """(engine module, Numba threads, BLAS threads) for calls of ``batch_rows`` rows."""
-        engine = _engine()
-        threads = hp.threads or available_cores()
-        return (engine,) + tuple(engine.thread_plan(threads, batch_rows, self._engine_units()))
+    def _network(self, flat=None):
+        """The engine's view of the fitted parameters."""
+        return _engine().Network(self._flat if flat is None else flat, tuple(self._engine_units()),
+                                 ACTIVATIONS.index(ACTIVATION_NAMES[self.activation]), self._head())
 
     def _multilabel(self):
         """True for a classifier of several logistic outputs (multilabel indicator targets)."""
@@ -409,12 +394,11 @@ class _BaseMLP(BaseEstimator):
         the minibatch's weight total) and the engine scales row i's gradient by w_i / sw_sum;
         loss_ sums those minibatch losses times the minibatch sizes over n, as scikit-learn."""
         flat = self._flat
+        engine = _engine()
         if not incremental or getattr(self, "_optimizer", None) is None:
-            self._optimizer = _Optimizer(hp.solver, hp.learning_rate_init, flat.shape[0], flat.dtype)
-        opt = self._optimizer
-        if opt.state1.dtype != flat.dtype:
-            opt.state1 = opt.state1.astype(flat.dtype)
-            opt.state2 = opt.state2.astype(flat.dtype)
+            self._optimizer = engine.OptimizerState(hp.solver, flat.shape[0], flat.dtype)
+            self._optimizer.learning_rate = float(hp.learning_rate_init)
+        opt = self._optimizer.astype(flat.dtype)
         if not hasattr(self, "loss_curve_"):     # warm start from an lbfgs fit
             self._reset_curves(hp)
         if hp.early_stopping and incremental:
@@ -443,11 +427,8 @@ class _BaseMLP(BaseEstimator):
                               "going to be clipped")
             batch_size = int(np.clip(hp.batch_size, 1, n_train))
 
-        engine, numba_threads, blas_threads = self._plan(hp, batch_size)
-        units = np.asarray(self._engine_units(), dtype=np.int64)
-        act = ACTIVATIONS.index(ACTIVATION_NAMES[hp.activation])
-        head = self._head()
-        opt_code = OPT_ADAM if hp.solver == "adam" else OPT_SGD
+        net = self._network()
+        units = net.layers
         weight_slices = [slice(w0, b0) for w0, b0, _, _ in layer_offsets(units)]
         if self._pinned():
             W_last, b_last = layer_views(flat, units)[-1]
@@ -461,7 +442,8 @@ class _BaseMLP(BaseEstimator):
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
                 order = np.ascontiguousarray(order, dtype=np.int64)
                 accumulated_loss = 0.0
-                with thread_limits(numba_threads, blas_threads):
+                # one minibatch per engine call, under one thread setting for the epoch
+                with engine.session(units, batch_size, hp.threads):
                     for start in range(0, n_train, batch_size):
                         rows = order[start:start + batch_size]
                         B = rows.shape[0]
@@ -475,26 +457,27 @@ class _BaseMLP(BaseEstimator):
                         elif hp.alpha and sw_sum > 0:
                             accumulated_loss += 0.5 * decay * B * sum(
                                 float(np.dot(flat[s], flat[s])) for s in weight_slices)
-                        if opt_code == OPT_ADAM:
+                        if opt.opt == OPT_ADAM:
                             # scikit-learn adds epsilon to sqrt(v), fastmlp to sqrt(v_hat)
                             lr = hp.learning_rate_init
-                            eps = hp.epsilon / math.sqrt(1.0 - hp.beta_2 ** (opt.t + 1))
+                            eps = hp.epsilon / math.sqrt(1.0 - hp.beta_2 ** (opt.step + 1))
                         else:
                             lr, eps = opt.learning_rate, hp.epsilon
-                        stats = engine.train_batches(
-                            flat, units, act, head, X, y_idx, Y, rows, B, opt_code, lr,
-                            hp.momentum, hp.nesterovs_momentum, decay, hp.beta_1,
-                            hp.beta_2, eps, opt.state1, opt.state2, opt.t, sw)
-                        if stats[4] >= 0:
+                        hyper = engine.Hyper.of(opt.opt, lr, hp.momentum, hp.nesterovs_momentum,
+                                                decay, hp.beta_1, hp.beta_2, eps)
+                        # no guard: like scikit-learn, a non-finite loss raises and the
+                        # estimator is left as it is
+                        stats = engine.train(net, opt, engine.Batches(X, y_idx, Y, rows, batch_size, sw),
+                                             hyper, hp.threads, guard=False)
+                        if stats.diverged_at is not None:
                             raise ValueError(_NON_FINITE)
-                        opt.t += 1
                         if self._pinned():
                             W_last[:, 0] = 0
                             b_last[0] = 0
                         if sw is None:
-                            accumulated_loss += stats[0] / divisor
-                        elif stats[6] > 0:      # the weighted mean, times B as scikit-learn
-                            accumulated_loss += stats[0] / stats[6] / divisor * B
+                            accumulated_loss += stats.loss_sum / divisor
+                        elif stats.weight > 0:  # the weighted mean, times B as scikit-learn
+                            accumulated_loss += stats.loss_sum / stats.weight / divisor * B
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_train
                 self.t_ += n_train
@@ -503,7 +486,7 @@ class _BaseMLP(BaseEstimator):
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 self._update_no_improvement_count(hp, X_val, val_targets, val_weights)
                 if hp.solver == "sgd" and hp.learning_rate == "invscaling":
-                    opt.set_learning_rate(hp.learning_rate_init / (self.t_ + 1) ** hp.power_t)
+                    _set_learning_rate(opt, hp.learning_rate_init / (self.t_ + 1) ** hp.power_t)
                 if self._no_improvement_count > hp.n_iter_no_change:
                     if hp.early_stopping:
                         msg = ("Validation score did not improve more than tol=%f for %d "
@@ -535,7 +518,7 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        opt.set_learning_rate(opt.learning_rate / 5.0)
+        _set_learning_rate(opt, opt.learning_rate / 5.0)
         if self.verbose:
             print(msg + " Setting learning rate to %f" % opt.learning_rate)
         return False
@@ -570,18 +553,15 @@ class _BaseMLP(BaseEstimator):
         logical = self._logical_views(np.arange(flat.shape[0]), units)
         idx = np.concatenate([W.ravel() for W, _ in logical] + [b.ravel() for _, b in logical])
         n_weights = sum(W.size for W, _ in logical)
-        engine, numba_threads, blas_threads = self._plan(hp, X.shape[0])
-        act = ACTIVATIONS.index(ACTIVATION_NAMES[hp.activation])
-        head = self._head()
+        engine = _engine()
+        net = self._network()
         grad = np.empty_like(flat)
         n = X.shape[0] if sw is None else float(sw.sum(dtype=np.float64))
         divisor = self._loss_divisor()
-        units_arr = np.asarray(units, dtype=np.int64)
 
         def loss_grad(x):
             flat[idx] = x
-            with thread_limits(numba_threads, blas_threads):
-                loss, _ = engine.loss_and_grad(flat, units_arr, act, head, X, y_idx, Y, grad, sw)
+            loss, _ = engine.loss_and_grad(net, X, y_idx, Y, grad, sw, hp.threads)
             g = grad[idx].astype(np.float64)
             if not np.isfinite(loss):
                 g[:] = np.nan
@@ -607,14 +587,8 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = self._validate_X(X)
         flat = self._current_flat(X.dtype, store=False)
-        engine = _engine()
-        threads = self.threads if isinstance(self.threads, numbers.Integral) else available_cores()
-        units = self._engine_units()
-        numba_threads, blas_threads = engine.thread_plan(threads, PREDICT_CHUNK, units)
-        with thread_limits(numba_threads, blas_threads):
-            return engine.predict_batches(flat, np.asarray(units, dtype=np.int64),
-                                          ACTIVATIONS.index(ACTIVATION_NAMES[self.activation]),
-                                          self._head(), X, PREDICT_CHUNK)
+        threads = self.threads if isinstance(self.threads, numbers.Integral) else None
+        return _engine().predict(self._network(flat), X, threads)
 
     def _fitted_dtype(self):
         flat = getattr(self, "_flat", None)

@@ -40,3 +40,53 @@ def central_differences(loss, flat, eps=1e-6):
         flat[i] = saved
         numeric[i] = (up - down) / (2 * eps)
     return numeric
+
+
+def engine_args(flat, layers, act, head):
+    """fastmlp.engine.Network of plain arguments (``act``, ``head``: codes)."""
+    from fastmlp.engine import Network
+
+    return Network(flat, tuple(int(v) for v in layers), int(act), int(head))
+
+
+def train_batches(module, flat, layers, act, head, X, y, Y, order, batch_size, opt, lr, momentum,
+                  nesterov, weight_decay, beta1, beta2, eps, state1, state2, step, w=None):
+    """``module.train_batches`` (fastmlp.engine, the compiled one, or fastmlp.reference) on the
+    plain arrays the tests hold, whose state1 / state2 it updates in place; returns the raw
+    statistics [loss sum, correct, samples, steps, diverged at or -1, bad loss, weight]."""
+    from fastmlp.engine import Batches, Hyper, OptimizerState
+
+    state = OptimizerState(opt, 0, flat.dtype)
+    state.state1, state.state2, state.step = state1, state2, step
+    return module.train_batches(engine_args(flat, layers, act, head), state,
+                                Batches(X, y, Y, order, batch_size, w),
+                                Hyper.of(opt, lr, momentum, nesterov, weight_decay, beta1, beta2,
+                                         eps))
+
+
+def evaluate_batches(engine_name, flat, layers, act, head, X, y, Y, chunk=4096, w=None):
+    """fastmlp.engine.evaluate with the thread counts in force (engine "numba" or "numpy")."""
+    from fastmlp import engine
+
+    return engine.evaluate(engine_args(flat, layers, act, head), X, y, Y, w, engine=engine_name,
+                           chunk=chunk, threads=_threads_in_force())
+
+
+def predict_batches(engine_name, flat, layers, act, head, X, chunk=4096):
+    from fastmlp import engine
+
+    return engine.predict(engine_args(flat, layers, act, head), X, engine=engine_name,
+                          chunk=chunk, threads=_threads_in_force())
+
+
+def loss_and_grad(flat, layers, act, head, X, y, Y, grad, w=None):
+    from fastmlp import engine
+
+    return engine.loss_and_grad(engine_args(flat, layers, act, head), X, y, Y, grad, w,
+                                threads=_threads_in_force())
+
+
+def _threads_in_force():
+    import numba
+
+    return numba.get_num_threads()

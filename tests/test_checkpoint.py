@@ -51,9 +51,9 @@ def without_seconds(history):
 
 def assert_same_run(a, b):
     np.testing.assert_array_equal(a._flat, b._flat)
-    assert a._optimizer[0] == b._optimizer[0] and a._optimizer[3] == b._optimizer[3]
-    np.testing.assert_array_equal(a._optimizer[1], b._optimizer[1])
-    np.testing.assert_array_equal(a._optimizer[2], b._optimizer[2])
+    assert a._optimizer.opt == b._optimizer.opt and a._optimizer.step == b._optimizer.step
+    np.testing.assert_array_equal(a._optimizer.state1, b._optimizer.state1)
+    np.testing.assert_array_equal(a._optimizer.state2, b._optimizer.state2)
     assert a._rng.bit_generator.state == b._rng.bit_generator.state
     assert without_seconds(a.history_) == without_seconds(b.history_)
 
@@ -94,8 +94,8 @@ def test_checkpoint_holds_optimizer_rng_history_and_arguments(tmp_path):
     assert state["fit_history"]["loss"] == history["loss"]
     assert state["fit"]["lr"] == 0.1 and state["fit"]["batch_size"] == 16 and state["fit"]["epochs"] == 6
     assert state["fit"]["lr_schedule"] == {"piecewise": [[0.0, 0.1], [3.0, 0.02]]}
-    np.testing.assert_array_equal(arrays["optimizer_state1"], m._optimizer[1])
-    np.testing.assert_array_equal(arrays["optimizer_state2"], m._optimizer[2])
+    np.testing.assert_array_equal(arrays["optimizer_state1"], m._optimizer.state1)
+    np.testing.assert_array_equal(arrays["optimizer_state2"], m._optimizer.state2)
 
 
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """Threads and processes: models trained concurrently from Python threads give bitwise the results
-of running one after the other (fastmlp.threads serialises compiled calls with one lock), and a
+of running one after the other (fastmlp.engine.lowlevel.threads serialises compiled calls with one lock), and a
 process forked after the parent has used the compiled engine trains normally, also when another
 thread of the parent held the lock at the moment of the fork.
 
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import fastmlp.model
-import fastmlp.threads
+import fastmlp.engine.lowlevel.threads
+import helpers  # noqa: I001 (the tests folder is on sys.path)
 from fastmlp import MLP
 
 numba = pytest.importorskip("numba")
@@ -43,9 +44,18 @@ JOBS = [
 ]
 
 
+# wide enough that a minibatch of 64 runs on 2 threads when asked
+LAYERS = [12, 512, 256, 3]
+
+
+def test_the_jobs_run_on_the_threads_they_ask_for():
+    for job in JOBS:
+        assert engine.plan_training(job["threads"], 64, LAYERS, 600).threads == job["threads"]
+
+
 def run_job(job, barrier=None):
     X, y = problem(job["seed"])
-    model = MLP([12, 24, 3], seed=job["seed"], threads=job["threads"], engine="numba")
+    model = MLP(LAYERS, seed=job["seed"], threads=job["threads"], engine="numba")
     if barrier is not None:
         barrier.wait()
     model.fit(X, y, epochs=3, batch_size=64, **job["fit"])
@@ -121,7 +131,7 @@ print(numba.threading_layer())
 
 
 def test_a_fork_safe_threading_layer_is_used():
-    """A fork-safe layer, TBB or workqueue (see fastmlp.threads), when the user chose none:
+    """A fork-safe layer, TBB or workqueue (see fastmlp.engine.lowlevel.threads), when the user chose none:
     checked in a fresh interpreter, since in this one any earlier parallel call may have started
     Numba's pool. Minibatches of 64 on 2 threads run the parallel loops (2 parts of 32 rows)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
@@ -180,8 +190,8 @@ def use_the_parallel_engine():
     model = MLP([12, 24, 3], engine="numba")
     model.fit(X, y, epochs=1, batch_size=64)
     flat = model._flat.copy()
-    with fastmlp.threads.thread_limits(2, 1):
-        engine.train_batches(flat, np.array(model.layers), 1, 0, X, y, np.zeros((0, 3), np.float32),
+    with fastmlp.engine.lowlevel.threads.thread_limits(2, 1):
+        helpers.train_batches(engine, flat, np.array(model.layers), 1, 0, X, y, np.zeros((0, 3), np.float32),
                              np.arange(len(X)), 32, 0, 0.1, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
                              np.zeros_like(flat), np.zeros(0, np.float32), 0)
     model.predict(X)
@@ -203,7 +213,7 @@ def test_fork_while_another_thread_holds_the_compiled_call_lock():
     holding, release = threading.Event(), threading.Event()
 
     def hold():
-        with fastmlp.threads._LOCK:
+        with fastmlp.engine.lowlevel.threads._LOCK:
             holding.set()
             release.wait(FORK_TIMEOUT + 10)
 

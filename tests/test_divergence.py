@@ -83,12 +83,12 @@ def test_overflowed_weights_with_a_finite_loss_are_caught(monkeypatch):
     X = X / 1000
     model = MLP([5, 8, 3], engine="numpy")
     model.fit(X, y, epochs=1, batch_size=20, lr=0.01, optimizer="adam")
-    before = (model._flat.copy(), model._optimizer[1].copy(), model._optimizer[3])
+    before = (model._flat.copy(), model._optimizer.state1.copy(), model._optimizer.step)
     real = reference.train_batches
 
-    def overflowing(flat, *args):
-        stats = real(flat, *args)
-        flat[3] = np.inf
+    def overflowing(net, *args):
+        stats = real(net, *args)
+        net.flat[3] = np.inf
         return stats
 
     monkeypatch.setattr(reference, "train_batches", overflowing)
@@ -96,8 +96,8 @@ def test_overflowed_weights_with_a_finite_loss_are_caught(monkeypatch):
                                                r"lower the learning rate \(now 0.01\)"):
         model.fit(X, y, epochs=3, batch_size=20, lr=0.01, optimizer="adam")
     np.testing.assert_array_equal(model._flat, before[0])
-    np.testing.assert_array_equal(model._optimizer[1], before[1])
-    assert model._optimizer[3] == before[2]
+    np.testing.assert_array_equal(model._optimizer.state1, before[1])
+    assert model._optimizer.step == before[2]
 
 
 # ---------------------------------------------------------------- huge logits never make NaN
@@ -134,7 +134,7 @@ def test_reference_heads_stable_for_huge_logits(dtype, head):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_kernel_heads_stable_for_huge_logits(dtype, head):
-    kernels = pytest.importorskip("fastmlp.kernels")
+    kernels = pytest.importorskip("fastmlp.engine.kernels")
     z, y = huge_logits(dtype)
     code = HEADS.index(head)
     empty = np.zeros((0, z.shape[1]), dtype)

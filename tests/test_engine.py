@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+import helpers  # noqa: I001 (the tests folder is on sys.path)
 from fastmlp import MLP, engine, reference
 from fastmlp.codes import ACTIVATIONS, HEADS
 from fastmlp.params import init_params, layer_views, param_count
-from fastmlp.threads import thread_limits
+from fastmlp.engine.lowlevel.threads import thread_limits
 
 from helpers import central_differences
 
@@ -32,7 +33,7 @@ def problem(head, n=11, dtype=np.float64, seed=0):
 
 def compiled_loss_and_grad(flat, act, head, X, y, Y):
     grad = np.empty_like(flat)
-    loss, _ = engine.loss_and_grad(flat, np.array(LAYERS), ACTIVATIONS.index(act), HEADS.index(head),
+    loss, _ = helpers.loss_and_grad(flat, np.array(LAYERS), ACTIVATIONS.index(act), HEADS.index(head),
                                    X, y, Y, grad)
     return loss, grad
 
@@ -73,7 +74,7 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
     """One call of whole minibatches (the last one short) on ``parts`` threads, each cut into
     parts of rows or of units (``scheme``; a part may be empty: 8 threads and 4 output units)
     with ``blas`` BLAS threads."""
-    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
     X, y, Y = problem(head, n=23, dtype=dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
     order = np.random.default_rng(2).permutation(23)
@@ -83,7 +84,7 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
         s1 = np.zeros_like(flat)
         s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
         with thread_limits(n_parts, n_blas):
-            stats = eng.train_batches(flat, np.array(LAYERS), ACTIVATIONS.index(act),
+            stats = helpers.train_batches(eng, flat, np.array(LAYERS), ACTIVATIONS.index(act),
                                       HEADS.index(head), X, y, Y, order, batch, opt, 0.05, momentum,
                                       nesterov, decay, 0.9, 0.999, 1e-8, s1, s2, 0)
         results.append((flat, s1, stats))
@@ -106,7 +107,7 @@ def test_every_hidden_activation_matches_reference(dtype, act, opt, momentum, ba
                                                    chunk, monkeypatch):
     """Each activation of the hidden layers: the units scheme applies relu and identity in the
     tiles' epilogue and the others in passes of their own, forward and backward."""
-    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(engine.plan, "CHUNK_ROWS", chunk)
     test_train_batches_matches_reference(dtype, "softmax", opt, momentum, False, 0.01, batch, parts,
                                          1, scheme, monkeypatch, act=act)
 
@@ -121,7 +122,7 @@ def test_units_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum,
                                                      batch, parts, chunk, monkeypatch):
     """The units scheme taking each minibatch in pieces of ``chunk`` rows (gradients added up
     over the pieces, one optimizer step), the last piece and the last minibatch short."""
-    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(engine.plan, "CHUNK_ROWS", chunk)
     test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
                                          1, "units", monkeypatch)
 
@@ -136,14 +137,14 @@ def test_units_hidden_rows_padded_match_reference(dtype, head, opt, momentum, ne
                                                   batch, parts, chunk, pad, monkeypatch):
     """The units scheme with the hidden layers' rows ``pad`` elements further apart than their
     width (what tiles.row_stride does for widths whose rows would share few L1 sets)."""
-    monkeypatch.setattr(engine, "row_stride", lambda width, itemsize: width + pad)
-    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(engine.units, "row_stride", lambda width, itemsize: width + pad)
+    monkeypatch.setattr(engine.plan, "CHUNK_ROWS", chunk)
     test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
                                          1, "units", monkeypatch)
 
 
 def test_row_stride_pads_rows_that_share_few_l1_sets():
-    from fastmlp.tiles import DEPTH, _depth, row_stride
+    from fastmlp.engine.lowlevel.tiles import DEPTH, _depth, row_stride
     for width, itemsize, padded in [(10, 4, 10), (128, 4, 128), (256, 4, 272), (512, 4, 528),
                                     (128, 8, 136), (100, 8, 100)]:
         assert row_stride(width, itemsize) == padded, (width, itemsize)
@@ -176,12 +177,14 @@ def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, 
                                                       (1, 32, "units"), (2, 32, "units"),
                                                       (3, 20, "units"), (2, 300, "units")])
 def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme, monkeypatch):
-    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
     rng = np.random.default_rng(0)
-    X, y = rng.random((600, 20), dtype=np.float32), rng.integers(0, 5, 600)
+    X, y = rng.random((600, 64), dtype=np.float32), rng.integers(0, 5, 600)
+    layers = [64, 256, 128, 5]        # enough work per minibatch that the plan keeps every thread
+    assert engine.plan_training(threads, batch_size, layers, 600).threads == threads
     runs = []
     for _ in range(2):
-        model = MLP([20, 32, 16, 5], seed=7, threads=threads)
+        model = MLP(layers, seed=7, threads=threads)
         model.fit(X, y, epochs=2, batch_size=batch_size, optimizer="sgd", momentum=0.9, lr=0.05)
         runs.append((model._flat.copy(), model.predict_proba(X)))
     assert np.array_equal(runs[0][0], runs[1][0])
@@ -201,10 +204,10 @@ def test_predict_and_evaluate_match_reference(threads, n, head):
         y, Y = np.zeros(0, np.int64), rng.integers(0, 2, (n, 4)).astype(np.float64)
     code = HEADS.index(head)
     with thread_limits(threads, 1):
-        out = engine.predict_batches(flat, layers, 1, code, X, 4096)
-        loss, correct = engine.evaluate_batches(flat, layers, 1, code, X, y, Y, 4096)
-    np.testing.assert_allclose(out, reference.predict_batches(flat, layers, 1, code, X), rtol=1e-10)
-    ref_loss, ref_correct = reference.evaluate_batches(flat, layers, 1, code, X, y, Y)
+        out = helpers.predict_batches("numba", flat, layers, 1, code, X, 4096)
+        loss, correct = helpers.evaluate_batches("numba", flat, layers, 1, code, X, y, Y, 4096)
+    np.testing.assert_allclose(out, helpers.predict_batches("numpy", flat, layers, 1, code, X), rtol=1e-10)
+    ref_loss, ref_correct = helpers.evaluate_batches("numpy", flat, layers, 1, code, X, y, Y)
     assert loss == pytest.approx(ref_loss, rel=1e-10)
     assert correct == ref_correct
 
@@ -215,8 +218,8 @@ def test_predict_and_evaluate_match_reference(threads, n, head):
 def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypatch):
     """The third minibatch diverges: in its first piece, or (pieces of 3 rows) its second, after
     a finite first piece whose gradient must not be applied either."""
-    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
-    monkeypatch.setattr(engine, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "CHUNK_ROWS", chunk)
     X, y, Y = problem("softmax", n=40)
     flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
     X[23:] = np.inf    # the third minibatch of 10 (rows 20-29) gives inf - inf = nan
@@ -225,7 +228,7 @@ def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypa
     for n in (40, 20):     # the run that diverges, and one of the first two minibatches only
         f = before.copy()
         with thread_limits(threads, 1):
-            stats = engine.train_batches(f, np.array(LAYERS), 1, 0, X, y, Y, np.arange(n), 10, 0,
+            stats = helpers.train_batches(engine, f, np.array(LAYERS), 1, 0, X, y, Y, np.arange(n), 10, 0,
                                          1e-9, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
                                          np.zeros_like(f), np.zeros(0), 0)
         runs.append((f, stats))
@@ -270,7 +273,7 @@ def test_weighted_gradient_matches_finite_differences(head):
 
     def loss_grad(f):
         grad = np.empty_like(f)
-        loss, _ = engine.loss_and_grad(f, np.array(LAYERS), ACTIVATIONS.index("tanh"),
+        loss, _ = helpers.loss_and_grad(f, np.array(LAYERS), ACTIVATIONS.index("tanh"),
                                        HEADS.index(head), X, y, Y, grad, w)
         return loss, grad
 
@@ -298,7 +301,7 @@ def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, de
                                                   scheme, monkeypatch):
     """Weighted minibatches (one of weight 0 with batch 4: the rows 0, 4, 8, 12 have weight 0,
     and the order puts some of them together) on both engines: same weights, loss and weight."""
-    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
     X, y, Y = problem(head, n=23, dtype=dtype)
     w = weights_for(23, dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
@@ -310,7 +313,7 @@ def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, de
         s1 = np.zeros_like(flat)
         s2 = np.zeros_like(flat) if opt == 1 else np.zeros(0, dtype)
         with thread_limits(n_parts, 1):
-            stats = eng.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
+            stats = helpers.train_batches(eng, flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y, order,
                                       batch, opt, 0.05, momentum, False, decay, 0.9, 0.999, 1e-8,
                                       s1, s2, 0, w)
         results.append((flat, stats))
@@ -333,7 +336,7 @@ def test_weighted_minibatch_in_pieces_matches_reference(dtype, head, opt, moment
                                                         monkeypatch):
     """Weighted minibatches of 8 in the units scheme's pieces of 3: every piece's dz is scaled
     by its whole minibatch's weight."""
-    monkeypatch.setattr(engine, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(engine.plan, "CHUNK_ROWS", 3)
     test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, decay, 8, 2,
                                                   "units", monkeypatch)
 
@@ -345,7 +348,7 @@ def test_unit_weights_change_nothing_and_weighted_evaluate_matches_reference(hea
     runs = []
     for w in (None, np.ones(40)):
         flat = flat0.copy()
-        stats = engine.train_batches(flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y,
+        stats = helpers.train_batches(engine, flat, np.array(LAYERS), 1, HEADS.index(head), X, y, Y,
                                      np.arange(40), 16, 0, 0.05, 0.9, True, 0.01, 0.9, 0.999, 1e-8,
                                      np.zeros_like(flat), np.zeros(0), 0, w)
         runs.append((flat, stats))
@@ -354,11 +357,11 @@ def test_unit_weights_change_nothing_and_weighted_evaluate_matches_reference(hea
     layers = np.array(LAYERS)
     for threads in (1, 2):
         with thread_limits(threads, 1):
-            loss, correct = engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
-        ref_loss, ref_correct = reference.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
+            loss, correct = helpers.evaluate_batches("numba", flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
+        ref_loss, ref_correct = helpers.evaluate_batches("numpy", flat0, layers, 1, HEADS.index(head), X, y, Y, 7, w)
         assert loss == pytest.approx(ref_loss, rel=1e-10) and correct == ref_correct, head
-    plain, _ = engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y)
-    assert engine.evaluate_batches(flat0, layers, 1, HEADS.index(head), X, y, Y, 4096, np.ones(40))[0] == pytest.approx(plain, rel=1e-12)
+    plain, _ = helpers.evaluate_batches("numba", flat0, layers, 1, HEADS.index(head), X, y, Y)
+    assert helpers.evaluate_batches("numba", flat0, layers, 1, HEADS.index(head), X, y, Y, 4096, np.ones(40))[0] == pytest.approx(plain, rel=1e-12)
 
 
 @pytest.mark.parametrize("optimizer,kw", [("sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
@@ -387,20 +390,20 @@ def test_weights_of_the_wrong_length_are_refused_before_compiled_code():
     X, y, Y = problem("softmax", n=10)
     flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
     with pytest.raises(ValueError, match=r"one weight per row of X \(10\); got 9"):
-        engine.train_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(10), 5, 0, 0.1, 0.0,
+        helpers.train_batches(engine, flat, np.array(LAYERS), 1, 0, X, y, Y, np.arange(10), 5, 0, 0.1, 0.0,
                              False, 0.0, 0.9, 0.999, 1e-8, np.zeros_like(flat), np.zeros(0), 0,
                              np.ones(9))
     with pytest.raises(ValueError, match="one weight per row"):
-        engine.evaluate_batches(flat, np.array(LAYERS), 1, 0, X, y, Y, 4096, np.ones(11))
+        helpers.evaluate_batches("numba", flat, np.array(LAYERS), 1, 0, X, y, Y, 4096, np.ones(11))
 
 
 def test_serial_and_parallel_builds_have_their_own_cache_entries():
     """Numba names cache files after the function's qualified name: one name for both builds
     made the parallel dispatcher load the serial machine code from the cache."""
-    serial, parallel = engine._train_serial.py_func, engine._train_parallel.py_func
+    serial, parallel = engine.parts.train_serial.py_func, engine.parts.train_parallel.py_func
     assert serial.__qualname__ != parallel.__qualname__
-    assert engine._train_parallel.targetoptions.get("parallel")
-    assert not engine._train_serial.targetoptions.get("parallel")
+    assert engine.parts.train_parallel.targetoptions.get("parallel")
+    assert not engine.parts.train_serial.targetoptions.get("parallel")
 
 
 def test_compiled_calls_flush_denormals_and_restore_the_callers_setting():
@@ -409,10 +412,11 @@ def test_compiled_calls_flush_denormals_and_restore_the_callers_setting():
     put the caller's floating-point mode back."""
     rng = np.random.default_rng(0)
     X, y = rng.random((2000, 20), dtype=np.float32), rng.integers(0, 4, 2000)
-    model = MLP([20, 64, 4], seed=0, threads=2)
+    model = MLP([20, 1024, 4], seed=0, threads=2)
+    assert engine.plan_training(2, 32, model.layers, 2000).threads == 2, "not on 2 threads"
     # lr 0.05 kills most ReLU units: their gradients become exactly 0 and Adam's m decays
     model.fit(X, y, epochs=30, batch_size=32, optimizer="adam", lr=0.05)
-    m = model._optimizer[1]
+    m = model._optimizer.state1
     tiny = np.finfo(np.float32).tiny
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert not np.any((m != 0) & (np.abs(m) < tiny)), "subnormal optimizer state survived"
@@ -424,7 +428,7 @@ def test_compiled_calls_flush_denormals_and_restore_the_callers_setting():
 def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
     """train_batches takes X as given; the units scheme reads its rows by address as the model's
     dtype, so float64 or Fortran-ordered X must be converted first, never read raw."""
-    monkeypatch.setattr(engine, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
     rng = np.random.default_rng(0)
     X, y = rng.random((300, 20)), rng.integers(0, 5, 300)
     results = []
@@ -432,7 +436,7 @@ def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
         flat = init_params((20, 16, 5), "he", np.random.default_rng(1), "float32")
         empty = np.zeros(0, np.float32)
         with thread_limits(2, 1):
-            engine.train_batches(flat, np.array([20, 16, 5]), 0, 0, given, y,
+            helpers.train_batches(engine, flat, np.array([20, 16, 5]), 0, 0, given, y,
                                  np.zeros((0, 5), np.float32), np.arange(300), 32, 0, 0.1, 0.0,
                                  False, 0.0, 0.9, 0.999, 1e-8, empty, empty, 0)
         results.append(flat)
@@ -442,18 +446,18 @@ def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
 def test_scheme_follows_the_measured_rules(monkeypatch):
     """Units for small and mid-size minibatches of a long call; parts for a call of few
     minibatches, for minibatches with very little or a lot of work per thread, and for nets
-    without a hidden layer (see the measurements above MIN_MACS_PER_THREAD in engine.py)."""
-    monkeypatch.setattr(engine, "FORCE_SCHEME", None)
+    without a hidden layer (docs/performance.md, "The thread plan")."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", None)
     n = 60000
-    assert engine.scheme(2, 32, (784, 128, 10), n) == "units"
-    assert engine.scheme(2, 512, (784, 128, 10), n) == "units"
-    assert engine.scheme(1, 32, (784, 128, 10), n) == "units"
-    assert engine.scheme(2, 32, (784, 128, 10), 7 * 32) == "parts"      # 7 minibatches
-    assert engine.scheme(2, 512, (784, 512, 256, 10), n) == "parts"     # 137M per thread
-    assert engine.scheme(1, 64, (784, 512, 256, 10), n) == "parts"      # 34M on one thread
-    assert engine.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
-    assert engine.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
-    assert engine.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
+    assert engine.plan.scheme(2, 32, (784, 128, 10), n) == "units"
+    assert engine.plan.scheme(2, 512, (784, 128, 10), n) == "units"
+    assert engine.plan.scheme(1, 32, (784, 128, 10), n) == "units"
+    assert engine.plan.scheme(2, 32, (784, 128, 10), 7 * 32) == "parts"      # 7 minibatches
+    assert engine.plan.scheme(2, 512, (784, 512, 256, 10), n) == "parts"     # 137M per thread
+    assert engine.plan.scheme(1, 64, (784, 512, 256, 10), n) == "parts"      # 34M on one thread
+    assert engine.plan.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
+    assert engine.plan.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
+    assert engine.plan.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
 
 
 COMPILE_ONCE = """
@@ -464,16 +468,17 @@ import fastmlp.functional
 from numba.core.dispatcher import Dispatcher
 X = np.random.default_rng(0).standard_normal((600, 20)).astype(np.float32)
 y = np.arange(600) % 3
-model = fastmlp.MLP((20, 16, 8, 3), threads=2)
-model.fit(X, y, epochs=1, batch_size=16)      # units
-model.fit(X, y, epochs=1, batch_size=300)     # parts
+model = fastmlp.MLP((20, 160, 128, 3), threads=2)
+for batch, how in ((32, "units"), (300, "parts")):    # both schemes, really on 2 threads
+    assert fastmlp.engine.plan_training(2, batch, model.layers, 600)[::2] == (2, how)
+    model.fit(X, y, epochs=1, batch_size=batch)
 model.predict(X)
 model.evaluate(X, y)
 params = fastmlp.functional.init((20, 16, 3), dtype="float32")
 fastmlp.functional.loss_and_grad(params, X, y)
 fastmlp.functional.train_epoch(params, X, y, 0.1, batch_size=32)
-for info in pkgutil.iter_modules(fastmlp.__path__):
-    module = importlib.import_module("fastmlp." + info.name)
+for info in pkgutil.walk_packages(fastmlp.__path__, "fastmlp."):
+    module = importlib.import_module(info.name)
     for name, f in vars(module).items():
         if isinstance(f, Dispatcher) and f.py_func.__module__ == module.__name__ and len(f.signatures) > 1:
             print(module.__name__, name, *f.signatures, sep="\\n    ")

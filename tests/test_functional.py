@@ -4,6 +4,7 @@ reference and central differences, in-place training without copies, and input c
 import numpy as np
 import pytest
 
+import helpers  # noqa: I001 (the tests folder is on sys.path)
 from fastmlp import MLP, TrainingDiverged, reference
 from fastmlp import functional as F
 from fastmlp.codes import ACTIVATIONS
@@ -126,7 +127,7 @@ def test_train_epoch_matches_the_reference_engine(head):
     labels = np.zeros(0, np.int64) if head in Y_HEADS else y
     Y = y.astype(np.float64) if head in Y_HEADS else np.zeros((0, 3))
     order = np.arange(50)
-    reference.train_batches(flat, layers, ACTIVATIONS.index("relu"), CODES.index(head),
+    helpers.train_batches(reference, flat, layers, ACTIVATIONS.index("relu"), CODES.index(head),
                             X, labels, Y, order, 16, 0, 0.1, 0.0, False, 0.01, 0.9, 0.999, 1e-8,
                             np.zeros_like(flat), np.zeros(0), 0)
     logs = F.train_epoch(params, X, y, lr=0.1, batch_size=16, output=head, shuffle=False, weight_decay=0.01)

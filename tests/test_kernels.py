@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastmlp import kernels, reference
-from fastmlp.blas import blas_handle, gemm
+from fastmlp import reference
+from fastmlp.engine import kernels
+from fastmlp.engine.optimizer import Hyper, optimizer_update
+from fastmlp.engine.lowlevel.blas import blas_handle, gemm
 from fastmlp.codes import ACTIVATIONS, HEADS
 
 # (rtol, atol) per dtype: float64 tight, float32 loose
@@ -53,7 +55,7 @@ def test_dense_forward(dtype, act, B, n_in, n_out):
     out = np.empty((B, n_out), dtype)
     kernels.dense_forward(out, x, W, b, ACTIVATIONS.index(act), blas_handle())
     assert out.dtype == dtype
-    close(out, reference.dense_forward(x, W, b, act), dtype, f"dense_forward {act} {B}x{n_in}x{n_out}")
+    close(out, reference.dense(x, W, b, act), dtype, f"dense_forward {act} {B}x{n_in}x{n_out}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -61,9 +63,9 @@ def test_dense_forward(dtype, act, B, n_in, n_out):
 @pytest.mark.parametrize("B,n_in,n_out", SHAPES)
 def test_dense_backward(dtype, act, B, n_in, n_out):
     x, W, b = data((B, n_in), dtype, 1), data((n_in, n_out), dtype, 2), data(n_out, dtype, 3)
-    out = reference.dense_forward(x, W, b, act)
+    out = reference.dense(x, W, b, act)
     dout = data((B, n_out), dtype, 4)
-    ref_dinp, ref_dW, ref_db = reference.dense_backward(x, W, out, dout, act)
+    ref_dinp, ref_dW, ref_db = reference.dense_grads(x, W, out, dout, act)
     # the compiled backward takes dz: the activation derivative is applied by activation_backward
     dz = dout.copy()
     kernels.activation_backward(dz, out, ACTIVATIONS.index(act))
@@ -178,13 +180,9 @@ def test_optimizer_update(dtype, opt, momentum, nesterov, P, decay):
     s1, s2 = data(P, dtype, 3) * 0.1, np.abs(data(P, dtype, 4)) * 0.1
     ref_s1, ref_s2 = s1.copy(), s2.copy()
     lr, b1, b2, eps, step = 0.05, 0.9, 0.999, 1e-8, 3
-    if opt == "adam":
-        reference.adam_update(ref_p, g, ref_s1, ref_s2, dtype(lr), dtype(b1), dtype(b2), dtype(eps),
-                              step, decay_vec)
-    else:
-        reference.sgd_update(ref_p, g, ref_s1, dtype(lr), dtype(momentum), nesterov, decay_vec)
-    kernels.optimizer_update(p, g.copy(), decay_vec if decay else decay_vec[:0], s1, s2,
-                             1 if opt == "adam" else 0, lr, momentum, nesterov, b1, b2, eps, step)
+    hyper = Hyper.of(opt, lr, momentum, nesterov, 0.0, b1, b2, eps)
+    reference.optimizer_update(ref_p, g.copy(), decay_vec, ref_s1, ref_s2, hyper, step)
+    optimizer_update(p, g.copy(), decay_vec if decay else decay_vec[:0], s1, s2, hyper, step)
     case = f"{opt} momentum={momentum} nesterov={nesterov} P={P} decay={decay}"
     close(p, ref_p, dtype, case)
     if opt == "adam" or momentum:

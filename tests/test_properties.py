@@ -13,17 +13,18 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-kernels = pytest.importorskip("fastmlp.kernels")
+kernels = pytest.importorskip("fastmlp.engine.kernels")
 engine = pytest.importorskip("fastmlp.engine")
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
+import helpers  # noqa: I001 (the tests folder is on sys.path)
 from fastmlp import reference  # noqa: E402
-from fastmlp.blas import blas_handle  # noqa: E402
+from fastmlp.engine.lowlevel.blas import blas_handle  # noqa: E402
 from fastmlp.codes import ACTIVATIONS, HEADS  # noqa: E402
 from fastmlp.params import init_params, layer_views, param_count  # noqa: E402
-from fastmlp.threads import thread_limits  # noqa: E402
+from fastmlp.engine.lowlevel.threads import thread_limits  # noqa: E402
 
 # Modest: the first example of each test compiles (or loads) kernels; no example database on disk.
 # Under CI the draws are derandomized (the same examples every run, so a result is
@@ -92,7 +93,7 @@ def test_dense_forward(act, case):
     assert out.dtype == dtype
     # Every activation is 1-Lipschitz, so the pre-activation bound carries over; the
     # activation itself rounds its output once more.
-    expected = reference.dense_forward(x, W, b, act)
+    expected = reference.dense(x, W, b, act)
     close_within(out, expected, matmul_bound(x, W, b, dtype) + 4 * EPS[dtype] * np.abs(expected),
                  f"dense_forward {act} {dtype.__name__} x{x.shape} W{W.shape}")
 
@@ -108,7 +109,7 @@ def test_activation_backward(act, data):
     da = values(data.draw, shape, dtype)
     dz = da.copy()
     kernels.activation_backward(dz, a, ACTIVATIONS.index(act))
-    expected = reference.activation_backward(a, da, act)
+    expected = reference.activation_grad(a, da, act)
     close_within(dz, expected, 4 * EPS[dtype] * np.abs(da).astype(np.float64) + 1e-30,
                  f"activation_backward {act} {dtype.__name__}")
 
@@ -118,7 +119,7 @@ def test_activation_backward(act, data):
 def test_dense_backward(case, need_dinp, data):
     dtype, x, W, _ = case
     dz = values(data.draw, (x.shape[0], W.shape[1]), dtype)
-    ref_dinp, ref_dW, ref_db = reference.dense_backward(x, W, dz, dz, "identity", need_dinp)
+    ref_dinp, ref_dW, ref_db = reference.dense_grads(x, W, dz, dz, "identity", need_dinp)
     dinp = np.full_like(x, np.nan)
     dW, db = np.full_like(W, np.nan), np.full(W.shape[1], np.nan, dtype)
     kernels.dense_backward(dinp, dW, db, x, W, dz, need_dinp, blas_handle())
@@ -208,7 +209,7 @@ def test_train_batches_one_batch(case):
         state1 = np.zeros_like(flat)
         state2 = np.zeros_like(flat) if case["opt"] == 1 else np.zeros(0, dtype)
         with thread_limits(threads, 1):
-            stats = eng.train_batches(flat, np.array(layers, dtype=np.int64), ACTIVATIONS.index(case["act"]),
+            stats = helpers.train_batches(eng, flat, np.array(layers, dtype=np.int64), ACTIVATIONS.index(case["act"]),
                                       HEADS.index(case["head"]), case["X"], y, case["Y"], case["order"],
                                       case["B"], case["opt"], 0.05, case["momentum"], case["nesterov"],
                                       case["decay"], 0.9, 0.999, 1e-8, state1, state2, 0)

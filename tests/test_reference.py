@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import expit, log_softmax, xlogy
 
+import helpers  # noqa: I001 (the tests folder is on sys.path)
 from fastmlp import reference as R
 from fastmlp.codes import (ACT_IDENTITY, ACT_RELU, ACTIVATIONS, HEAD_IDENTITY, HEAD_SOFTMAX,
                            HEADS, LEAKY_SLOPE, OPT_ADAM, OPT_SGD)
@@ -163,7 +164,7 @@ def test_activation_backward_from_output(act):
     a = R.activation_forward(z, act)
     np.testing.assert_allclose(a, naive_act(z, act), rtol=1e-12, atol=1e-15)
     numeric = (naive_act(z + FD_EPS, act) - naive_act(z - FD_EPS, act)) / (2 * FD_EPS)
-    np.testing.assert_allclose(R.activation_backward(a, da, act), da * numeric, rtol=1e-6, atol=1e-8,
+    np.testing.assert_allclose(R.activation_grad(a, da, act), da * numeric, rtol=1e-6, atol=1e-8,
                                err_msg=act)
 
 
@@ -249,7 +250,7 @@ def run_hand(opt, steps, lr, momentum=0.0, nesterov=False, weight_decay=0.0, bet
     s1, s2 = state if state is not None else (
         np.zeros_like(flat), np.zeros_like(flat) if opt == OPT_ADAM else np.zeros(0))
     order = np.tile(np.arange(2, dtype=np.int64), steps)
-    stats = R.train_batches(flat, HAND_LAYERS, ACT_IDENTITY, HEAD_IDENTITY, HAND_X, NO_LABELS, HAND_Y,
+    stats = helpers.train_batches(R, flat, HAND_LAYERS, ACT_IDENTITY, HEAD_IDENTITY, HAND_X, NO_LABELS, HAND_Y,
                             order, 2, opt, lr, momentum, nesterov, weight_decay, beta1, beta2, eps,
                             s1, s2, step)
     return flat, s1, s2, stats
@@ -367,7 +368,7 @@ def test_train_batches_last_batch_shorter_and_softmax_accuracy():
         dh = dz @ W1.T * (h > 0)
         dW0, db0 = X[idx].T @ dh, dh.sum(0)
         p = p - 0.5 * np.concatenate([dW0.ravel(), db0, dW1.ravel(), db1])
-    stats = R.train_batches(flat, np.array([2, 2, 2]), ACT_RELU, HEAD_SOFTMAX, X, y,
+    stats = helpers.train_batches(R, flat, np.array([2, 2, 2]), ACT_RELU, HEAD_SOFTMAX, X, y,
                             np.zeros((0, 2)), np.arange(3), 2, OPT_SGD, 0.5, 0.0, False, 0.0,
                             0.9, 0.999, 1e-8, np.zeros_like(flat), np.zeros(0), 0)
     np.testing.assert_allclose(flat, p, atol=1e-15)
@@ -378,7 +379,7 @@ def test_train_batches_stops_at_non_finite_loss():
     flat = np.array([1e200, 0, 0, 1e200, 0, 0], dtype=np.float64)
     before = flat.copy()
     with np.errstate(over="ignore", invalid="ignore"):
-        stats = R.train_batches(flat, HAND_LAYERS, ACT_IDENTITY, HEAD_IDENTITY, HAND_X * 1e200,
+        stats = helpers.train_batches(R, flat, HAND_LAYERS, ACT_IDENTITY, HEAD_IDENTITY, HAND_X * 1e200,
                                 NO_LABELS, HAND_Y, np.arange(2), 2, OPT_SGD, 0.1, 0.0, False, 0.0,
                                 0.9, 0.999, 1e-8, np.zeros(6), np.zeros(0), 0)
     assert stats[4] == 0 and not np.isfinite(stats[5])
@@ -410,7 +411,7 @@ def test_float32_stays_float32(act, head):
         work = flat.copy()
         s1 = np.zeros_like(work)
         s2 = np.zeros_like(work) if opt == OPT_ADAM else np.zeros(0, f32)
-        R.train_batches(work, np.array(layers), ACTIVATIONS.index(act), HEADS.index(head), X.astype(np.float64), y, Y,
+        helpers.train_batches(R, work, np.array(layers), ACTIVATIONS.index(act), HEADS.index(head), X.astype(np.float64), y, Y,
                         np.arange(8), 4, opt, 0.1, momentum, nesterov, 1e-3, 0.9, 0.999, 1e-8,
                         s1, s2, 0)
         assert work.dtype == f32 and s1.dtype == f32 and s2.dtype == f32

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastmlp.sync import aligned_empty, barrier, new_sync, per_thread, yield_address
-from fastmlp.threads import run_on_threads
+from fastmlp.engine.lowlevel.sync import aligned_empty, barrier, new_sync, per_thread, yield_address
+from fastmlp.engine.lowlevel.threads import run_on_threads
 
 
 @njit(nogil=True)

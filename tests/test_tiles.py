@@ -1,4 +1,4 @@
-"""The register-tiled products of fastmlp.tiles against NumPy: every edge of the tiling (rows
+"""The register-tiled products of fastmlp.engine.lowlevel.tiles against NumPy: every edge of the tiling (rows
 past a multiple of the tile height, columns past a multiple of the vector width, reductions
 past a multiple of DEPTH), column blocks of bigger arrays, rows picked by address, both dtypes."""
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastmlp.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, ROW_GROUP, matmul_rows,
+from fastmlp.engine.lowlevel.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, ROW_GROUP, matmul_rows,
                            matmul_rows_epilogue, rank_update, row_addresses)
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
@@ -151,7 +151,7 @@ def test_tiles_for_a_cpu_without_avx512(tmp_path):
     """NUMBA_CPU_NAME=haswell (AVX2): 32-byte vectors, 2 per tile, in a fresh process and cache."""
     code = (
         "import numpy as np\n"
-        "from fastmlp import tiles\n"
+        "from fastmlp.engine.lowlevel import tiles\n"
         "assert (tiles.VECTOR_BYTES, tiles.VECTORS) == (32, 2)\n"
         "rng = np.random.default_rng(0)\n"
         "for dtype in (np.float32, np.float64):\n"

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastmlp.bench import (DEFAULT_BATCH_SIZES, DEFAULT_MODELS, EpochCase, bench_data,
                            floor_seconds, gemm_gflops, matmul_flops, model_name)
-from fastmlp.threads import available_cores, thread_limits
+from fastmlp.engine.lowlevel.threads import available_cores, thread_limits
 
 
 def full_batch_products(layers, X, threads, repeats):

@@ -44,8 +44,8 @@ def fingerprint():
     """What the bits depend on besides the code: library versions, BLAS, instruction set."""
     import numba
 
-    from fastmlp.blas import blas_name
-    from fastmlp.tiles import VECTOR_BYTES
+    from fastmlp.engine.lowlevel.blas import blas_name
+    from fastmlp.engine.lowlevel.tiles import VECTOR_BYTES
 
     return {"numpy": np.__version__, "numba": numba.__version__, "blas": blas_name(),
             "vector_bytes": int(VECTOR_BYTES), "machine": platform.machine()}

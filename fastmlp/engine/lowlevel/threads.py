@@ -27,9 +27,10 @@ def _reset_lock_in_child():
     """After fork the child has only the forking thread: a lock held by any other thread of the
     parent would never be released, so the child starts with a fresh one (and a fresh pool: the
     parent's pool threads do not exist in the child)."""
-    global _LOCK, _POOL
+    global _LOCK, _POOL, _IN_FORCE
     _LOCK = threading.RLock()
     _POOL = None
+    _IN_FORCE = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -67,19 +68,31 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_IN_FORCE = None      # (Numba, BLAS) counts of the thread_limits this lock's holder is inside
+
+
 @contextmanager
 def thread_limits(numba_threads, blas_threads):
-    """Run the body with these Numba and BLAS thread counts, then restore the previous ones."""
+    """Run the body with these Numba and BLAS thread counts, then restore the previous ones.
+    Nested in a thread_limits of the same counts (the lock is re-entrant), it changes nothing:
+    a loop of many short compiled calls sets the counts once around the loop."""
+    global _IN_FORCE
     import numba
 
+    counts = (max(1, min(int(numba_threads), max_threads())), max(1, int(blas_threads)))
     with _LOCK:
+        if _IN_FORCE == counts:
+            yield
+            return
         _choose_threading_layer()
-        previous = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(int(numba_threads), max_threads())))
+        previous, outer = numba.get_num_threads(), _IN_FORCE
+        numba.set_num_threads(counts[0])
         try:
-            with _blas_controller().limit(limits=max(1, int(blas_threads)), user_api="blas"):
+            with _blas_controller().limit(limits=counts[1], user_api="blas"):
+                _IN_FORCE = counts
                 yield
         finally:
+            _IN_FORCE = outer
             numba.set_num_threads(previous)
 
 

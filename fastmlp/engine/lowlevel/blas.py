@@ -5,7 +5,7 @@ its output. We call the library's ``gemm`` ourselves so that
 - the plain SGD step fuses into the weight-gradient product (``W <- W - lr * x.T @ dz`` is one
   GEMM with alpha = -lr, beta = 1: no gradient buffer, no separate update pass), and
 - we can use NumPy's bundled OpenBLAS (ILP64 CBLAS), which is markedly faster than SciPy's on
-  small AVX-512 products (measured: see benchmarks/), falling back to SciPy's ``cython_blas``
+  small products (docs/performance.md, "FEW_ROWS"), falling back to SciPy's ``cython_blas``
   (Fortran interface, always present since SciPy is a dependency).
 The function address is an ordinary int64 argument, never a compile-time constant, so kernels
 that use it stay cacheable across processes.
@@ -110,9 +110,8 @@ def gemm(blas, trans_a, trans_b, alpha, A, B, beta, C):
 
 # OpenBLAS multiplies small products (up to about 2^18 multiply-adds here) with kernels that do
 # not pack their operands; larger ones pay for packing, which products of few rows do not win
-# back. Measured, 1 thread, float32, GFLOP/s whole vs in pieces: 32x784 @ 784x64 93 vs 145
-# (K in 128s), 32x784 @ 784x256 104 vs 144 (K in 64s), 64x784 @ 784x128 119 vs 135,
-# 32x128 @ (512x128).T 72 vs 105 (N in 32s); 128 rows or more: no gain.
+# back, so products of at most FEW_ROWS rows go in pieces of SMALL_PRODUCT multiply-adds
+# (docs/performance.md, "FEW_ROWS and SMALL_PRODUCT").
 FEW_ROWS = 64
 SMALL_PRODUCT = 1 << 18
 

@@ -11,8 +11,8 @@ total, which makes the minibatch loss a weighted mean.
 
 Every kernel keeps the dtype it is given: constants go through ``T = x.dtype.type`` because a
 Python float literal would silently promote a float32 expression to float64. Matrix products go
-go through :func:`fastmlp.blas.gemm`; ``blas`` is the handle from
-:func:`fastmlp.blas.blas_handle`.
+through :func:`fastmlp.engine.lowlevel.blas.gemm`; ``blas`` is the handle from
+:func:`fastmlp.engine.lowlevel.blas.blas_handle`.
 """
 
 import math
@@ -20,12 +20,12 @@ import math
 import numpy as np
 from numba import njit
 
-from .blas import gemm, gemm_few_rows
-from .codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
-                    HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE, OPT_ADAM)
+from ..codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
+                    HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE)
+from .lowlevel.blas import gemm, gemm_few_rows
 
 # error_model="numpy": a float division by zero gives inf or nan as in NumPy instead of raising,
-# which also lets LLVM vectorise loops that divide (Adam step on 101770 floats: 207 -> 40 us).
+# which also lets LLVM vectorise loops that divide (docs/performance.md, "error_model").
 jit = njit(cache=True, nogil=True, error_model="numpy")
 # values that Numba does not type as literals: a call that passes a literal (0, True, ...) is
 # compiled apart from one that passes a variable in its place, seconds of a first fit each
@@ -80,8 +80,8 @@ def bias_activation_rows(buf, start, ld, B, c0, c1, b, act):
     """x <- act(x + b) in place on columns c0:c1 of the B rows, ``ld`` elements apart, of the
     block at ``start`` of the flat buffer ``buf``; b has c1 - c0 entries. Loops over 1-D slices
     of the flat buffer vectorise (not so over a block of columns of a 2-D array, whose strides
-    Numba cannot know, nor over buf[at + j], whose index might be negative: bias and relu on
-    32x256, 0.3 us vs 3.3)."""
+    Numba cannot know, nor over buf[at + j], whose index might be negative; docs/performance.md,
+    "Loops over 1-D row slices")."""
     n = c1 - c0
     for i in range(B):
         row = buf[start + i * ld + c0:start + i * ld + c1]
@@ -115,7 +115,7 @@ def activation_backward_rows(dz, a, start, ld, B, c0, c1, act):
         out = a[start + i * ld + c0:start + i * ld + c1]
         if act == ACT_RELU:
             # a loop of its own, which LLVM compiles without branches: with the act test inside,
-            # the branch on the sign of a was mispredicted half the time (32x64: 3.4 us vs 0.7)
+            # the branch on the sign of a is mispredicted half the time
             T = dz.dtype.type
             for j in range(n):
                 d[j] *= T(1) if out[j] > 0 else T(0)
@@ -179,8 +179,8 @@ EXP_MIN_F32 = -87.33654
 def exp_nonpositive(x, bits):
     """x <- exp(x) in place on a 1-D array of values <= 0 (NaN stays NaN); ``bits`` is int32
     scratch of the same length (float32; float64 calls math.exp and leaves it unread). float32
-    is computed so that LLVM vectorises the loop (libm's expf is a call per element: 1280
-    logits, 5.0 -> 3.1 us for the softmax below), to within about 1 ulp of expf (the Cephes scheme):
+    is computed so that LLVM vectorises the loop (libm's expf is a call per element), to within
+    about 1 ulp of expf (the Cephes scheme):
         exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]
     with ln 2 split in two constants so that n ln 2 is exact enough, exp(r) by its Taylor-like
     minimax polynomial 1 + r + r^2 (1/2 + r/6 + ...), and 2^n written into the exponent bits
@@ -406,48 +406,3 @@ def head_loss(z, y, Y, w, head):
                 d = a - (1.0 if j == y[i] else 0.0)
                 loss += wi * (0.5 * d * d)
     return loss, correct
-
-
-# ---------------------------------------------------------------- optimizer updates
-
-@jit
-def optimizer_update(p, g, decay, state1, state2, opt, lr, momentum, nesterov, beta1, beta2, eps,
-                     step):
-    """One optimizer step on the flat parameters p from the flat gradient g, in place.
-
-    g <- g + decay * p first (L2 on weights; ``decay`` empty for none). Each case is its own
-    branch-free loop so that it vectorises.
-    SGD: v = momentum * v + g; p -= lr * (g + momentum * v) (Nesterov) or lr * v; plain SGD
-    when momentum is 0. Adam (``step`` counts from 1): m = b1 m + (1 - b1) g,
-    v = b2 v + (1 - b2) g^2, p -= lr * m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps).
-    """
-    T = p.dtype.type
-    n = p.shape[0]
-    if decay.shape[0] > 0:
-        for i in range(n):
-            g[i] += decay[i] * p[i]
-    lr_t = T(lr)
-    mom = T(momentum)
-    if opt == OPT_ADAM:
-        b1, b2, e = T(beta1), T(beta2), T(eps)
-        c1 = T(1.0 / (1.0 - beta1 ** step))
-        c2 = T(1.0 / (1.0 - beta2 ** step))
-        for i in range(n):
-            m = b1 * state1[i] + (T(1) - b1) * g[i]
-            v = b2 * state2[i] + (T(1) - b2) * g[i] * g[i]
-            state1[i] = m
-            state2[i] = v
-            p[i] -= lr_t * (m * c1) / (math.sqrt(v * c2) + e)
-    elif momentum == 0.0:
-        for i in range(n):
-            p[i] -= lr_t * g[i]
-    elif nesterov:
-        for i in range(n):
-            v = mom * state1[i] + g[i]
-            state1[i] = v
-            p[i] -= lr_t * (g[i] + mom * v)
-    else:
-        for i in range(n):
-            v = mom * state1[i] + g[i]
-            state1[i] = v
-            p[i] -= lr_t * v

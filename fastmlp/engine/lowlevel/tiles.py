@@ -14,9 +14,8 @@ Row i of A is read at the address ``A_rows[i]``: rows of X picked by the shuffle
 place (no gathered copy), or the rows of an activation buffer. The work is cut into tiles of
 6 (or 4) rows of C by up to ``VECTORS`` SIMD vectors of columns; a tile's sums stay in
 registers over the whole reduction, one SIMD fused multiply-add per vector of W or D and
-broadcast element of A (the BLIS micro-kernel scheme, without the packing). Measured, one
-thread, float32, rows in cache: 32x784 @ 784x64 at 164 GFLOP/s and the step 784x32 @ 32x64 at
-162, against 147 and 129 for OpenBLAS on the gathered rows (2048^3 sgemm: 174).
+broadcast element of A (the BLIS micro-kernel scheme, without the packing); their rates against
+OpenBLAS are in docs/performance.md, "Tiles".
 
 The tile is one intrinsic emitting LLVM vector code (Numba has no SIMD types); columns past a
 multiple of the vector width go through masked loads and stores, rows past a multiple of the
@@ -56,10 +55,7 @@ DEPTH = 64
 EPI_NONE, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK = (np.int64(code) for code in range(4))
 NO_ADDRESS = np.int64(0)                        # e_addr of EPI_NONE
 # rows of A read at once by matmul_rows: each is a stream through memory, and the hardware
-# prefetcher follows a few dozen (784-128-10, 128 rows at once: 270 us per minibatch for the
-# forward, in groups of 32: see the engine issue's note). Groups of 16 against 32, 784-128-10
-# on 2 threads, paired ratios of 61 interleaved epochs: 0.964-0.983 at batches 32, 128 and 512;
-# 784-512-256-10 within 1%; groups of 8 and 12 slower than 16 (1.038 and 1.018 at batch 32)
+# prefetcher follows a few dozen (docs/performance.md, "Tiles")
 ROW_GROUP = 16
 
 
@@ -204,8 +200,7 @@ def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_
 def _depth(row_bytes):
     """Rows per block of an operand whose rows are ``row_bytes`` apart, such that a block takes
     at most 8 lines of any set of a 64-set L1 cache: rows g lines apart (g = gcd(row_bytes / 64,
-    64)) put depth * g / 64 lines in each set they use. Measured, 32x784 @ 784x256, W rows 1 KiB
-    apart: 142 GFLOP/s with 64 rows per block, 165 with 32."""
+    64)) put depth * g / 64 lines in each set they use (docs/performance.md, "Tiles")."""
     if row_bytes % 64:
         return DEPTH
     return max(8, min(DEPTH, 512 // math.gcd(row_bytes // 64, 64)))
@@ -250,8 +245,7 @@ def _scale(C, beta):
 def _tile_of(height, by_row, c, ldc, rows, m, off, b, ldb, depth, n, lanes, alpha, beta, epi, e):
     """One tile (literal ``height`` and ``by_row``) over n <= VECTORS * lanes columns, with as
     many vectors as the columns need: a tile of 4 vectors over 16 columns would spend 3/4 of its
-    multiply-adds on masked-off lanes (784-32-10, 16 units per thread: 0.130 s/epoch vs 0.089
-    on one thread)."""
+    multiply-adds on masked-off lanes."""
     if n == VECTORS * lanes:
         _tile(height, VECTORS, False, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta,
               epi, e)

@@ -2,8 +2,7 @@
 
 Optimizer state of weights whose gradient has become zero decays geometrically (momentum
 ``v *= 0.9``, Adam's ``m *= 0.9``) into subnormal numbers, and arithmetic on subnormals is
-about 100x slower on x86: measured, one 784-128-10 Adam epoch at batch 32 took 0.44 s, then
-6.7 s once 99% of ``m`` was subnormal. Values below the smallest normal number (1.2e-38 in
+about 100x slower on x86 (docs/performance.md, "Denormals"). Values below the smallest normal number (1.2e-38 in
 float32) are far below anything that can change a weight, so compiled calls run with
 flush-to-zero (results) and denormals-are-zero (inputs) set, and put the caller's setting back
 before they return. Each thread has its own MXCSR, so every parallel part sets it too.

@@ -1,0 +1,244 @@
+"""The engine: one call per job for every front end (``MLP``, the scikit-learn estimators, the
+functional API, the benchmark report).
+
+    net = Network(flat, layers, act, head)            # parameters and what they compute
+    state = OptimizerState("sgd", flat.size, flat.dtype)
+    stats = train(net, state, Batches(X, y, Y, order, batch_size), Hyper.of("sgd", lr=0.1))
+    stats.mean_loss, stats.diverged_at, stats.overflowed
+
+Each call plans its threads (:mod:`.plan`) under one process-wide lock
+(:func:`.lowlevel.threads.thread_limits`) and runs one compiled call: the "parts"
+(:mod:`.parts`) or "units" (:mod:`.units`) scheme for training, :mod:`.infer` for predictions.
+``engine="numpy"`` runs :mod:`fastmlp.reference` instead, the same math in plain NumPy.
+Inputs are checked by the front ends (:mod:`fastmlp.validation`) before they get here; this
+module only converts what the compiled code needs (dtype, contiguity).
+"""
+
+from contextlib import contextmanager
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .. import reference
+from . import infer, parts, plan, units
+from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
+                        new_stats, offsets)
+from .optimizer import Hyper, OptimizerState, can_fuse, slots_for
+from .plan import Plan, plan_inference, plan_training
+
+__all__ = ["Network", "Batches", "Hyper", "OptimizerState", "Stats", "Plan", "train", "session",
+           "evaluate", "predict", "loss_and_grad", "train_batches", "plan_training"]
+
+
+class Network(NamedTuple):
+    """The model's flat parameters (see :mod:`fastmlp.params`), its layer widths, and the codes
+    of its hidden activation and output head (:mod:`fastmlp.codes`)."""
+    flat: np.ndarray
+    layers: tuple
+    act: int
+    head: int
+
+
+class Batches(NamedTuple):
+    """The data of a training call and the order of its minibatches: rows ``order[k*B:(k+1)*B]``
+    of X form minibatch k. ``y`` holds class indices or ``Y`` target rows (the other empty, by
+    head); ``w`` per-sample weights, or None for all 1."""
+    X: np.ndarray
+    y: np.ndarray
+    Y: np.ndarray
+    order: np.ndarray
+    batch_size: int
+    w: Optional[np.ndarray] = None
+
+
+class Stats(NamedTuple):
+    """What a training call did. ``loss_sum``: the minibatches' losses times their weights,
+    summed; ``weight``: their total weight (the sample count for uniform weights); ``steps``:
+    updates made. ``diverged_at``: the index (in this call) of the minibatch whose loss was
+    not finite, where training stopped without its update, else None. ``overflowed``: the
+    weights left the finite range (with ``guard``, they were put back as before the call)."""
+    loss_sum: float
+    correct: float
+    samples: int
+    steps: int
+    weight: float
+    diverged_at: Optional[int] = None
+    bad_loss: float = 0.0
+    overflowed: bool = False
+
+    @property
+    def mean_loss(self):
+        """The (weighted) mean loss of the minibatches trained."""
+        return self.loss_sum / self.weight if self.weight > 0 else self.loss_sum / max(self.samples, 1)
+
+    @property
+    def accuracy(self):
+        return self.correct / max(self.samples, 1)
+
+    def __add__(self, other):
+        """Two calls' statistics, one after the other (the first divergence counts)."""
+        return Stats(self.loss_sum + other.loss_sum, self.correct + other.correct,
+                     self.samples + other.samples, self.steps + other.steps,
+                     self.weight + other.weight,
+                     self.diverged_at if self.diverged_at is not None else other.diverged_at,
+                     self.bad_loss if self.diverged_at is not None else other.bad_loss,
+                     self.overflowed or other.overflowed)
+
+
+def _stats(raw, overflowed):
+    diverged = int(raw[DIVERGED_AT]) if raw[DIVERGED_AT] >= 0 else None
+    return Stats(float(raw[LOSS]), float(raw[CORRECT]), int(raw[SAMPLES]), int(raw[STEPS]),
+                 float(raw[WEIGHT]), diverged, float(raw[BAD_LOSS]), overflowed)
+
+
+def _threads(threads):
+    from .lowlevel.threads import available_cores
+
+    return int(threads) if threads else available_cores()
+
+
+def _weights(w, flat, n):
+    """Per-sample weights as the compiled code takes them: a contiguous array of the model's
+    dtype, empty for uniform weights (None or empty); otherwise one per row of X (n)."""
+    if w is None or len(w) == 0:
+        return flat[:0]
+    w = np.ascontiguousarray(w, dtype=flat.dtype).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"w must hold one weight per row of X ({n}); got {w.shape[0]}.")
+    return w
+
+
+def train(net, state, batches, hyper, threads=None, engine="numba", guard=True):
+    """Train ``net`` in place on every minibatch of ``batches`` with the optimizer ``hyper``,
+    continuing from ``state`` (advanced in place); returns :class:`Stats`.
+
+    Plans up to ``threads`` threads (default: all cores). A non-finite loss stops training
+    before that minibatch's update (``Stats.diverged_at``). With ``guard``, the parameters and
+    the optimizer state are also put back as they were before the call when an update left
+    the finite range (``Stats.overflowed``); without it they are left as they are, unchecked.
+    """
+    saved = (net.flat.copy(), state.copy()) if guard else None
+    if batches.batch_size < 1 or len(batches.order) == 0:
+        raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
+    chosen = plan_training(_threads(threads), batches.batch_size, net.layers, len(batches.order))
+    from .lowlevel.threads import thread_limits
+
+    with thread_limits(chosen.threads, chosen.blas_threads), np.errstate(over="ignore",
+                                                                     invalid="ignore"):
+        if engine == "numpy":
+            raw = reference.train_batches(net, state, batches, hyper)
+        else:
+            raw = train_batches(net, state, batches, hyper)
+    state.step += int(raw[STEPS])
+    overflowed = guard and not np.isfinite(net.flat).all()
+    if overflowed and guard:
+        net.flat[...] = saved[0]
+        state.restore(saved[1])
+    return _stats(raw, overflowed)
+
+
+@contextmanager
+def session(layers, batch_size, threads=None):
+    """Hold the thread settings of training calls on minibatches of ``batch_size`` rows for the
+    body: a loop that calls :func:`train` once per minibatch (scikit-learn's) then sets them once.
+    Yields the :class:`Plan`."""
+    from .lowlevel.threads import thread_limits
+
+    chosen = plan_training(_threads(threads), batch_size, layers, batch_size)
+    with thread_limits(chosen.threads, chosen.blas_threads):
+        yield chosen
+
+
+def train_batches(net, state, batches, hyper):
+    """The compiled twin of :func:`fastmlp.reference.train_batches`: every minibatch of
+    ``batches`` in one compiled call, on the Numba threads in force, in the scheme
+    :func:`.plan.scheme` picks. Returns the raw statistics (see :mod:`.minibatch`); does not
+    advance ``state.step``."""
+    import numba
+
+    from .lowlevel.blas import blas_handle
+
+    flat, layers = net.flat, net.layers
+    X = batches.X
+    if X.dtype != flat.dtype or X.strides[1] != X.itemsize:
+        # the units scheme reads X's rows by address, as the model's dtype (callers that
+        # validate X pass it so already: no copy)
+        X = np.ascontiguousarray(X, dtype=flat.dtype)
+    data = Data(X, batches.y, batches.Y, _weights(batches.w, flat, X.shape[0]), batches.order)
+    n_threads = numba.get_num_threads()
+    how = Plan(n_threads, 1, plan.scheme(n_threads, batches.batch_size, layers, len(batches.order)),
+               min(batches.batch_size, plan.CHUNK_ROWS))
+    # a minibatch the units scheme takes in pieces adds dW up over them: no fused step
+    in_pieces = how.scheme == "units" and how.chunk < batches.batch_size
+    slots = slots_for(flat, layers, hyper, state, can_fuse(hyper) and not in_pieces)
+    stats = new_stats()
+    run = units.train_units if how.scheme == "units" else parts.train_parts
+    run(how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
+        int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)
+    return stats
+
+
+def loss_and_grad(net, X, y, Y, grad, w=None, threads=None, engine="numba"):
+    """Mean loss of all rows of X and its gradient, written into the flat buffer ``grad``
+    (same layout as ``net.flat``); the parameters are not changed. Returns (loss, correct
+    count). With per-sample weights ``w`` it is the weighted mean sum_i w_i loss_i / sum_i w_i."""
+    flat = net.flat
+    if grad.shape != flat.shape or grad.dtype != flat.dtype:
+        raise ValueError(f"grad must be a {flat.dtype} buffer of shape {flat.shape}; got "
+                         f"{grad.dtype} {grad.shape}.")
+    X = np.ascontiguousarray(X, dtype=flat.dtype)
+    w = _weights(w, flat, X.shape[0])
+    total = float(X.shape[0]) if w.shape[0] == 0 else float(w.sum(dtype=np.float64))
+    scale = 1.0 / total if total > 0 else 0.0
+    chosen = plan_training(_threads(threads), X.shape[0], net.layers, X.shape[0])
+    from .lowlevel.threads import thread_limits
+
+    with thread_limits(chosen.threads, chosen.blas_threads):
+        if engine == "numpy":
+            loss, correct = reference.loss_and_grad_all(net, X, y, Y, w, grad)
+            return loss, correct
+        from .lowlevel.blas import blas_handle
+
+        loss, correct = parts.loss_and_grad_all(
+            Net(flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
+            Data(X, y, Y, w, np.zeros(0, np.int64)), scale, grad, blas_handle())
+    return (loss / X.shape[0] if w.shape[0] == 0 else loss * scale), correct
+
+
+def _infer(net, X, targets, out, want_loss, threads, engine, chunk):
+    chosen = plan_inference(_threads(threads), chunk, net.layers)
+    from .lowlevel.threads import thread_limits
+
+    with thread_limits(chosen.threads, chosen.blas_threads):
+        if engine == "numpy":
+            if want_loss:
+                return reference.evaluate_batches(net, X, *targets, chunk)
+            out[...] = reference.predict_batches(net, X, chunk)
+            return 0.0, 0.0
+        import numba
+
+        from .lowlevel.blas import blas_handle
+
+        X = np.ascontiguousarray(X, dtype=net.flat.dtype)
+        return infer.run_infer(numba.get_num_threads(),
+                         Net(net.flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
+                         X, targets, chunk, out, want_loss, blas_handle())
+
+
+PREDICT_CHUNK = 4096   # rows per thread at a time in inference: bounds the activations held
+
+
+def predict(net, X, threads=None, engine="numba", chunk=PREDICT_CHUNK):
+    """The head's output (n, n_out) for every row of X (``net.head`` HEAD_IDENTITY: the logits)."""
+    out = np.empty((X.shape[0], net.layers[-1]), dtype=net.flat.dtype)
+    _infer(net, X, (np.zeros(0, np.int64), np.zeros((0, net.layers[-1]), net.flat.dtype),
+                    net.flat[:0]), out, False, threads, engine, chunk)
+    return out
+
+
+def evaluate(net, X, y, Y, w=None, threads=None, engine="numba", chunk=PREDICT_CHUNK):
+    """(summed loss, correct count) over all rows, the loss weighted by ``w`` when given."""
+    empty = np.empty((0, net.layers[-1]), dtype=net.flat.dtype)
+    w = _weights(w, net.flat, X.shape[0])
+    loss, correct = _infer(net, X, (y, Y, w), empty, True, threads, engine, chunk)
+    return loss, correct
