@@ -17,7 +17,6 @@ from fastmlp.codes import ACTIVATIONS, HEADS
 from fastmlp import engine as fast_engine
 from fastmlp.engine.plan import MIN_BATCHES_FOR_UNITS
 from fastmlp.params import init_params
-from fastmlp.engine.lowlevel.threads import thread_limits
 
 from .common import (BATCH_SIZES, ENGINES, MODELS, QUICK, ROUNDS, THREADS, add_rates,
                      assert_close, common_info)

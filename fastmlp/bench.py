@@ -16,11 +16,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,7 +26,13 @@ import numpy as np
 
 from .codes import ACTIVATIONS, ENGINES, HEADS, code_of
 from .params import init_params
-from .engine.lowlevel.threads import available_cores, thread_limits
+from .engine.lowlevel.threads import available_cores
+# the report's parts, importable from here too (tests and benchmarks/ use them so)
+from .firstcall import first_fit_child, first_fit_seconds  # noqa: F401
+from .flops import (GEMM_SIZE, floor_seconds, forward_flops, gemm_gflops, matmul_flops,  # noqa: F401
+                    model_name, parse_model)
+from .peers import (sklearn_epoch_seconds, sklearn_version, torch_epoch_seconds,  # noqa: F401
+                    torch_model, torch_threads, torch_train, torch_version)
 
 DEFAULT_MODELS = ((784, 128, 10), (784, 512, 256, 10))
 DEFAULT_BATCH_SIZES = (32, 128, 512)
@@ -38,96 +42,12 @@ QUICK_SAMPLES = 6000           # FASTMLP_BENCH_QUICK=1 / --quick
 PREDICT_SAMPLES = 10000
 N_FEATURES = 784
 LR = 0.05                      # small enough that one epoch of plain SGD never diverges
-GEMM_SIZE = 2048               # the floor's reference product: GEMM_SIZE^3, float32
 # Pause before each timed epoch: after a multi-threaded BLAS call, OpenBLAS's worker threads keep
-# spinning for a while and steal a core from whatever runs next (measured: a 784-128-10 batch-128
-# epoch right after a 2-thread GEMM took 0.207 s, after 0.2 s 0.179 s, after 0.5 s 0.171 s).
+# spinning for a while and steal a core from whatever runs next (docs/performance.md,
+# "SETTLE_SECONDS").
 SETTLE_SECONDS = 0.5
 ACT = ACTIVATIONS.index("relu")
 HEAD = HEADS.index("softmax")
-
-
-# ---------------------------------------------------------------- models and FLOPs
-
-def parse_model(text):
-    """"784-128-10" (or "784,128,10", or a sequence of ints) -> (784, 128, 10)."""
-    if not isinstance(text, str):
-        layers = tuple(int(w) for w in text)
-    else:
-        parts = text.replace(",", "-").split("-")
-        try:
-            layers = tuple(int(p) for p in parts) if text.strip() else ()
-        except ValueError:
-            raise ValueError(f"model {text!r} must be layer widths joined by '-', e.g. 784-128-10") from None
-    if len(layers) < 2 or min(layers) < 1:
-        raise ValueError(f"model {text!r} needs at least an input and an output width, all >= 1, "
-                         f"e.g. 784-128-10")
-    return layers
-
-
-def model_name(layers):
-    return "-".join(str(w) for w in layers)
-
-
-def matmul_flops(layers, n):
-    """Matrix-product FLOPs of one training pass over ``n`` samples.
-
-    Forward 2 n sum(n_in n_out), the weight gradients as many again, and the input gradients of
-    every layer but the first (the first layer's is never needed). Elementwise work is left out:
-    this is what the BLAS has to do at the least.
-    """
-    macs = [a * b for a, b in zip(layers[:-1], layers[1:])]
-    return 2 * n * (2 * sum(macs) + sum(macs[1:]))
-
-
-def forward_flops(layers, n):
-    """Matrix-product FLOPs of a forward pass (prediction) over ``n`` samples."""
-    return 2 * n * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
-
-
-# ---------------------------------------------------------------- the GEMM floor
-
-def gemm_gflops(threads=None, dtype="float32", size=GEMM_SIZE, repeats=3):
-    """Best GEMM throughput (GFLOP/s) of the BLAS the compiled engine calls, on one
-    ``size`` x ``size`` x ``size`` product with ``threads`` BLAS threads (default: all cores).
-
-    NumPy's matmul when the engine calls NumPy's OpenBLAS (:func:`fastmlp.engine.lowlevel.blas.blas_name`), else
-    ``scipy.linalg.blas.sgemm`` / ``dgemm``. The best of ``repeats`` timed products, after one
-    untimed: a floor should be the fastest the library goes.
-    """
-    from .engine.lowlevel.blas import blas_name
-
-    threads = threads or available_cores()
-    dtype = np.dtype(dtype)
-    rng = np.random.default_rng(0)
-    A = rng.random((size, size), dtype=dtype)
-    B = rng.random((size, size), dtype=dtype)
-    if blas_name().startswith("numpy"):
-        C = np.empty((size, size), dtype=dtype)
-
-        def product():
-            np.matmul(A, B, out=C)
-    else:
-        from scipy.linalg import blas as sblas
-
-        gemm = sblas.sgemm if dtype == np.float32 else sblas.dgemm
-        A, B = np.asfortranarray(A), np.asfortranarray(B)
-
-        def product():
-            gemm(1.0, A, B)
-    best = float("inf")
-    with thread_limits(1, threads):
-        product()
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            product()
-            best = min(best, time.perf_counter() - start)
-    return 2.0 * size ** 3 / best / 1e9
-
-
-def floor_seconds(layers, n, gflops):
-    """The GEMM floor of one epoch: its matmul FLOPs at ``gflops`` GFLOP/s."""
-    return matmul_flops(layers, n) / (gflops * 1e9)
 
 
 # ---------------------------------------------------------------- data
@@ -283,171 +203,6 @@ def compare_epochs(case, reference, rtol=None):
         f"{case.engine_name} weights are {apart:.3g} from {reference.engine_name}'s, which moved "
         f"{moved:.3g} from the start (allowed {weight_rtol:.0e} of that)")
     return apart / moved
-
-
-# ---------------------------------------------------------------- optional peers
-
-def torch_version():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.__version__
-
-
-def sklearn_version():
-    try:
-        import sklearn
-    except ImportError:
-        return None
-    return sklearn.__version__
-
-
-def torch_model(layers, flat=None):
-    """The same MLP in PyTorch (Linear + ReLU, logits out); weights copied from fastmlp's flat
-    buffer when given (fastmlp's W is (n_in, n_out), torch's weight is (n_out, n_in))."""
-    import torch
-
-    from .params import layer_views
-
-    modules = []
-    for l, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
-        modules.append(torch.nn.Linear(n_in, n_out))
-        if l < len(layers) - 2:
-            modules.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*modules)
-    if flat is not None:
-        linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
-        with torch.no_grad():
-            for lin, (W, b) in zip(linears, layer_views(flat, layers)):
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T, dtype=np.float32)))
-                lin.bias.copy_(torch.from_numpy(np.asarray(b, dtype=np.float32)))
-    return model
-
-
-class torch_threads:
-    """Context manager: torch.set_num_threads(n), restored afterwards."""
-
-    def __init__(self, n):
-        self.n = int(n)
-
-    def __enter__(self):
-        import torch
-
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.previous)
-        return False
-
-
-def torch_train(model, X, y, order, batch_size, optimizer):
-    """One eager epoch over ``order``: forward, cross-entropy, backward, step per minibatch.
-    Returns the mean training loss."""
-    import torch
-
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    idx = torch.from_numpy(np.asarray(order, dtype=np.int64))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    total = 0.0
-    for s in range(0, len(idx), batch_size):
-        rows = idx[s:s + batch_size]
-        xb, yb = Xt[rows], yt[rows]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(rows)
-    return total / max(len(idx), 1)
-
-
-def torch_epoch_seconds(case, n=None, repeats=1):
-    """Seconds for PyTorch to train ``case``'s model for one epoch (its first ``n`` samples):
-    same starting weights, order, batch size, plain SGD rate and thread count. Returns
-    (median seconds, mean loss of the last run)."""
-    import torch
-
-    order = case.order if n is None else case.order[:n]
-    times, loss = [], float("nan")
-    with torch_threads(case.threads):
-        warm = order[:max(2 * case.batch_size, len(order) // 10)]
-        for k in range(max(1, repeats) + 1):     # run 0 warms up (allocator, thread pool)
-            model = torch_model(case.layers, case.start)
-            opt = torch.optim.SGD(model.parameters(), lr=case.lr)
-            start = time.perf_counter()
-            loss = torch_train(model, case.X, case.y, order if k else warm, case.batch_size, opt)
-            if k:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times), loss
-
-
-def sklearn_epoch_seconds(case, n=None, repeats=1):
-    """Seconds for scikit-learn's MLPClassifier to run one epoch (``max_iter=1``, plain SGD,
-    same rate and batch size, no L2) on ``case``'s first ``n`` samples, BLAS threads limited to
-    ``case.threads``. Its own initialisation and input checks are included."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    rows = case.order if n is None else case.order[:n]
-    X, y = case.X[rows], case.y[rows]
-    times = []
-    for _ in range(max(1, repeats)):
-        clf = MLPClassifier(hidden_layer_sizes=case.layers[1:-1], activation="relu", solver="sgd",
-                            learning_rate_init=case.lr, momentum=0.0, nesterovs_momentum=False,
-                            alpha=0.0, batch_size=case.batch_size, max_iter=1, shuffle=True,
-                            random_state=0)
-        with warnings.catch_warnings(), thread_limits(1, case.threads):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start = time.perf_counter()
-            clf.fit(X, y)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-# ---------------------------------------------------------------- first call (compilation)
-
-# the child's program: time the package import, then the first fit and predict
-_FIRST_FIT_CHILD = ("import time; t0 = time.perf_counter(); import fastmlp; "
-                    "t_import = time.perf_counter() - t0; "
-                    "from fastmlp.bench import first_fit_child; first_fit_child(t_import)")
-
-
-def first_fit_child(t_import=float("nan")):
-    """Run in a fresh interpreter (see :func:`first_fit_seconds`): time ``MLP.fit`` for one
-    epoch on tiny data, then ``predict``; print one JSON line."""
-    from fastmlp import MLP
-
-    rng = np.random.default_rng(0)
-    X = rng.random((256, N_FEATURES), dtype=np.float32)
-    y = np.arange(256) % 10
-    model = MLP([N_FEATURES, 128, 10], engine=os.environ.get("FASTMLP_BENCH_ENGINE", "numba"))
-    t0 = time.perf_counter()
-    history = model.fit(X, y, epochs=1, batch_size=32, lr=LR)
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pred = model.predict(X)
-    t_predict = time.perf_counter() - t0
-    print(json.dumps({"import_s": t_import, "fit_s": t_fit, "predict_s": t_predict,
-                      "loss": history["loss"][-1], "n_predicted": int(len(pred))}))
-
-
-def first_fit_seconds(cache_dir, engine="numba", timeout=900):
-    """Time the first fit (and predict) of a new process whose Numba cache is ``cache_dir``
-    (NUMBA_CACHE_DIR): an empty folder measures compilation, a filled one loading the cache.
-    Returns the child's dict: import_s, fit_s, predict_s, loss, n_predicted."""
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), FASTMLP_BENCH_ENGINE=engine)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, "-c", _FIRST_FIT_CHILD],
-                          env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"first-fit child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- the report

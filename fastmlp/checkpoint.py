@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from .codes import OPTIMIZERS
-from .io import ModelFileError, read_npz, write_npz_atomic
+from .io import ModelFileError, model_from_contents, read_npz, write_npz_atomic
 
 CHECKPOINT_VERSION = 1
 # Constructor arguments that change how training runs but not what it computes.
@@ -129,7 +129,7 @@ class Resume:
         if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
             raise ModelFileError(f"{path!r} is a checkpoint of a newer fastmlp (version "
                                  f"{state.get('version')!r}); upgrade fastmlp to resume from it.")
-        self.saved = model_cls._from_contents(path, config, arrays)   # validates config and weights
+        self.saved = model_from_contents(model_cls, path, config, arrays)   # checks config and weights
         try:
             self.epoch = int(state["epoch"])
             self.stopped = bool(state["stopped"])

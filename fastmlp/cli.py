@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .info import kernels_cached, report_rows
+from .terminal import (ASCII_RAMP, UNICODE_RAMP, format_confusion, format_per_class,  # noqa: F401
+                       render_image, render_images)
 from .codes import ACTIVATIONS, DTYPES, ENGINES, OPTIMIZERS
 
 PROG = "fastmlp"
@@ -316,7 +319,7 @@ def cmd_train(args):
         print(f"training: {args.epochs} epochs, {args.optimizer}, lr {args.lr:g}, "
               f"batch size {args.batch_size}{extra}"
               + (f", early stopping after {args.early_stopping}" if args.early_stopping else ""))
-    if not args.quiet and args.engine == "numba" and _kernels_cached() is False:
+    if not args.quiet and args.engine == "numba" and kernels_cached() is False:
         print("compiling the Numba kernels, once: 10-30 s (later runs load them from the cache)")
     with _option_names():
         history = model.fit(data.X_train, data.y_train, epochs=args.epochs,
@@ -472,29 +475,6 @@ def cmd_evaluate(args):
     return EXIT_OK
 
 
-def format_per_class(matrix, classes):
-    """Accuracy per class as a text table, from a confusion matrix."""
-    width = max(5, *(len(str(c)) for c in classes))
-    lines = [f"{'class':>{width}}  images  correct  accuracy"]
-    for c, row, hit in zip(classes, matrix, np.diag(matrix)):
-        total = int(row.sum())
-        accuracy = f"{hit / total:.4f}" if total else "-"
-        lines.append(f"{str(c):>{width}}  {total:>6}  {int(hit):>7}  {accuracy:>8}")
-    return "\n".join(lines)
-
-
-def format_confusion(matrix, classes):
-    """A confusion matrix as text: rows true class, columns predicted class."""
-    names = [str(c) for c in classes]
-    cell = max(3, *(len(n) for n in names), len(str(int(matrix.max(initial=0))))) + 1
-    corner = "true\\pred"
-    lines = ["confusion matrix (rows: true class, columns: predicted class)",
-             f"{corner:>{len(corner)}}" + "".join(f"{n:>{cell}}" for n in names)]
-    for name, row in zip(names, matrix):
-        lines.append(f"{name:>{len(corner)}}" + "".join(f"{int(v):>{cell}}" for v in row))
-    return "\n".join(lines)
-
-
 def cmd_predict(args):
     if args.show_out:
         if not args.show:
@@ -540,141 +520,11 @@ def write_predictions(file, pred, y=None):
         file.writelines(f"{i},{p},{t}\n" for i, (p, t) in enumerate(zip(pred.tolist(), y.tolist())))
 
 
-# ---------------------------------------------------------------- images in the terminal
-
-UNICODE_RAMP = " ░▒▓█"
-ASCII_RAMP = " .:-=+*#%@"
-
-
-def render_image(image, ramp=UNICODE_RAMP):
-    """Lines of text drawing a square image (side x side, values >= 0), two characters per
-    pixel so that it looks square; each image is scaled to its own maximum."""
-    image = np.clip(np.asarray(image, dtype=np.float64), 0, None)
-    top = image.max()
-    levels = np.zeros(image.shape, dtype=int) if top <= 0 else \
-        np.rint(image / top * (len(ramp) - 1)).astype(int)
-    return ["".join(ramp[v] * 2 for v in row) for row in levels]
-
-
-def render_images(X, y_pred, y_true=None, columns=None, ramp=None):
-    """Images side by side, as many as fit the terminal, each titled with its index, the
-    prediction and the truth (marked when wrong)."""
-    from .plots import image_grid
-
-    images = image_grid(X)
-    if ramp is None:
-        ramp = UNICODE_RAMP if _can_print(UNICODE_RAMP) else ASCII_RAMP
-    columns = columns or shutil.get_terminal_size().columns
-    blocks = []
-    for i, image in enumerate(images):
-        titles = [f"#{i} pred {y_pred[i]}"]
-        if y_true is not None:
-            titles.append(f"true {y_true[i]}" + ("" if y_true[i] == y_pred[i] else " WRONG"))
-        art = render_image(image, ramp)
-        width = max(len(art[0]), *(len(t) for t in titles))
-        blocks.append([t.ljust(width) for t in titles] + [line.ljust(width) for line in art])
-    gap = "   "
-    rows, row, used = [], [], 0
-    for block in blocks:
-        if row and used + len(gap) + len(block[0]) > columns:
-            rows.append(row)
-            row, used = [], 0
-        used += (len(gap) if row else 0) + len(block[0])
-        row.append(block)
-    if row:
-        rows.append(row)
-    return "\n\n".join("\n".join(gap.join(b[k] for b in row).rstrip() for k in range(len(row[0])))
-                       for row in rows)
-
-
-def _can_print(text):
-    try:
-        text.encode(sys.stdout.encoding or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True
-
-
 # ---------------------------------------------------------------- info
 
 def cmd_info(args):
-    import platform
-
-    import numba
-
-    from .engine.lowlevel.threads import available_cores
-
-    rows = [("fastmlp", f"{__version__} ({Path(__file__).resolve().parent})"),
-            ("python", f"{platform.python_version()} ({platform.python_implementation()}, "
-                       f"{platform.system()} {platform.machine()})"),
-            ("numpy", np.__version__),
-            ("numba", numba.__version__)]
-    for name, extra in (("matplotlib", "plot"), ("sklearn", "sklearn")):
-        rows.append((name if name != "sklearn" else "scikit-learn", _version_of(name, extra)))
-    rows.append(("cores", f"{available_cores()} available to this process "
-                          f"({os.cpu_count()} in the machine)"))
-    rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
-    rows.append(("threading layer", _threading_layer()))
-    try:
-        from .engine.lowlevel.blas import blas_name
-
-        rows.append(("BLAS", blas_name()))
-    except Exception as exc:        # noqa: BLE001 - a report, not a failure
-        rows.append(("BLAS", f"unavailable ({_message(exc)})"))
-    rows.append(("numba cache", _cache_dir()))
+    rows = report_rows()
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     return EXIT_OK
-
-
-def _version_of(module, extra):
-    import importlib
-
-    try:
-        return importlib.import_module(module).__version__
-    except ImportError:
-        return f'not installed (pip install "fastmlp[{extra}]")'
-
-
-def _threading_layer():
-    """The layer Numba's parallel kernels run on, found by running a tiny prediction."""
-    import numba
-
-    from .model import MLP
-
-    try:
-        model = MLP([4, 2], engine="numba", threads=1)
-        model.params = model.params         # mark as fitted
-        model.predict(np.zeros((2, 4), dtype=np.float32))
-        layer = numba.threading_layer()
-    except Exception as exc:        # noqa: BLE001 - a report, not a failure
-        return f"unknown ({_message(exc)})"
-    return f"{layer} (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
-
-
-def _kernels_cached():
-    """Whether Numba's cache holds compiled fastmlp kernels; None when it cannot tell."""
-    import numba
-
-    folder = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else \
-        Path(__file__).resolve().parent / "__pycache__"
-    if not numba.config.CACHE_DIR and not os.access(folder.parent, os.W_OK):
-        return None                     # Numba falls back to a per-user folder
-    try:
-        return any(folder.rglob("engine.*.nbi"))
-    except OSError:
-        return None
-
-
-def _cache_dir():
-    import numba
-
-    if numba.config.CACHE_DIR:
-        return f"{numba.config.CACHE_DIR} (NUMBA_CACHE_DIR)"
-    folder = Path(__file__).resolve().parent / "__pycache__"
-    writable = os.access(folder if folder.exists() else folder.parent, os.W_OK)
-    note = ("default: beside the package; set NUMBA_CACHE_DIR to move it" if writable else
-            "not writable, so Numba uses a per-user cache directory instead; "
-            "set NUMBA_CACHE_DIR to choose one")
-    return f"{folder} ({note})"

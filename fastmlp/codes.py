@@ -34,3 +34,6 @@ def code_of(table, name, argument):
     raise ValueError(
         f"{argument}={name!r} is not supported; choose one of {', '.join(map(repr, table))}.{hint}"
     )
+
+# scikit-learn's activation names -> fastmlp's
+SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}

@@ -93,3 +93,38 @@ def read_npz(path):
             f"Upgrade fastmlp to load it."
         )
     return config, arrays
+
+
+def model_from_contents(cls, path, config, arrays):
+    """A model from a file's config and arrays, each checked: the compiled kernels trust them."""
+    try:
+        model = cls(**config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path!r} has an invalid model config ({exc}).") from None
+    flat = arrays.get("params")
+    if flat is None or flat.shape != model._flat.shape or flat.dtype != model._flat.dtype:
+        raise ModelFileError(f"{path!r} has weights that do not match its layers {list(model.layers)}.")
+    if not np.isfinite(flat).all():
+        raise ModelFileError(f"{path!r} has NaN or Inf weights; it was saved from a diverged "
+                             f"model or is damaged. Use an earlier file or retrain.")
+    model._flat[...] = flat
+    classes = arrays.get("classes")
+    if classes is not None:
+        n_out = model.layers[-1]
+        if (classes.ndim != 1 or classes.dtype.kind not in "biuU" or not model.is_classifier
+                or len(classes) != n_out or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all())):
+            raise ModelFileError(
+                f"{path!r} has classes of shape {classes.shape} ({classes.dtype}) that do not fit its "
+                f"output layer of {n_out} units (output={model.output!r}); the file is damaged, re-save the model."
+            )
+    model.classes_ = classes
+    model.fitted_ = bool(config.get("fitted", True))
+    target_ndim = config.get("target_ndim")
+    if target_ndim not in (None, 1, 2):
+        raise ModelFileError(f"{path!r} has target_ndim={target_ndim!r} (should be 1, 2 or null); re-save the model.")
+    model.target_ndim_ = target_ndim
+    history = config.get("history") or {}
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ModelFileError(f"{path!r} has a damaged history (a dict of per-epoch lists is expected); re-save the model.")
+    model.history_ = history
+    return model

@@ -18,19 +18,19 @@ that layer's: GNU OpenMP may hang a forked child; use the "spawn" start method t
 
 import logging
 import os
-import signal
-import threading
 import time
 
 import numpy as np
 
 from . import checkpoint as _checkpoint
 from .codes import ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPTIMIZERS, Y_HEADS, code_of
-from .io import ModelFileError, read_npz, write_npz_atomic
+from .io import model_from_contents, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
 from .schedules import make_schedule
-from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
-                         check_layers, check_number, check_same_length, check_targets)
+from .progress import StopOnCtrlC, echo, format_logs, progress_bar
+from .validation import (check_batch_size, check_callbacks, check_features, check_label_matrix,
+                         check_labels, check_layers, check_number, check_sample_weight,
+                         check_same_length, check_targets, class_indices, classes_for)
 
 log = logging.getLogger("fastmlp")
 
@@ -150,43 +150,10 @@ class MLP:
             return empty_y, Y
         labels = check_labels(y, name)
         if fitting and self.classes_ is None:
-            self.classes_ = self._classes_for(labels)
-        classes = self.classes_
-        if classes is None:
+            self.classes_ = classes_for(labels, self.layers[-1])
+        if self.classes_ is None:
             raise NotFittedError("the model has no classes yet; call fit before evaluate or score.")
-        if np.ndim(classes) != 1 or len(classes) > n_out:
-            # Class indices go straight into compiled kernels, which do no bounds checking.
-            raise ValueError(f"model.classes_ has shape {np.shape(classes)} but the output layer has "
-                             f"{n_out} units; set classes_ to at most {n_out} labels (or refit).")
-        if labels.dtype.kind != classes.dtype.kind and not (labels.dtype.kind in "iub" and classes.dtype.kind in "iub"):
-            raise ValueError(f"{name} holds {labels.dtype} labels but the model was trained on {classes.dtype} classes {classes[:5]}...")
-        idx = np.searchsorted(classes, labels)
-        idx = np.minimum(idx, len(classes) - 1)
-        unknown = classes[idx] != labels
-        if unknown.any():
-            bad = labels[np.argmax(unknown)].item()
-            raise ValueError(
-                f"{name} contains the label {bad!r}, which is not one of the model's classes "
-                f"{_short(classes)}; the output layer has {n_out} units. Remove those samples or "
-                f"build a model whose last layer matches the classes."
-            )
-        return idx.astype(np.int64), np.zeros((0, n_out), dtype=self.dtype)
-
-    def _classes_for(self, labels):
-        """Integers 0..n_out-1 keep their meaning (a subset may be present); anything else maps
-        to the sorted unique labels, which must number exactly the output width."""
-        n_out = self.layers[-1]
-        found = np.unique(labels)
-        if len(found) < 2:
-            raise ValueError(f"y has a single class {found[0].item()!r}; a classifier needs at least two classes.")
-        if labels.dtype.kind in "iub" and found.min() >= 0 and found.max() < n_out:
-            return np.arange(n_out, dtype=np.int64)
-        if len(found) != n_out:
-            raise ValueError(
-                f"y has {len(found)} classes {_short(found)} but the output layer has {n_out} units; "
-                f"set the last entry of layers to {len(found)}, or use labels 0..{n_out - 1}."
-            )
-        return found
+        return class_indices(labels, self.classes_, n_out, name), np.zeros((0, n_out), dtype=self.dtype)
 
     # ------------------------------------------------------------ training
 
@@ -231,7 +198,7 @@ class MLP:
         """
         hp = self._check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
                                   weight_decay, beta1, beta2, eps, early_stopping, verbose)
-        callbacks = _check_callbacks(callbacks)
+        callbacks = check_callbacks(callbacks)
         if checkpoint is not None:
             checkpoint = _checkpoint.check_path(checkpoint, "checkpoint")
         elif checkpoint_every is not None:
@@ -241,7 +208,7 @@ class MLP:
         resumed = None if resume is None else _checkpoint.Resume(
             _checkpoint.check_path(resume, "resume"), type(self), self)
         X = check_features(X, "X", self.layers[0], self.dtype)
-        weights = _check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         y_idx, Y = self._encode_targets(y, "y", fitting=True)
         check_same_length(X, Y if self._takes_Y else y_idx)
         validation_split = check_number(validation_split, "validation_split", low=0, high=1, high_open=True)
@@ -301,7 +268,7 @@ class MLP:
         self.stop_training = False
         hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
                                    hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"])
-        with _StopOnCtrlC() as interrupt:
+        with StopOnCtrlC() as interrupt:
             for epoch in range(start, hp["epochs"]):
                 lr_e = schedule(epoch)
                 check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
@@ -313,15 +280,15 @@ class MLP:
                     val_logs = self._evaluate_arrays(*val)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self._record(history, logs)
-                log.info(_format_logs(logs))
+                log.info(format_logs(logs))
                 if verbose:
-                    _echo(_format_logs(logs))
+                    echo(format_logs(logs))
                 if early_stopping is not None:
                     if best is None or logs["val_loss"] < best[0]:
                         best = (logs["val_loss"], self._flat.copy(), logs["epoch"])
                     elif logs["epoch"] - best[2] >= early_stopping:
                         if verbose:
-                            _echo(f"early stopping: no val_loss improvement for {early_stopping} epochs; "
+                            echo(f"early stopping: no val_loss improvement for {early_stopping} epochs; "
                                   f"restoring the weights of epoch {best[2]}")
                         self.stop_training = True
                 for cb in callbacks:
@@ -334,7 +301,7 @@ class MLP:
                                      history=history, best=best, stopped=False)
                 if interrupted:
                     if verbose:
-                        _echo("interrupted: keeping the weights of the last completed step")
+                        echo("interrupted: keeping the weights of the last completed step")
                     break
                 if self.stop_training:
                     break
@@ -387,7 +354,7 @@ class MLP:
         order = self._epoch_order(n, shuffle, replacement)
         per_call = max(1, SLICE_SAMPLES // batch) * batch
         totals = engine.Stats(0.0, 0.0, 0, 0, 0.0)
-        bar = _progress_bar(n, epoch, verbose)
+        bar = progress_bar(n, epoch, verbose)
         logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
         try:
             for s in range(0, n, per_call):
@@ -502,96 +469,18 @@ class MLP:
     @classmethod
     def from_sklearn(cls, estimator, **kwargs):
         """A model holding the weights of a fitted scikit-learn ``MLPClassifier`` /
-        ``MLPRegressor`` (or ``fastmlp.sklearn``'s), predicting what the estimator predicts.
+        ``MLPRegressor`` (or ``fastmlp.sklearn``'s); see :func:`fastmlp.exchange.from_sklearn`."""
+        from .exchange import from_sklearn
 
-        ``kwargs`` go to the constructor (``engine``, ``threads``, ``seed``...). The weights are
-        copied. A binary classifier's single logistic unit z becomes a 2-unit softmax over
-        (0, z), which gives the same probabilities. A multilabel classifier (several logistic
-        outputs) becomes ``output="logistic"``. Single-class classifiers and Poisson regressors
-        have no fastmlp equivalent: ValueError.
-        """
-        coefs = getattr(estimator, "coefs_", None)
-        if coefs is None:
-            raise NotFittedError(f"{type(estimator).__name__} is not fitted; call its fit first.")
-        names = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-        if estimator.activation not in names:
-            raise ValueError(f"activation={estimator.activation!r} has no fastmlp equivalent.")
-        pairs = [(np.asarray(W), np.asarray(b)) for W, b in zip(coefs, estimator.intercepts_)]
-        layers = [pairs[0][0].shape[0]] + [W.shape[1] for W, _ in pairs]
-        out = estimator.out_activation_
-        classes = getattr(estimator, "classes_", None)
-        multilabel = out == "logistic" and pairs[-1][0].shape[1] > 1
-        if out == "logistic" and not multilabel and (classes is None or len(classes) != 2):
-            raise ValueError("single-class classifiers have no fastmlp equivalent: a fastmlp "
-                             "classifier needs at least two classes.")
-        if out not in ("softmax", "logistic", "identity"):
-            raise ValueError(f"out_activation_={out!r} has no fastmlp output head.")
-        if out == "logistic" and not multilabel:    # sigmoid(z) = softmax((0, z))[1]
-            W, b = pairs[-1]
-            pairs[-1] = (np.hstack([np.zeros_like(W), W]), np.concatenate([np.zeros_like(b), b]))
-            layers[-1] = 2
-        dtype = np.result_type(*[W for W, _ in pairs])
-        output = "logistic" if multilabel else "identity" if out == "identity" else "softmax"
-        model = cls(layers=layers, activation=names[estimator.activation], output=output,
-                    dtype=dtype.name if dtype.name in DTYPES else "float64", **kwargs)
-        model.params = pairs
-        if out == "identity":
-            model.target_ndim_ = 1 if layers[-1] == 1 else 2
-        elif not multilabel:                    # multilabel: label j is column j, no classes_
-            model.classes_ = np.asarray(classes)
-        return model
+        return from_sklearn(cls, estimator, **kwargs)
 
     def to_sklearn(self):
-        """A fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` with a copy of these weights
-        (needs scikit-learn): it predicts what this model predicts. A 2-class softmax becomes
-        scikit-learn's single logistic unit on the logit difference. ``output="logistic"``
-        becomes a multilabel classifier (classes_ 0..n_labels-1); with a single output it is
-        scikit-learn's binary classifier of classes [0, 1], whose predict returns a 1-D array.
-        ``output="sigmoid"`` and ``activation="leaky_relu"`` have no scikit-learn equivalent:
-        ValueError.
-        """
-        from sklearn.neural_network import MLPClassifier, MLPRegressor
-        from sklearn.preprocessing import LabelBinarizer
+        """A fitted scikit-learn estimator with a copy of these weights; see
+        :func:`fastmlp.exchange.to_sklearn`."""
+        from .exchange import to_sklearn
 
         self._check_fitted()
-        names = {"identity": "identity", "sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}
-        if self.activation not in names:
-            raise ValueError(f"activation={self.activation!r} has no scikit-learn equivalent; "
-                             f"use one of {sorted(names)}.")
-        if self.output == "sigmoid":
-            raise ValueError("output='sigmoid' (squared error on sigmoid outputs) has no "
-                             "scikit-learn equivalent; use output='softmax'.")
-        pairs = [(W.copy(), b.copy()) for W, b in self.params]
-        kwargs = {"hidden_layer_sizes": tuple(self.layers[1:-1]), "activation": names[self.activation]}
-        if self.output == "identity":
-            est = MLPRegressor(**kwargs)
-            est.out_activation_ = "identity"
-        elif self.output == "logistic":
-            est = MLPClassifier(**kwargs)
-            n_labels = self.layers[-1]
-            est.classes_ = np.arange(max(n_labels, 2))
-            # what its predict reads: an indicator binarizer (several labels) or a binary one
-            est._label_binarizer = LabelBinarizer().fit(
-                np.eye(n_labels, dtype=np.int64) if n_labels > 1 else est.classes_)
-            est.out_activation_ = "logistic"
-        else:
-            est = MLPClassifier(**kwargs)
-            est.classes_ = (self.classes_ if self.classes_ is not None
-                            else np.arange(self.layers[-1]))
-            est._label_binarizer = LabelBinarizer().fit(est.classes_)   # what its predict reads
-            if self.layers[-1] == 2:            # softmax((z0, z1))[1] = sigmoid(z1 - z0)
-                W, b = pairs[-1]
-                pairs[-1] = (W[:, 1:] - W[:, :1], b[1:] - b[:1])
-                est.out_activation_ = "logistic"
-            else:
-                est.out_activation_ = "softmax"
-        est.coefs_ = [W for W, _ in pairs]
-        est.intercepts_ = [b for _, b in pairs]
-        est.n_features_in_ = self.layers[0]
-        est.n_layers_ = len(self.layers)
-        est.n_outputs_ = pairs[-1][0].shape[1]
-        est.n_iter_ = len(self.history_.get("epoch", []))
-        return est
+        return to_sklearn(self)
 
     # ------------------------------------------------------------ files
 
@@ -619,42 +508,7 @@ class MLP:
         """Read a model written by :meth:`save` (never unpickles). A checkpoint written by
         ``fit(checkpoint=...)`` loads as the model at that epoch."""
         path = os.fspath(path)
-        return cls._from_contents(path, *read_npz(path))
-
-    @classmethod
-    def _from_contents(cls, path, config, arrays):
-        """A model from a file's config and arrays, each checked: the compiled kernels trust them."""
-        try:
-            model = cls(**config["model"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path!r} has an invalid model config ({exc}).") from None
-        flat = arrays.get("params")
-        if flat is None or flat.shape != model._flat.shape or flat.dtype != model._flat.dtype:
-            raise ModelFileError(f"{path!r} has weights that do not match its layers {list(model.layers)}.")
-        if not np.isfinite(flat).all():
-            raise ModelFileError(f"{path!r} has NaN or Inf weights; it was saved from a diverged "
-                                 f"model or is damaged. Use an earlier file or retrain.")
-        model._flat[...] = flat
-        classes = arrays.get("classes")
-        if classes is not None:
-            n_out = model.layers[-1]
-            if (classes.ndim != 1 or classes.dtype.kind not in "biuU" or not model.is_classifier
-                    or len(classes) != n_out or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all())):
-                raise ModelFileError(
-                    f"{path!r} has classes of shape {classes.shape} ({classes.dtype}) that do not fit its "
-                    f"output layer of {n_out} units (output={model.output!r}); the file is damaged, re-save the model."
-                )
-        model.classes_ = classes
-        model.fitted_ = bool(config.get("fitted", True))
-        target_ndim = config.get("target_ndim")
-        if target_ndim not in (None, 1, 2):
-            raise ModelFileError(f"{path!r} has target_ndim={target_ndim!r} (should be 1, 2 or null); re-save the model.")
-        model.target_ndim_ = target_ndim
-        history = config.get("history") or {}
-        if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
-            raise ModelFileError(f"{path!r} has a damaged history (a dict of per-epoch lists is expected); re-save the model.")
-        model.history_ = history
-        return model
+        return model_from_contents(cls, path, *read_npz(path))
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -662,47 +516,6 @@ class MLP:
 
 
 # ---------------------------------------------------------------- helpers
-
-def _check_sample_weight(sample_weight, n, dtype):
-    """``sample_weight`` as a C-contiguous ``dtype`` vector of n finite weights >= 0, not all 0
-    (None stays None: uniform weights)."""
-    if sample_weight is None:
-        return None
-    try:
-        w = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"sample_weight must be an array of n_samples={n} numbers; got "
-                         f"{type(sample_weight).__name__}.") from None
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"sample_weight must be 1-D with one weight per sample: shape ({n},); "
-                         f"got shape {w.shape}.")
-    if not np.isfinite(w).all():
-        raise ValueError(f"sample_weight must be finite; sample {int(np.argmin(np.isfinite(w)))} "
-                         f"has {w[np.argmin(np.isfinite(w))]}.")
-    if (w < 0).any():
-        i = int(np.argmax(w < 0))
-        raise ValueError(f"sample_weight must be >= 0; sample {i} has {w[i]}.")
-    if not w.any():
-        raise ValueError("sample_weight is all zero: at least one sample needs a positive weight.")
-    return np.ascontiguousarray(w, dtype=dtype)
-
-
-def _check_callbacks(callbacks):
-    """callbacks as a list of callables (or objects with on_epoch_end), checked before training."""
-    if callbacks is None:
-        return []
-    if callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
-        callbacks = [callbacks]
-    try:
-        callbacks = list(callbacks)
-    except TypeError:
-        raise TypeError(f"callbacks must be a list of functions f(model, epoch, logs); got {callbacks!r}.") from None
-    for i, cb in enumerate(callbacks):
-        if not callable(getattr(cb, "on_epoch_end", cb)):
-            raise TypeError(f"callbacks[{i}] = {cb!r} is not callable; pass functions "
-                            f"f(model, epoch, logs) or objects with an on_epoch_end method.")
-    return callbacks
-
 
 def _is_dtype(value):
     try:
@@ -712,55 +525,4 @@ def _is_dtype(value):
         return False
 
 
-def _short(values, k=10):
-    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:k])
-    return f"[{shown}{', ...' if len(values) > k else ''}]"
 
-
-def _format_logs(logs):
-    parts = [f"epoch {logs['epoch']}"]
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in logs:
-            parts.append(f"{key} {logs[key]:.4f}")
-    parts.append(f"lr {logs['lr']:.4g}")
-    parts.append(f"{logs['seconds']:.2f}s")
-    return "  ".join(parts)
-
-
-def _echo(line):
-    from tqdm import tqdm
-
-    tqdm.write(line)
-
-
-def _progress_bar(n, epoch, verbose):
-    if verbose != 1:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=n, desc=f"epoch {epoch + 1}", unit="sample", unit_scale=True, leave=False)
-
-
-class _StopOnCtrlC:
-    """While active (main thread only), the first Ctrl-C sets ``requested`` instead of raising;
-    a second Ctrl-C raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            if self._previous is not None:
-                signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False

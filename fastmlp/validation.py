@@ -203,3 +203,87 @@ def check_batch_size(batch_size, n):
         raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use "
                          f"batch_size<={n} or None for full batch.")
     return batch
+
+
+def check_sample_weight(sample_weight, n, dtype):
+    """``sample_weight`` as a C-contiguous ``dtype`` vector of n finite weights >= 0, not all 0
+    (None stays None: uniform weights)."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_weight must be an array of n_samples={n} numbers; got "
+                         f"{type(sample_weight).__name__}.") from None
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must be 1-D with one weight per sample: shape ({n},); "
+                         f"got shape {w.shape}.")
+    if not np.isfinite(w).all():
+        raise ValueError(f"sample_weight must be finite; sample {int(np.argmin(np.isfinite(w)))} "
+                         f"has {w[np.argmin(np.isfinite(w))]}.")
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"sample_weight must be >= 0; sample {i} has {w[i]}.")
+    if not w.any():
+        raise ValueError("sample_weight is all zero: at least one sample needs a positive weight.")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def check_callbacks(callbacks):
+    """callbacks as a list of callables (or objects with on_epoch_end), checked before training."""
+    if callbacks is None:
+        return []
+    if callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
+        callbacks = [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of functions f(model, epoch, logs); got {callbacks!r}.") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(getattr(cb, "on_epoch_end", cb)):
+            raise TypeError(f"callbacks[{i}] = {cb!r} is not callable; pass functions "
+                            f"f(model, epoch, logs) or objects with an on_epoch_end method.")
+    return callbacks
+
+
+def class_indices(labels, classes, n_out, name="y"):
+    """Each label's index in the sorted ``classes`` (a model's classes_), checked: the indices go
+    straight into compiled kernels, which do no bounds checking."""
+    if np.ndim(classes) != 1 or len(classes) > n_out:
+        # Class indices go straight into compiled kernels, which do no bounds checking.
+        raise ValueError(f"model.classes_ has shape {np.shape(classes)} but the output layer has "
+                         f"{n_out} units; set classes_ to at most {n_out} labels (or refit).")
+    if labels.dtype.kind != classes.dtype.kind and not (labels.dtype.kind in "iub" and classes.dtype.kind in "iub"):
+        raise ValueError(f"{name} holds {labels.dtype} labels but the model was trained on {classes.dtype} classes {classes[:5]}...")
+    idx = np.searchsorted(classes, labels)
+    idx = np.minimum(idx, len(classes) - 1)
+    unknown = classes[idx] != labels
+    if unknown.any():
+        bad = labels[np.argmax(unknown)].item()
+        raise ValueError(
+            f"{name} contains the label {bad!r}, which is not one of the model's classes "
+            f"{_short(classes)}; the output layer has {n_out} units. Remove those samples or "
+            f"build a model whose last layer matches the classes."
+        )
+    return idx.astype(np.int64)
+
+
+def classes_for(labels, n_out):
+    """Integers 0..n_out-1 keep their meaning (a subset may be present); anything else maps
+    to the sorted unique labels, which must number exactly the output width."""
+    found = np.unique(labels)
+    if len(found) < 2:
+        raise ValueError(f"y has a single class {found[0].item()!r}; a classifier needs at least two classes.")
+    if labels.dtype.kind in "iub" and found.min() >= 0 and found.max() < n_out:
+        return np.arange(n_out, dtype=np.int64)
+    if len(found) != n_out:
+        raise ValueError(
+            f"y has {len(found)} classes {_short(found)} but the output layer has {n_out} units; "
+            f"set the last entry of layers to {len(found)}, or use labels 0..{n_out - 1}."
+        )
+    return found
+
+
+def _short(values, k=10):
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:k])
+    return f"[{shown}{', ...' if len(values) > k else ''}]"

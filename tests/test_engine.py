@@ -59,6 +59,7 @@ def test_compiled_gradient_matches_finite_differences(act, head):
     np.testing.assert_allclose(grad, ref_flat, rtol=1e-10, atol=1e-13, err_msg=case)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
@@ -98,6 +99,7 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
     assert list(stats[1:5]) == list(ref_stats[1:5]), case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("opt,momentum", [(0, 0.0), (0, 0.9), (1, 0.0)])
@@ -112,6 +114,7 @@ def test_every_hidden_activation_matches_reference(dtype, act, opt, momentum, ba
                                          1, scheme, monkeypatch, act=act)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,nesterov,decay", [(0, 0.0, False, 0.0), (0, 0.0, False, 0.01),
@@ -127,6 +130,7 @@ def test_units_minibatch_in_pieces_matches_reference(dtype, head, opt, momentum,
                                          1, "units", monkeypatch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,nesterov,decay",
@@ -291,6 +295,7 @@ def test_weighted_gradient_matches_finite_differences(head):
     np.testing.assert_allclose(grad, ref_flat, rtol=1e-10, atol=1e-13, err_msg=head)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("opt,momentum,decay", [(0, 0.0, 0.01), (0, 0.9, 0.0), (1, 0.0, 0.01)])

@@ -365,7 +365,7 @@ def test_unsupported_targets_and_weights_raise_clear_errors(small, regression):
         MLPClassifier(max_iter=2).fit(X, np.stack([y % 3, y % 4], axis=1))
     with pytest.raises(NotImplementedError, match="poisson"):
         MLPRegressor(loss="poisson").fit(*regression)
-    for bad, match in ((-np.ones(len(y)), "non-negative"), (np.zeros(len(y)), "non-zero"),
+    for bad, match in ((-np.ones(len(y)), ">= 0; sample 0"), (np.zeros(len(y)), "non-zero"),
                        (np.ones(3), "sample_weight")):
         with pytest.raises(ValueError, match=match):
             MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)

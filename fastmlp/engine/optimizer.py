@@ -62,7 +62,9 @@ class Slots(NamedTuple):
 class OptimizerState:
     """What an optimizer keeps between calls, on the flat parameters' layout: ``state1`` (the
     velocity v, or Adam's m), ``state2`` (Adam's v; empty for SGD) and ``step`` (updates made:
-    Adam's t). The engine advances ``step`` by the updates it makes."""
+    Adam's t). The engine advances ``step`` by the updates it makes. ``learning_rate``: the SGD
+    rate the velocity was accumulated under, for a front end that changes the rate between
+    calls (scikit-learn's estimators rescale the velocity then); None when unused."""
 
     def __init__(self, optimizer, size, dtype):
         self.opt = optimizer if isinstance(optimizer, (int, np.integer)) else code_of(
@@ -71,6 +73,7 @@ class OptimizerState:
         self.state1 = np.zeros(size, dtype=dtype)
         self.state2 = np.zeros(size if self.opt == OPT_ADAM else 0, dtype=dtype)
         self.step = 0
+        self.learning_rate = None
 
     @property
     def name(self):
@@ -79,6 +82,7 @@ class OptimizerState:
     def copy(self):
         other = OptimizerState(self.opt, 0, self.state1.dtype)
         other.state1, other.state2, other.step = self.state1.copy(), self.state2.copy(), self.step
+        other.learning_rate = self.learning_rate
         return other
 
     def restore(self, saved):

@@ -1,216 +1,33 @@
-"""scikit-learn's ``MLPClassifier`` and ``MLPRegressor``, trained by fastmlp's compiled engine.
-
-Change one import and keep the rest of the code::
-
-    # from sklearn.neural_network import MLPClassifier
-    from fastmlp.sklearn import MLPClassifier
-
-Same constructor parameters, defaults and meanings, same fitted attributes (``coefs_``,
-``intercepts_``, ``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
-``validation_scores_``, ``best_validation_score_``, ``classes_``, ``n_features_in_``,
-``feature_names_in_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``) and methods (``fit``,
-``partial_fit``, ``predict``, ``predict_proba``, ``predict_log_proba``, ``score``,
-``get_params``/``set_params``). The training follows scikit-learn's step for step: the same
-Glorot initialisation drawn from the same ``random_state``, the same shuffles and validation
-split, L2 penalty ``alpha * W / batch`` in the gradient and ``0.5 * alpha * ||W||^2 / batch`` in
-the loss, the same SGD momentum / Nesterov / Adam updates and learning-rate schedules, the same
-``tol`` / ``n_iter_no_change`` stopping and ``ConvergenceWarning``. ``sample_weight`` works as
-in scikit-learn: each minibatch's loss is the weighted mean of its samples' losses, and
-``batch`` above becomes the minibatch's weight total; the early-stopping split keeps each
-sample's weight and the validation score (accuracy or R^2) is weighted. With float64 (the default)
-a fit matches scikit-learn's to rounding error; each minibatch runs forward, backward and the
-update in one compiled call.
-
-Two parameters of fastmlp's own come last:
-- ``dtype="float64"`` (default: scikit-learn's own precision on float64 data, so results agree
-  with scikit-learn's to rounding). ``"float32"`` is about twice as fast on large layers; it is
-  also what scikit-learn itself uses when given float32 data.
-- ``threads=None``: cores for the compiled engine (default: all this process may use).
-
-Differences from scikit-learn, all raised as clear errors rather than silently changed:
-- ``sample_weight`` must be finite and >= 0 and not all zero (scikit-learn also accepts
-  negative weights); a minibatch whose weights are all zero makes a zero-gradient step (in
-  scikit-learn it fails with ZeroDivisionError).
-- ``MLPRegressor(loss="poisson")`` raises ``NotImplementedError`` (no exponential output head).
-- sparse ``X`` is accepted but densified (a copy) before training or prediction; read-only
-  arrays (memory maps) are copied once.
-- ``loss_`` uses the exact log-softmax (multilabel: the exact softplus form of the binary
-  cross-entropy); scikit-learn clips probabilities at machine epsilon, so the two differ only
-  when a sample's true class (or label) gets probability below ~2e-16.
-
-Binary classification: scikit-learn uses one logistic output unit. The engine has a softmax
-head, and a 2-unit softmax over ``(0, z)`` is exactly a logistic unit on ``z``: the estimator
-trains that network with the first unit's weights held at zero (reset after every minibatch),
-which reproduces scikit-learn's gradients, updates and loss exactly. ``coefs_[-1]`` is the
-(n_hidden, 1) logistic column, as in scikit-learn.
-
-Multilabel classification: ``y`` a 2-D 0/1 indicator matrix (n_samples, n_labels), as in
-scikit-learn. The engine's "logistic" head (sigmoid + binary cross-entropy per label) trains it:
-``out_activation_`` is "logistic", ``classes_`` is ``arange(n_labels)``, ``loss_`` is
-scikit-learn's binary log-loss (summed over labels, averaged over samples, plus the alpha
-penalty), ``predict`` returns the indicator matrix (probability > 0.5), ``predict_proba`` the
-per-label probabilities and ``score`` the subset accuracy.
-
-``coefs_`` and ``intercepts_`` are views into one flat parameter buffer that the engine trains
-in place. Replacing a list entry (``est.coefs_[0] = W``) is allowed: the next call repacks.
-"""
+"""What MLPClassifier and MLPRegressor share: the flat parameters behind coefs_ and
+intercepts_, the stochastic solvers and L-BFGS on the engine, inference."""
 
 import math
 import numbers
 import warnings
 
-try:
-    import sklearn
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        'fastmlp.sklearn needs scikit-learn; install it with: pip install "fastmlp[sklearn]"'
-    ) from None
-
 import numpy as np
-
-_MIN_SKLEARN = (1, 6)
-if tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit()) < _MIN_SKLEARN:
-    raise ImportError(
-        f"fastmlp.sklearn needs scikit-learn>=1.6 (found {sklearn.__version__}); upgrade it with: "
-        f'pip install -U "fastmlp[sklearn]"'
-    )
+from sklearn.base import BaseEstimator
 
 import scipy
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as _sk_shuffle
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from .codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM
-from .params import layer_offsets, layer_views, param_count
-from .validation import check_number
+from ..codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM
+from ..validation import check_sample_weight
+from ..params import layer_offsets, layer_views, param_count
 
-__all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
-
-# scikit-learn's activation names -> fastmlp's
-ACTIVATION_NAMES = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_STOCHASTIC = ("sgd", "adam")
-_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
-               "values and need to be preprocessed.")
-
-
-class InvalidParameterError(ValueError, TypeError):
-    """A constructor parameter has a bad type or value (raised by fit, like scikit-learn's)."""
+from .params import _NON_FINITE, _STOCHASTIC, ACTIVATION_NAMES, _Hyper
 
 
 def _engine():
-    from . import engine
+    from .. import engine
 
     return engine
-
-
-# ---------------------------------------------------------------- parameter checks
-
-def _choice(*options):
-    def check(value, name):
-        if isinstance(value, str) and value in options:
-            return value
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}.")
-    return check
-
-
-def _number(**limits):
-    def check(value, name):
-        return check_number(value, name, **limits)
-    return check
-
-
-def _boolean(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False; got {value!r}.")
-
-
-def _verbose(value, name):
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    return check_number(value, name, low=0, integer=True)
-
-
-def _hidden_layer_sizes(value, name):
-    sizes = [value] if not hasattr(value, "__iter__") else list(value)
-    for s in sizes:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 1:
-            raise ValueError(f"{name} must be a positive int or a sequence of positive ints, "
-                             f"e.g. (100,); got {value!r}.")
-    return [int(s) for s in sizes]
-
-
-def _batch_size(value, name):
-    if isinstance(value, str) and value == "auto":
-        return value
-    return check_number(value, name, low=1, integer=True)
-
-
-def _n_iter_no_change(value, name):
-    if isinstance(value, numbers.Real) and value == np.inf:
-        return np.inf
-    return check_number(value, name, low=1, integer=True)
-
-
-def _dtype(value, name):
-    try:
-        dt = np.dtype(value)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in ("float32", "float64"):
-        raise ValueError(f"{name} must be 'float32' or 'float64'; got {value!r}.")
-    return dt
-
-
-# Every hyper-parameter and its check; fit validates them all (never __init__ or set_params).
-_CHECKS = {
-    "hidden_layer_sizes": _hidden_layer_sizes,
-    "activation": _choice(*ACTIVATION_NAMES),
-    "solver": _choice("lbfgs", "sgd", "adam"),
-    "alpha": _number(low=0),
-    "batch_size": _batch_size,
-    "learning_rate": _choice("constant", "invscaling", "adaptive"),
-    "learning_rate_init": _number(low=0, low_open=True),
-    "power_t": _number(low=0),
-    "max_iter": _number(low=1, integer=True),
-    "shuffle": _boolean,
-    "random_state": lambda value, name: value,          # check_random_state checks it at fit
-    "tol": _number(low=0),
-    "verbose": _verbose,
-    "warm_start": _boolean,
-    "momentum": _number(low=0, high=1),
-    "nesterovs_momentum": _boolean,
-    "early_stopping": _boolean,
-    "validation_fraction": _number(low=0, high=1, high_open=True),
-    "beta_1": _number(low=0, high=1, high_open=True),
-    "beta_2": _number(low=0, high=1, high_open=True),
-    "epsilon": _number(low=0, low_open=True),
-    "n_iter_no_change": _n_iter_no_change,
-    "max_fun": _number(low=1, integer=True),
-    "loss": _choice("squared_error", "poisson"),
-    "dtype": _dtype,
-    "threads": _number(low=1, integer=True, allow_none=True),
-}
-
-
-class _Hyper:
-    """The checked hyper-parameters of one fit, as attributes."""
-
-    def __init__(self, estimator):
-        for name, value in estimator.get_params(deep=False).items():
-            try:
-                setattr(self, name, _CHECKS[name](value, name))
-            except (TypeError, ValueError) as exc:
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(estimator).__name__} is invalid: {exc}"
-                ) from None
 
 
 def _set_learning_rate(opt, lr):
@@ -635,17 +452,13 @@ def _dense_writable(X, dtype):
 
 
 def _check_weights(sample_weight, X, dtype):
-    """``sample_weight`` checked as scikit-learn checks it (a number means that weight for every
-    sample), then finite, >= 0 and not all zero; returned C-contiguous in ``dtype``, a new array
-    (the caller's is never written). None stays None."""
+    """``sample_weight`` as scikit-learn reads it (a number means that weight for every sample),
+    then checked as fastmlp checks weights (finite, >= 0, not all zero); a new C-contiguous
+    array in ``dtype`` (the caller's is never written). None stays None."""
     if sample_weight is None:
         return None
     sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-    if not np.isfinite(sw).all() or (sw < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative.")
-    if not sw.any():
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return np.array(sw, dtype=dtype, order="C")
+    return np.array(check_sample_weight(sw, X.shape[0], dtype), dtype=dtype, order="C")
 
 
 def _check_lbfgs_result(result, max_iter):
@@ -661,219 +474,3 @@ def _check_lbfgs_result(result, max_iter):
                 "    https://scikit-learn.org/stable/modules/preprocessing.html")
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     return n_iter
-
-
-_PARAMS_DOC = """
-    Parameters are scikit-learn's (same names, defaults and meanings; see
-    ``sklearn.neural_network.{name}``), plus:
-
-    dtype : {{"float64", "float32"}}, default="float64"
-        Precision of the weights and of the computation. float64 reproduces scikit-learn's fits
-        to rounding error; float32 is faster on large layers.
-    threads : int or None, default=None
-        Cores for the compiled engine; None uses every core this process may run on.
-"""
-
-
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier: ``sklearn.neural_network.MLPClassifier`` on fastmlp's
-    compiled engine (softmax + log-loss; binary targets use a logistic output, exactly;
-    multilabel indicator targets use logistic outputs + binary log-loss).
-    """ + _PARAMS_DOC.format(name="MLPClassifier")
-
-    _is_classifier = True
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float64", threads=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.dtype = dtype
-        self.threads = threads
-
-    @property
-    def loss(self):
-        """The loss, as scikit-learn's estimator reports it (not a parameter)."""
-        return "log_loss"
-
-    def _validate_input(self, X, y, hp, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=hp.dtype, order="C", reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        multilabel = type_of_target(y).startswith("multilabel")
-        if y.ndim != 1 and not multilabel:
-            raise ValueError(
-                f"fastmlp.sklearn.MLPClassifier does not support multiclass-multioutput targets "
-                f"(y has shape {y.shape} and is not a 0/1 label indicator matrix); pass one class "
-                f"label per sample or a multilabel indicator matrix.")
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self.classes_ = unique_labels(y)
-        else:
-            classes = unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
-                    raise ValueError(
-                        "warm_start can only be used where `y` has the same classes as in the "
-                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                                 f"{self.classes_}. 'y' has {classes}.")
-        if multilabel:
-            # scikit-learn trains on y.astype(bool): any nonzero entry is a label that is on
-            Y = _dense_writable(y.toarray() != 0 if hasattr(y, "toarray") else y != 0, hp.dtype)
-            return _dense_writable(X, hp.dtype), np.zeros(0, dtype=np.int64), Y, Y.shape[1]
-        y_idx = np.searchsorted(self.classes_, y).astype(np.int64)
-        n_classes = len(self.classes_)
-        Y = np.zeros((0, max(n_classes, 2)), dtype=hp.dtype)
-        return _dense_writable(X, hp.dtype), y_idx, Y, (1 if n_classes <= 2 else n_classes)
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to X (n_samples, n_features) and class labels y (or a multilabel 0/1
-        indicator matrix, n_samples x n_labels); returns self.
-
-        ``sample_weight``: one weight >= 0 per sample (None: all 1), used as scikit-learn uses
-        it: each minibatch minimises the weighted mean of its losses.
-        """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
-    def _check_solver(self):
-        if self.solver not in _STOCHASTIC:
-            raise AttributeError("partial_fit is only available for stochastic optimizers. "
-                                 "%s is not stochastic." % self.solver)
-        return True
-
-    @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y) from the current weights; ``classes`` is needed on the first call."""
-        if getattr(self, "classes_", None) is None:
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self.classes_ = unique_labels(classes)
-        elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
-            raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
-                             f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``
-        (multilabel: each label's probability, independently)."""
-        check_is_fitted(self)
-        return self._forward(X)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`."""
-        proba = self.predict_proba(X)
-        return np.log(proba, out=proba)
-
-    def predict(self, X):
-        """Predicted class labels (multilabel: the 0/1 indicator matrix, probability > 0.5)."""
-        check_is_fitted(self)
-        proba = self._forward(X)
-        if self._multilabel():                  # as scikit-learn's LabelBinarizer thresholds
-            return np.array(proba > 0.5, dtype=int)
-        if len(self.classes_) == 1:
-            return np.repeat(self.classes_, proba.shape[0])
-        return self.classes_[proba.argmax(axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        return tags
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor: ``sklearn.neural_network.MLPRegressor`` on fastmlp's
-    compiled engine (identity output, squared error; several outputs are supported).
-    """ + _PARAMS_DOC.format(name="MLPRegressor")
-
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float64", threads=None):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.dtype = dtype
-        self.threads = threads
-
-    def _validate_input(self, X, y, hp, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=hp.dtype, order="C", reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        Y = _dense_writable(y.reshape(y.shape[0], -1), hp.dtype)
-        return _dense_writable(X, hp.dtype), np.zeros(0, dtype=np.int64), Y, Y.shape[1]
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to X (n_samples, n_features) and targets y (n_samples,) or
-        (n_samples, n_outputs); returns self. ``sample_weight``: one weight >= 0 per sample
-        (None: all 1), used as scikit-learn uses it."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
-    # scikit-learn offers partial_fit on MLPRegressor for every solver (with 'lbfgs' it runs
-    # a full L-BFGS fit from the current weights); so does this class.
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y) from the current weights (a full L-BFGS run for 'lbfgs')."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict(self, X):
-        """Predicted values: (n_samples,) for one output, else (n_samples, n_outputs)."""
-        check_is_fitted(self)
-        out = self._forward(X)
-        return out.ravel() if out.shape[1] == 1 else out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags

@@ -1,0 +1,98 @@
+"""What ``fastmlp info`` reports: versions, cores and threads, the BLAS, Numba's cache."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+
+def _message(exc):
+    return str(exc).strip() or type(exc).__name__
+
+
+def report_rows():
+    """(name, value) rows of ``fastmlp info``: versions, cores, threads, BLAS, Numba's cache."""
+    import platform
+
+    import numba
+
+    from .engine.lowlevel.threads import available_cores
+
+    rows = [("fastmlp", f"{__version__} ({Path(__file__).resolve().parent})"),
+            ("python", f"{platform.python_version()} ({platform.python_implementation()}, "
+                       f"{platform.system()} {platform.machine()})"),
+            ("numpy", np.__version__),
+            ("numba", numba.__version__)]
+    for name, extra in (("matplotlib", "plot"), ("sklearn", "sklearn")):
+        rows.append((name if name != "sklearn" else "scikit-learn", _version_of(name, extra)))
+    rows.append(("cores", f"{available_cores()} available to this process "
+                          f"({os.cpu_count()} in the machine)"))
+    rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
+    rows.append(("threading layer", _threading_layer()))
+    try:
+        from .engine.lowlevel.blas import blas_name
+
+        rows.append(("BLAS", blas_name()))
+    except Exception as exc:        # noqa: BLE001 - a report, not a failure
+        rows.append(("BLAS", f"unavailable ({_message(exc)})"))
+    rows.append(("numba cache", cache_dir()))
+    return rows
+
+
+def _version_of(module, extra):
+    import importlib
+
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return f'not installed (pip install "fastmlp[{extra}]")'
+
+
+def _threading_layer():
+    """The layer Numba's parallel kernels run on, found by running a tiny prediction."""
+    import numba
+
+    from .model import MLP
+
+    try:
+        model = MLP([4, 2], engine="numba", threads=1)
+        model.params = model.params         # mark as fitted
+        model.predict(np.zeros((2, 4), dtype=np.float32))
+        layer = numba.threading_layer()
+    except Exception as exc:        # noqa: BLE001 - a report, not a failure
+        return f"unknown ({_message(exc)})"
+    return f"{layer} (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+
+
+def kernels_cached():
+    """Whether Numba's cache holds compiled fastmlp kernels; None when it cannot tell."""
+    import numba
+
+    folder = Path(numba.config.CACHE_DIR) if numba.config.CACHE_DIR else _engine_cache()
+    if not numba.config.CACHE_DIR and not os.access(folder.parent, os.W_OK):
+        return None                     # Numba falls back to a per-user folder
+    try:
+        return any(folder.rglob("units.units_worker-*.nbi"))
+    except OSError:
+        return None
+
+
+def cache_dir():
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return f"{numba.config.CACHE_DIR} (NUMBA_CACHE_DIR)"
+    folder = _engine_cache()
+    writable = os.access(folder if folder.exists() else folder.parent, os.W_OK)
+    note = ("default: beside the package; set NUMBA_CACHE_DIR to move it" if writable else
+            "not writable, so Numba uses a per-user cache directory instead; "
+            "set NUMBA_CACHE_DIR to choose one")
+    return f"{folder} ({note})"
+
+
+def _engine_cache():
+    """Where Numba keeps the engine's compiled functions by default: beside its modules (and
+    those of engine/lowlevel/ beside theirs)."""
+    return Path(__file__).resolve().parent / "engine" / "__pycache__"

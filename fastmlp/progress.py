@@ -1,0 +1,53 @@
+"""What fit shows while it trains (a line per epoch, a progress bar) and how it stops on Ctrl-C."""
+
+import signal
+import threading
+
+
+def format_logs(logs):
+    parts = [f"epoch {logs['epoch']}"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in logs:
+            parts.append(f"{key} {logs[key]:.4f}")
+    parts.append(f"lr {logs['lr']:.4g}")
+    parts.append(f"{logs['seconds']:.2f}s")
+    return "  ".join(parts)
+
+
+def echo(line):
+    from tqdm import tqdm
+
+    tqdm.write(line)
+
+
+def progress_bar(n, epoch, verbose):
+    if verbose != 1:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=n, desc=f"epoch {epoch + 1}", unit="sample", unit_scale=True, leave=False)
+
+
+class StopOnCtrlC:
+    """While active (main thread only), the first Ctrl-C sets ``requested`` instead of raising;
+    a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            if self._previous is not None:
+                signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
