@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from .codes import OPTIMIZERS
-from .io import ModelFileError, model_from_contents, read_npz, write_npz_atomic
+from .io import ModelFileError, check_writable, model_from_contents, read_npz, write_npz_atomic
 
 CHECKPOINT_VERSION = 1
 # Constructor arguments that change how training runs but not what it computes.
@@ -47,6 +47,8 @@ def check_path(path, argument):
             f"{argument}={path!r}: the folder {folder!r} does not exist; create it first "
             f"(checkpoints are written there every checkpoint_every epochs)."
         )
+    if argument == "checkpoint" and not os.path.isdir(path):
+        check_writable(path, argument)          # before training, not after the first interval
     if os.path.isdir(path):
         raise IsADirectoryError(f"{argument}={path!r} is a directory; pass a file path such as "
                                 f"{os.path.join(path, 'checkpoint.npz')!r}.")
@@ -157,6 +159,14 @@ class Resume:
             if a is not None and (a.shape != shape or a.dtype != dtype or not np.isfinite(a).all()):
                 raise ModelFileError(f"{path!r} is a damaged checkpoint: {name} should be {shape} "
                                      f"finite {dtype} values for layers {list(self.saved.layers)}.")
+        kind = type(current._rng.bit_generator)
+        try:                            # a generator state that does not load is damage too
+            if self.rng_state.get("bit_generator") == kind.__name__:
+                kind().state = self.rng_state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ModelFileError(f"{path!r} is a damaged checkpoint: its shuffling generator's "
+                                 f"state does not load ({exc}); resume from an earlier one or "
+                                 f"train from scratch.") from None
         self._check_model(current.get_config())
 
     def _check_model(self, config):

@@ -17,12 +17,12 @@ import os
 import shlex
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
 from .info import kernels_cached, report_rows
+from .io import write_atomic
 from .terminal import (ASCII_RAMP, UNICODE_RAMP, format_confusion, format_per_class,  # noqa: F401
                        render_image, render_images)
 from .codes import ACTIVATIONS, DTYPES, ENGINES, OPTIMIZERS
@@ -283,12 +283,12 @@ def cmd_train(args):
     from .data import load
     from .model import MLP
 
-    _check_output_path(args.out, "--out")
+    _check_output_path(args.out, "--out", _inputs(args))
     if args.plot:
         from .plots import require_matplotlib
 
         require_matplotlib()
-        _check_output_path(args.plot, "--plot")
+        _check_output_path(args.plot, "--plot", _inputs(args))
     val_split = args.val_split
     if args.early_stopping is not None:
         if val_split == 0:
@@ -376,9 +376,17 @@ def parse_layers(text, n_features, n_classes, data_name="the data"):
 
 
 def _n_classes(data):
-    top = int(data.y_train.max()) if len(data.y_train) else 0
-    if data.y_test is not None and len(data.y_test):
-        top = max(top, int(data.y_test.max()))
+    """Output units for the data's class numbers 0..max. Numbers far above the count of
+    distinct classes are ids, not class numbers: refused rather than training a huge layer."""
+    labels = [y for y in (data.y_train, data.y_test) if y is not None and len(y)]
+    if not labels:
+        return 1
+    top = max(int(y.max()) for y in labels)
+    distinct = len(np.unique(np.concatenate(labels)))
+    if top + 1 > max(2 * distinct, 100):
+        raise CLIError(f"{data.name}: the labels run up to {top} but only {distinct} distinct "
+                       f"classes appear; number the classes 0..{distinct - 1} (the model would "
+                       f"get one output unit per number up to {top}).")
     return top + 1
 
 
@@ -400,14 +408,26 @@ class _option_names:
         raise CLIError(text) from None
 
 
-def _check_output_path(path, option):
-    """Fail before any work when ``path`` cannot be written: a directory, or a missing folder."""
-    target = Path(path)
-    if target.is_dir():
-        raise CLIError(f"{option} {path}: is a directory; give a file name")
-    folder = target.parent
-    if not folder.is_dir():
-        raise CLIError(f"{option} {path}: the directory {folder} does not exist")
+def _check_output_path(path, option, inputs=()):
+    """Fail before any work when ``path`` cannot be written or is one of ``inputs``."""
+    from .io import check_writable
+
+    try:
+        check_writable(path, option, inputs)
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _inputs(args):
+    """The files this command reads: its data (the files of a data directory), labels, model."""
+    found = []
+    for name in ("data", "labels", "model"):
+        path = getattr(args, name, None)
+        if path and os.path.isdir(path):
+            found += [os.path.join(path, f) for f in os.listdir(path)]
+        elif path:
+            found.append(path)
+    return found
 
 
 # ---------------------------------------------------------------- evaluate and predict
@@ -449,7 +469,7 @@ def cmd_evaluate(args):
         from .plots import require_matplotlib
 
         require_matplotlib()
-        _check_output_path(args.plot, "--plot")
+        _check_output_path(args.plot, "--plot", _inputs(args))
     model = _load_model(args.model)
     data, X, y, part = _load_for(model, args.model, args)
     if y is None:
@@ -482,17 +502,16 @@ def cmd_predict(args):
         from .plots import require_matplotlib
 
         require_matplotlib()
-        _check_output_path(args.show_out, "--show-out")
+        _check_output_path(args.show_out, "--show-out", _inputs(args))
     if args.out:
-        _check_output_path(args.out, "--out")
+        _check_output_path(args.out, "--out", _inputs(args))
     model = _load_model(args.model)
     data, X, y, part = _load_for(model, args.model, args)
     pred = model.predict(X)
     to_stdout = not args.out and not args.show
     note = sys.stderr if to_stdout else sys.stdout     # keep stdout clean for the CSV
     if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as file:
-            write_predictions(file, pred, y)
+        write_atomic(args.out, lambda file: write_predictions(file, pred, y), binary=False)
         print(f"wrote {len(pred)} predictions ({data.name}, {part} set) to {args.out}", file=note)
     elif to_stdout:
         write_predictions(sys.stdout, pred, y)

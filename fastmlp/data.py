@@ -28,16 +28,22 @@ CSV the line, saying what is wrong and how to fix it.
 
 import gzip
 import math
+import os
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .io import check_npz_sizes
+
 # IDX type byte -> big-endian NumPy dtype
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 LABEL_NAMES = ("label", "labels", "class", "target", "y")
+# the largest class number a file may hold: labels are class numbers, not ids
+MAX_CLASS = 1_000_000
 FORMATS = (
     "a directory of MNIST IDX files, one IDX images file (.gz or raw), "
     ".npz with X and y (or Keras' x_train, y_train, x_test, y_test), .csv, or 'digits'"
@@ -97,29 +103,82 @@ def read_idx(path):
 
     The header is two zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
     0x0D float32, 0x0E float64), a dimension count, then each dimension as a big-endian uint32.
+    The header is checked against the file's size before the data is read, and no more data
+    than the header describes is ever decompressed.
     """
-    data = _read_bytes(path)
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in IDX_TYPES or data[3] == 0:
-        raise DataError(
-            f"{path}: not an IDX file (it starts with bytes {data[:4].hex(' ') or 'nothing'}; "
-            f"an IDX file starts with 00 00, a type byte such as 08, and a dimension count); "
-            f"pass an MNIST-style file such as train-images-idx3-ubyte.gz"
-        )
-    dtype = np.dtype(IDX_TYPES[data[2]])
-    header = 4 + 4 * data[3]
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX file (it ends inside its header); "
-                        f"download it again")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", data[3], 4))
-    expected, have = math.prod(shape) * dtype.itemsize, len(data) - header
-    if have < expected:
-        raise DataError(f"{path}: truncated IDX file (its header promises {shape}, {expected} "
-                        f"bytes of data, but only {have} follow); download it again")
-    if have > expected:
-        raise DataError(f"{path}: {have - expected} bytes follow the {shape} data its header "
-                        f"describes; it is not a valid IDX file, download it again")
-    values = np.frombuffer(data, dtype, math.prod(shape), header).reshape(shape)
+    with _open_stream(path) as (f, stored):
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_TYPES or head[3] == 0:
+            raise DataError(
+                f"{path}: not an IDX file (it starts with bytes {head[:4].hex(' ') or 'nothing'}; "
+                f"an IDX file starts with 00 00, a type byte such as 08, and a dimension count); "
+                f"pass an MNIST-style file such as train-images-idx3-ubyte.gz"
+            )
+        dtype = np.dtype(IDX_TYPES[head[2]])
+        dims = f.read(4 * head[3])
+        if len(dims) < 4 * head[3]:
+            raise DataError(f"{path}: truncated IDX file (it ends inside its header); "
+                            f"download it again")
+        header = 4 + len(dims)
+        shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+        expected = math.prod(shape) * dtype.itemsize
+        if stored is None and os.path.getsize(path) - header < expected:
+            raise DataError(f"{path}: truncated IDX file (its header promises {shape}, {expected} "
+                            f"bytes of data, but only {os.path.getsize(path) - header} follow); "
+                            f"download it again")
+        # a gzip file's trailer gives its data's size (mod 4 GiB): read no more than that either
+        limit = expected if stored is None else min(expected, max(stored - header, 0) % 2 ** 32)
+        data = _read_at_most(f, limit + 1, path)
+    if len(data) < expected:
+        kind = "gzip" if stored is not None else "IDX"
+        raise DataError(f"{path}: truncated {kind} file (its header promises {shape}, {expected} "
+                        f"bytes of data, but only {len(data)} follow); download it again")
+    if len(data) > expected:
+        raise DataError(f"{path}: more bytes follow the {shape} data its header describes; it "
+                        f"is not a valid IDX file, download it again")
+    values = np.frombuffer(data, dtype, math.prod(shape)).reshape(shape)
     return values.astype(dtype.newbyteorder("="))
+
+
+@contextmanager
+def _open_stream(path):
+    """(binary stream, uncompressed size mod 2^32 from the gzip trailer or None) of a file,
+    decompressing as it is read when it starts with the gzip magic bytes 1f 8b."""
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raw.seek(0)
+            yield raw, None
+            return
+        raw.seek(-4, os.SEEK_END)
+        stored = int.from_bytes(raw.read(4), "little")
+        raw.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=raw) as f:
+                yield f, stored
+        except EOFError:
+            raise DataError(f"{path}: truncated gzip file (it ends before the compressed data "
+                            f"does); download it again") from None
+        except (OSError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt gzip file ({exc}); download it again") from None
+
+
+def _read_at_most(f, limit, path, chunk=1 << 24):
+    """Up to ``limit`` bytes of ``f``, read in chunks: memory grows with what the file holds,
+    never with what a header claims."""
+    parts, size = [], 0
+    while size < limit:
+        part = f.read(min(chunk, limit - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def as_float_images(X):
@@ -241,7 +300,7 @@ def _load_idx_dir(folder):
         if images is None and labels is None:
             continue
         if images is None or labels is None:
-            have, missing = (images, "images") if labels is None else (labels, "labels")
+            have, missing = (images, "labels") if labels is None else (labels, "images")
             raise DataError(f"{have}: found no matching {part} {missing} file beside it in "
                             f"{folder}; the images and labels files come in pairs")
         pairs[part] = _check_idx_pair(read_idx(images), images, read_idx(labels), labels)
@@ -315,6 +374,8 @@ def _load_npz(path):
         what = "is empty" if not start else f"starts with bytes {start.hex(' ')}, not a zip signature"
         raise DataError(f"{path}: not a .npz archive (it {what}); it may be truncated or another "
                         f"kind of file; write one with np.savez('data.npz', X=X, y=y)")
+    if start[:2] == b"PK":
+        check_npz_sizes(path, DataError)        # headers against sizes, before any allocation
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -337,6 +398,12 @@ def _load_npz(path):
                 raise DataError(f"{path}: cannot read {keys[x_key]!r} / {keys[y_key]!r} "
                                 f"({exc}); write the file again") from None
             where = f"{path} [{keys[x_key]!r}, {keys[y_key]!r}]"
+            for key, a in ((x_key, X), (y_key, y)):
+                if a.ndim == 0:
+                    raise DataError(f"{where}: {keys[key]!r} is a single value, not an array "
+                                    f"with one row per image")
+            if len(X) == 0:
+                raise DataError(f"{where}: holds no images (0 rows)")
             if len(X) != len(y):
                 raise DataError(f"{where}: {len(X)} images but {len(y)} labels; "
                                 f"X and y must have the same number of rows")
@@ -384,12 +451,12 @@ def _load_csv(path):
     else:
         pixels = np.delete(values, label_column, axis=1) if label_column else values[:, 1:]
         y = values[:, label_column]
-        bad = ~(y >= 0) | (y != np.round(y))
+        bad = ~((y >= 0) & (y <= MAX_CLASS)) | (y != np.round(y))
         if bad.any():
             row = int(np.argmax(bad))
             raise DataError(f"{path}, line {first_line + row}: label {y[row]:g} in column "
                             f"{label_column + 1} is not a class number 0, 1, 2, ...; "
-                            f"labels must be whole numbers from 0")
+                            f"labels must be whole numbers from 0 to {MAX_CLASS}")
         y = y.astype(np.int64)
 
     bad = ~((pixels >= 0) & (pixels <= 255))
@@ -489,8 +556,9 @@ def _labels(y, where):
     if y.dtype.kind not in "biuf":
         raise DataError(f"{where}: labels must be class numbers 0, 1, 2, ..., got {y.dtype}; "
                         f"map each class name to a number first")
-    if y.size and (not np.all(y >= 0) or (y.dtype.kind == "f" and np.any(y != np.round(y)))):
-        raise DataError(f"{where}: labels must be whole numbers from 0, "
+    if y.size and (not np.all((y >= 0) & (y <= MAX_CLASS))
+                   or (y.dtype.kind == "f" and np.any(y != np.round(y)))):
+        raise DataError(f"{where}: labels must be whole numbers from 0 to {MAX_CLASS}, "
                         f"got values from {y.min():g} to {y.max():g}")
     return y.astype(np.int64)
 

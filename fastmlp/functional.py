@@ -106,9 +106,7 @@ def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
     cross-entropy summed over the labels for "logistic"."""
     layers, dtype = _check_params(params)
     act, head = _codes(activation, output, layers)
-    if not isinstance(fwd, Forward) or len(fwd.activations) != len(params) + 1:
-        raise TypeError("fwd must be the Forward that forward(params, X, ...) returned for these params.")
-    acts = fwd.activations
+    acts = _check_forward(fwd, layers, dtype)
     z = acts[-1]
     n = z.shape[0]
     y_idx, Y = _targets(y, layers, head, dtype)
@@ -212,8 +210,8 @@ def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="
         raise TrainingDiverged(f"training diverged at step {stats.diverged_at + 1}: "
                                f"loss={stats.bad_loss}; lower the learning rate (now {lr}).")
     if stats.overflowed:
-        raise TrainingDiverged(f"training diverged at step {stats.steps}: the weights overflowed "
-                               f"to inf/nan (loss={stats.loss_sum / stats.samples}); lower the "
+        raise TrainingDiverged(f"training diverged at step {stats.steps}: {stats.why} "
+                               f"(loss={stats.loss_sum / stats.samples}); lower the "
                                f"learning rate (now {lr}). The weights from before the epoch are "
                                f"kept.")
     result = {"loss": stats.loss_sum / stats.samples}
@@ -277,6 +275,9 @@ def _check_params(params):
         for name, a in (("W", W), ("b", b)):
             if a.dtype.name not in ("float32", "float64"):
                 raise TypeError(f"params[{l}] {name} has dtype {a.dtype}; use float32 or float64.")
+            if not np.isfinite(a).all():
+                raise ValueError(f"params[{l}] {name} holds NaN or Inf; training diverged or the "
+                                 f"arrays are damaged: reinitialise them (init) or use earlier ones.")
             if dtype is None:
                 dtype = a.dtype
             elif a.dtype != dtype:
@@ -285,6 +286,31 @@ def _check_params(params):
             widths.append(W.shape[0])
         widths.append(W.shape[1])
     return check_layers(widths), dtype
+
+
+def _check_forward(fwd, layers, dtype):
+    """The activations of ``fwd``, checked against the params' widths and dtype: the compiled
+    backward reads them without bounds checks. Returns them C-contiguous."""
+    if not isinstance(fwd, Forward) or not isinstance(fwd.activations, (list, tuple)) \
+            or len(fwd.activations) != len(layers):
+        raise TypeError("fwd must be the Forward that forward(params, X, ...) returned for these "
+                        "params.")
+    if np.shape(fwd.activations[0])[:1] == (0,):
+        raise ValueError("fwd has no rows: run forward on at least one sample.")
+    acts = []
+    for l, (a, width) in enumerate(zip(fwd.activations, layers)):
+        if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != width \
+                or a.shape[0] != fwd.activations[0].shape[0]:
+            raise ValueError(f"fwd.activations[{l}] has shape {np.shape(a)}; these params need "
+                             f"(n, {width}) with the same n in every layer. Pass the Forward "
+                             f"that forward(params, X) returned.")
+        if a.dtype != dtype:
+            raise TypeError(f"fwd.activations[{l}] is {a.dtype} but the params are {dtype}; "
+                            f"run forward with the same params.")
+        if not np.isfinite(a).all():
+            raise ValueError(f"fwd.activations[{l}] holds NaN or Inf.")
+        acts.append(np.ascontiguousarray(a))
+    return acts
 
 
 def _codes(activation, output, layers):

@@ -30,10 +30,14 @@ from .schedules import make_schedule
 from .progress import StopOnCtrlC, echo, format_logs, progress_bar
 from .validation import (check_batch_size, check_callbacks, check_features, check_label_matrix,
                          check_labels, check_layers, check_number, check_sample_weight,
-                         check_same_length, check_targets, class_indices, classes_for)
+                         check_classes, check_same_length, check_targets, class_indices,
+                         classes_for)
 
 log = logging.getLogger("fastmlp")
 
+# A fit stops with TrainingDiverged when a slice's mean loss passes this many times the chance
+# level (classifiers) or the fit's first slice's loss (regression), although it stays finite.
+LOSS_BLOWUP = 1e4
 # Samples per compiled training call: progress bars update and Ctrl-C is honoured between calls.
 SLICE_SAMPLES = 16384
 
@@ -65,28 +69,52 @@ class MLP:
     seeded by ``seed``.
     """
 
+    # what the weights were made for: fixed once the model exists
+    _FIXED = ("layers", "init", "dtype", "seed")
+
     def __init__(self, layers=(784, 128, 10), activation="relu", output="softmax", init="he",
                  dtype="float32", seed=0, engine="numba", threads=None):
-        self.layers = check_layers(layers)
-        self.activation = ACTIVATIONS[code_of(ACTIVATIONS, activation, "activation")]
-        self.output = HEADS[code_of(HEADS, output, "output")]
-        self.init = INITS[code_of(INITS, init, "init")]
-        self.dtype = DTYPES[code_of(DTYPES, np.dtype(dtype).name if _is_dtype(dtype) else dtype, "dtype")]
-        self.seed = check_number(seed, "seed", low=0, integer=True)
-        self.engine = ENGINES[code_of(ENGINES, engine, "engine")]
-        self.threads = check_number(threads, "threads", low=1, integer=True, allow_none=True)
-        if self.output == "softmax" and self.layers[-1] < 2:
-            raise ValueError("output='softmax' needs at least 2 output units; use output='sigmoid' or more classes.")
+        checked = {
+            "layers": check_layers(layers),
+            "init": INITS[code_of(INITS, init, "init")],
+            "dtype": DTYPES[code_of(DTYPES, np.dtype(dtype).name if _is_dtype(dtype) else dtype, "dtype")],
+            "seed": check_number(seed, "seed", low=0, integer=True),
+        }
+        _check_memory(checked["layers"], checked["dtype"])
+        self.__dict__.update(checked)
+        self.activation, self.output, self.engine, self.threads = activation, output, engine, threads
         init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(2))
         self._flat = init_params(self.layers, self.init, init_rng, self.dtype)
         self._rng = shuffle_rng
-        self._optimizer = None          # (name, state1, state2, step) kept between fit calls
+        self._optimizer = None          # the engine's OptimizerState, kept between fit calls
+        self._loss_limit = None         # a finite loss above this is a divergence (see fit)
         self.classes_ = None
         self.target_ndim_ = None        # regression: 1 or 2, the shape predict returns
         self.fitted_ = False
         self.history_ = {}
         self.stop_training = False
         self.interrupted_ = False       # whether the last fit was stopped by Ctrl-C
+
+    def __setattr__(self, name, value):
+        """Attributes a user may set are checked as the constructor checks them: the compiled
+        kernels trust them."""
+        if name in self._FIXED and name in self.__dict__:
+            raise AttributeError(f"{name} is fixed when the model is built (its weights were made "
+                                 f"for it); build a new MLP({name}=...) instead.")
+        if name == "activation":
+            value = ACTIVATIONS[code_of(ACTIVATIONS, value, "activation")]
+        elif name == "output":
+            value = HEADS[code_of(HEADS, value, "output")]
+            if value == "softmax" and self.layers[-1] < 2:
+                raise ValueError("output='softmax' needs at least 2 output units; use "
+                                 "output='sigmoid' or more classes.")
+        elif name == "engine":
+            value = ENGINES[code_of(ENGINES, value, "engine")]
+        elif name == "threads":
+            value = check_number(value, "threads", low=1, integer=True, allow_none=True)
+        elif name == "classes_" and value is not None:
+            value = check_classes(value, self.layers[-1], self.output)
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------ parameters
 
@@ -264,6 +292,7 @@ class MLP:
             if stopped:       # early stopping or a callback ended that run: nothing left to do
                 start = hp["epochs"]
         self._ensure_optimizer(hp["optimizer"])
+        self._loss_limit = self._chance_loss() * LOSS_BLOWUP if self.is_classifier else None
         self.fitted_ = True
         self.stop_training = False
         hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
@@ -333,6 +362,11 @@ class MLP:
             "verbose": check_number(verbose, "verbose", low=0, high=2, integer=True),
         }
 
+    def _chance_loss(self):
+        """The loss of a classifier that knows nothing (every output at its uniform guess)."""
+        n_out = self.layers[-1]
+        return {"softmax": np.log(n_out), "sigmoid": n_out / 8, "logistic": n_out * np.log(2)}[self.output]
+
     def _ensure_optimizer(self, opt):
         if self._optimizer is None or self._optimizer.opt != opt:
             self._optimizer = _engine().OptimizerState(opt, self._flat.shape[0], self._flat.dtype)
@@ -360,7 +394,7 @@ class MLP:
             for s in range(0, n, per_call):
                 stats = engine.train(self._network(), self._optimizer,
                                      engine.Batches(X, y_idx, Y, order[s:s + per_call], batch, weights),
-                                     hyper, self.threads, self.engine)
+                                     hyper, self.threads, self.engine, loss_limit=self._loss_limit)
                 totals += stats
                 if stats.diverged_at is not None:
                     step = (s // batch) + stats.diverged_at + 1
@@ -369,14 +403,15 @@ class MLP:
                         f"loss={stats.bad_loss}; lower the learning rate (now {hyper.lr})."
                     )
                 if stats.overflowed:
-                    # A finite loss, but the last update overflowed the weights.
+                    # A finite loss on each minibatch, but the weights or the loss blew up.
                     step = min(s + per_call, n) // batch + (min(s + per_call, n) % batch > 0)
                     raise TrainingDiverged(
-                        f"training diverged at epoch {logs['epoch']}, step {step}: the weights "
-                        f"overflowed to inf/nan (loss={totals.mean_loss}); lower the "
-                        f"learning rate (now {hyper.lr}). The weights from before step "
-                        f"{s // batch + 1} are kept."
+                        f"training diverged at epoch {logs['epoch']}, step {step}: {stats.why} "
+                        f"(loss={totals.mean_loss}); lower the learning rate (now {hyper.lr}). "
+                        f"The weights from before step {s // batch + 1} are kept."
                     )
+                if self._loss_limit is None:    # regression: from the first slice's loss
+                    self._loss_limit = LOSS_BLOWUP * max(stats.mean_loss, 1e-12)
                 if bar is not None:
                     bar.update(stats.samples)
                     bar.set_postfix(loss=f"{totals.mean_loss:.4f}")
@@ -525,4 +560,15 @@ def _is_dtype(value):
         return False
 
 
-
+def _check_memory(layers, dtype):
+    """Refuse layers whose weights alone need more memory than the machine has (a clear error
+    instead of NumPy's MemoryError after seconds of trying)."""
+    need = param_count(layers) * np.dtype(dtype).itemsize
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > have:
+        raise ValueError(f"layers={list(layers)} need {need / 2**30:.1f} GiB for their weights "
+                         f"alone, more than this machine's {have / 2**30:.1f} GiB; use smaller "
+                         f"layers.")

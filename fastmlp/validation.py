@@ -16,6 +16,11 @@ def check_features(X, name="X", n_features=None, dtype=np.float32):
     Accepts any real numeric dtype (ints, float16, ...), any memory layout and read-only arrays.
     Rejects object/string arrays, empty arrays, arrays that are not 2-D, NaN and Inf.
     """
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):        # a scipy.sparse matrix or array
+        rows, cols = X.shape
+        raise TypeError(f"{name} is a scipy sparse matrix; fastmlp trains on dense arrays: pass "
+                        f"{name}.toarray() ({rows} x {cols} floats, "
+                        f"{rows * cols * np.dtype(dtype).itemsize / 2**20:.0f} MiB as {np.dtype(dtype)}).")
     if not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
@@ -73,6 +78,10 @@ def check_same_length(X, y, x_name="X", y_name="y"):
         )
 
 
+# float labels convert to int64 exactly up to 2^53; larger ones are not class numbers anyone means
+MAX_LABEL = 2 ** 53
+
+
 def check_labels(y, name="y"):
     """Class labels as a 1-D array (ints, strings, or floats that are whole numbers)."""
     if y is None:
@@ -95,7 +104,14 @@ def check_labels(y, name="y"):
                 f"{y[np.argmax(frac)]} is not a whole number; pass integer or string classes "
                 f"(for regression use output='identity')."
             )
+        big = np.abs(y) > MAX_LABEL
+        if big.any():
+            raise ValueError(f"{name}[{int(np.argmax(big))}] = {y[np.argmax(big)]} is too large for a "
+                             f"class label (at most {MAX_LABEL:.0e} in magnitude); pass integer "
+                             f"or string classes.")
         y = y.astype(np.int64)
+    elif y.dtype.kind == "u" and y.dtype.itemsize == 8 and (y > MAX_LABEL).any():
+        raise ValueError(f"{name} holds a label above {MAX_LABEL:.0e}; pass smaller integers or strings.")
     elif y.dtype.kind == "O":
         if not all(isinstance(v, str) for v in y):
             raise TypeError(f"{name} mixes types; pass class labels that are all integers or all strings.")
@@ -195,14 +211,10 @@ def check_layers(layers):
 
 
 def check_batch_size(batch_size, n):
-    """Rows per minibatch for n samples: a positive int at most n, or None for full batch (n)."""
+    """Rows per minibatch for n samples: a positive int, clipped to n as scikit-learn clips it
+    (a batch larger than the data is one full batch), or None for full batch (n)."""
     batch = check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True)
-    if batch is None:
-        return n
-    if batch > n:
-        raise ValueError(f"batch_size={batch} is larger than the {n} training samples; use "
-                         f"batch_size<={n} or None for full batch.")
-    return batch
+    return n if batch is None else min(batch, n)
 
 
 def check_sample_weight(sample_weight, n, dtype):
@@ -287,3 +299,17 @@ def classes_for(labels, n_out):
 def _short(values, k=10):
     shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:k])
     return f"[{shown}{', ...' if len(values) > k else ''}]"
+
+
+def check_classes(classes, n_out, output):
+    """A model's ``classes_``: the n_out sorted, distinct labels (integers or strings) its output
+    units stand for; only classifiers have them."""
+    if output in ("identity", "logistic"):
+        raise ValueError(f"output={output!r} has no classes_; leave it None.")
+    arr = np.asarray(classes)
+    if (arr.ndim != 1 or arr.dtype.kind not in "biuU" or len(arr) != n_out
+            or (len(arr) > 1 and not (arr[1:] > arr[:-1]).all())):
+        raise ValueError(f"classes_ must be the {n_out} sorted, distinct labels (integers or "
+                         f"strings) of the output units; got {_short(arr.ravel())} "
+                         f"(shape {arr.shape}).")
+    return arr

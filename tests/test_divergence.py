@@ -157,7 +157,8 @@ def test_kernel_heads_stable_for_huge_logits(dtype, head):
 
 @pytest.mark.parametrize("output", ["softmax", "sigmoid"])
 def test_models_with_huge_logits_predict_and_train_without_nan(engine, output):
-    """Weights that make logits of +-1e30: probabilities, the loss and a training step stay finite."""
+    """Weights that make logits of +-1e30: probabilities and the loss stay finite, and fit stops
+    with TrainingDiverged instead of training on."""
     model = MLP([2, 3], output=output, engine=engine, threads=1)
     model.params = [(np.array([[1e29, -1e29, 0.0], [-1e29, 1e29, 1.0]]), np.zeros(3))]
     X = np.array([[10.0, -10.0], [-10.0, 10.0], [0.0, 0.0], [10.0, 10.0]], dtype=np.float32)
@@ -169,6 +170,9 @@ def test_models_with_huge_logits_predict_and_train_without_nan(engine, output):
     assert np.isfinite(result["loss"])
     if output == "softmax":                    # cross-entropy grows with the logits; squared error of sigmoids is bounded
         assert result["loss"] > 1e29
-    history = model.fit(X, y, epochs=1, batch_size=2, lr=1e-3)
-    assert np.isfinite(history["loss"][0])
+    # weights of 1e29 are far outside what training reaches: fit calls it a divergence, and
+    # keeps weights that still predict finite probabilities
+    with pytest.raises(TrainingDiverged, match="the weights grew to|the loss exploded to"):
+        model.fit(X, y, epochs=1, batch_size=2, lr=1e-3)
     assert np.isfinite(model._flat).all()
+    assert np.isfinite(model.predict_proba(X)).all()

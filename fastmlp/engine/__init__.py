@@ -56,7 +56,8 @@ class Stats(NamedTuple):
     summed; ``weight``: their total weight (the sample count for uniform weights); ``steps``:
     updates made. ``diverged_at``: the index (in this call) of the minibatch whose loss was
     not finite, where training stopped without its update, else None. ``overflowed``: the
-    weights left the finite range (with ``guard``, they were put back as before the call)."""
+    weights left the finite range or the loss exploded (with ``guard``, they were put back as
+    before the call; ``why`` says which)."""
     loss_sum: float
     correct: float
     samples: int
@@ -65,6 +66,7 @@ class Stats(NamedTuple):
     diverged_at: Optional[int] = None
     bad_loss: float = 0.0
     overflowed: bool = False
+    why: str = ""
 
     @property
     def mean_loss(self):
@@ -82,7 +84,7 @@ class Stats(NamedTuple):
                      self.weight + other.weight,
                      self.diverged_at if self.diverged_at is not None else other.diverged_at,
                      self.bad_loss if self.diverged_at is not None else other.bad_loss,
-                     self.overflowed or other.overflowed)
+                     self.overflowed or other.overflowed, self.why or other.why)
 
 
 def _stats(raw, overflowed):
@@ -108,14 +110,21 @@ def _weights(w, flat, n):
     return w
 
 
-def train(net, state, batches, hyper, threads=None, engine="numba", guard=True):
+# With a guard, weights larger than this in magnitude count as diverged: a model whose weights
+# reach it predicts inf or NaN a layer or two later (in float32), and none that learns gets near.
+WEIGHT_LIMIT = 1e12
+
+
+def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, loss_limit=None):
     """Train ``net`` in place on every minibatch of ``batches`` with the optimizer ``hyper``,
     continuing from ``state`` (advanced in place); returns :class:`Stats`.
 
     Plans up to ``threads`` threads (default: all cores). A non-finite loss stops training
     before that minibatch's update (``Stats.diverged_at``). With ``guard``, the parameters and
     the optimizer state are also put back as they were before the call when an update left
-    the finite range (``Stats.overflowed``); without it they are left as they are, unchecked.
+    the finite range, or beyond :data:`WEIGHT_LIMIT`, or the call's mean loss went above
+    ``loss_limit`` while staying finite (``Stats.overflowed``); without it they are left as they
+    are, unchecked.
     """
     saved = (net.flat.copy(), state.copy()) if guard else None
     if batches.batch_size < 1 or len(batches.order) == 0:
@@ -130,11 +139,26 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True):
         else:
             raw = train_batches(net, state, batches, hyper)
     state.step += int(raw[STEPS])
-    overflowed = guard and not np.isfinite(net.flat).all()
-    if overflowed and guard:
+    stats = _stats(raw, False)
+    why = _blown_up(net.flat, stats, loss_limit) if guard else ""
+    if why:
         net.flat[...] = saved[0]
         state.restore(saved[1])
-    return _stats(raw, overflowed)
+    return stats._replace(overflowed=bool(why), why=why)
+
+
+def _blown_up(flat, stats, loss_limit):
+    """Why training left a sane range, or "": weights not finite, weights above WEIGHT_LIMIT,
+    or a finite mean loss above ``loss_limit``."""
+    if not np.isfinite(flat).all():
+        return "the weights overflowed to inf/nan"
+    largest = float(np.abs(flat).max(initial=0.0))
+    if largest > WEIGHT_LIMIT:
+        return f"the weights grew to {largest:.3g}"
+    if (loss_limit is not None and stats.diverged_at is None and stats.samples
+            and stats.mean_loss > loss_limit):
+        return f"the loss exploded to {stats.mean_loss:.3g}"
+    return ""
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as _sk_shuffle
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..codes import ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD_SOFTMAX, OPT_ADAM
 from ..validation import check_sample_weight
@@ -118,6 +118,8 @@ class _BaseMLP(BaseEstimator):
                 "loss='poisson' is not supported by fastmlp (its engine has no exponential "
                 "output head); use sklearn.neural_network.MLPRegressor for Poisson regression.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:
+            self._check_fitted_attributes()
         X, y_idx, Y, n_outputs = self._validate_input(X, y, hp, incremental, reset=first_pass)
         sw = _check_weights(sample_weight, X, hp.dtype)
         units = [X.shape[1]] + hp.hidden_layer_sizes + [n_outputs]
@@ -402,10 +404,45 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, check_input=True):
         """The head's output for X: probabilities (n, 2 or n_classes) or values (n, n_outputs)."""
         if check_input:
+            self._check_fitted_attributes()
             X = self._validate_X(X)
         flat = self._current_flat(X.dtype, store=False)
         threads = self.threads if isinstance(self.threads, numbers.Integral) else None
         return _engine().predict(self._network(flat), X, threads)
+
+    def _check_fitted_attributes(self):
+        """The fitted attributes a user can assign (coefs_, intercepts_, n_features_in_,
+        n_outputs_, classes_) must describe one network before any compiled code reads them:
+        it does no bounds checking."""
+        check_is_fitted(self, "coefs_")
+        coefs, intercepts = self.coefs_, getattr(self, "intercepts_", None)
+        if (not isinstance(coefs, (list, tuple)) or not isinstance(intercepts, (list, tuple))
+                or not coefs or len(coefs) != len(intercepts)):
+            raise ValueError("coefs_ and intercepts_ must be lists of one array per layer, of "
+                             "the same length; refit or assign both.")
+        n_in = getattr(self, "n_features_in_", None)
+        for l, (W, b) in enumerate(zip(coefs, intercepts)):
+            W, b = np.asarray(W), np.asarray(b)
+            if W.ndim != 2 or W.dtype.kind not in "biuf" or W.shape[0] != n_in:
+                raise ValueError(f"coefs_[{l}] has shape {W.shape} ({W.dtype}); layer {l} needs "
+                                 f"a real ({n_in}, n_out) matrix (n_features_in_={self.n_features_in_}"
+                                 f" for layer 0, else the previous layer's outputs).")
+            if b.shape != (W.shape[1],) or b.dtype.kind not in "biuf":
+                raise ValueError(f"intercepts_[{l}] has shape {b.shape}; coefs_[{l}] is "
+                                 f"{W.shape}, so it needs shape ({W.shape[1]},).")
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ValueError(f"coefs_[{l}] or intercepts_[{l}] holds NaN or Inf.")
+            n_in = W.shape[1]
+        if getattr(self, "n_outputs_", n_in) != n_in:
+            raise ValueError(f"n_outputs_={self.n_outputs_} but the last layer has {n_in} "
+                             f"outputs; refit or set them to agree.")
+        if self._is_classifier and not self._multilabel():
+            classes = np.asarray(getattr(self, "classes_", []))
+            n_classes = 2 if n_in == 1 else n_in   # one logistic unit: 2 classes (or 1 seen)
+            if (classes.ndim != 1 or len(classes) not in (n_classes, n_in)
+                    or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all())):
+                raise ValueError(f"classes_ must be the {n_classes} sorted, distinct labels the "
+                                 f"output layer stands for; got {classes!r}.")
 
     def _fitted_dtype(self):
         flat = getattr(self, "_flat", None)
