@@ -22,24 +22,31 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .intrinsics import int64s
+
 # call conventions
 CBLAS_ILP64 = 1      # cblas_?gemm(order, transa, transb, int64 m, n, k, alpha, A, lda, ...)
 FORTRAN_LP64 = 0     # ?gemm_(char*, char*, int32* m, n, k, alpha*, A, lda*, ...), column-major
 
 
 @intrinsic
-def _gemm_call(typingctx, fptr, convention, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
-               beta, c, ldc):
+def _gemm_call(typingctx, fptr, convention, trans, shape, alpha, a, b, beta, c):
     """Row-major C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C via the function at
-    ``fptr``; a, b, c are data addresses (int64), trans_* are 0/1."""
+    ``fptr``: trans = (trans_a, trans_b), each 0/1; shape = (m, n, k); a, b and c are each
+    (data address, leading dimension)."""
     float_t = alpha
-    sig = types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                     types.int64, float_t, types.int64, types.int64, types.int64, types.int64,
-                     float_t, types.int64, types.int64)
+    for arg in (trans, shape, a, b, c):
+        if not isinstance(arg, types.BaseTuple):
+            return None
+    sig = types.void(types.int64, types.int64, trans, shape, float_t, a, b, float_t, c)
 
     def codegen(context, builder, signature, args):
-        (fptr_v, conv_v, ta_v, tb_v, m_v, n_v, k_v, alpha_v, a_v, lda_v, b_v, ldb_v, beta_v,
-         c_v, ldc_v) = args
+        fptr_v, conv_v, trans_v, shape_v, alpha_v, a_t, b_t, beta_v, c_t = args
+        ta_v, tb_v = int64s(context, builder, trans, trans_v)
+        m_v, n_v, k_v = int64s(context, builder, shape, shape_v)
+        a_v, lda_v = int64s(context, builder, a, a_t)
+        b_v, ldb_v = int64s(context, builder, b, b_t)
+        c_v, ldc_v = int64s(context, builder, c, c_t)
         fl = context.get_value_type(float_t)
         fl_ptr = fl.as_pointer()
         i32, i64, i8 = ir.IntType(32), ir.IntType(64), ir.IntType(8)
@@ -104,8 +111,9 @@ def gemm(blas, trans_a, trans_b, alpha, A, B, beta, C):
         return
     T = C.dtype.type
     fptr = blas[0] if C.itemsize == 4 else blas[1]
-    _gemm_call(fptr, blas[2], int(trans_a), int(trans_b), m, n, k, T(alpha), A.ctypes.data,
-               _leading(A), B.ctypes.data, _leading(B), T(beta), C.ctypes.data, _leading(C))
+    _gemm_call(fptr, blas[2], (int(trans_a), int(trans_b)), (m, n, k), T(alpha),
+               (A.ctypes.data, _leading(A)), (B.ctypes.data, _leading(B)), T(beta),
+               (C.ctypes.data, _leading(C)))
 
 
 # OpenBLAS multiplies small products (up to about 2^18 multiply-adds here) with kernels that do

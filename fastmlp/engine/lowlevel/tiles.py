@@ -31,6 +31,8 @@ from numba import njit, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
+from .intrinsics import int64s
+
 
 def _has_avx512():
     """Whether the CPU Numba compiles for has AVX-512: this machine's, unless NUMBA_CPU_NAME
@@ -60,10 +62,10 @@ ROW_GROUP = 16
 
 
 @intrinsic
-def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_off, b_addr, ldb,
-          depth, n, alpha, beta, epi, e_addr):
-    """One tile of ``height`` rows and ``vectors`` SIMD vectors (literals): C[r, :n] =
-    alpha * sum_p A(r, p) * B[p, :n] + beta * C[r, :n] for r < m <= height and
+def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, beta, epi):
+    """One tile of ``height`` rows and ``vectors`` SIMD vectors (literals), with c = (c_addr,
+    ldc), a = (a_rows, m, a_off), b = (b_addr, ldb), sizes = (depth, n), epi = (epi, e_addr):
+    C[r, :n] = alpha * sum_p A(r, p) * B[p, :n] + beta * C[r, :n] for r < m <= height and
     n <= vectors * lanes (beta 0: C is not read), where for p < depth
         by_row:     A(r, p) = *(a_rows[r] + a_off + p)   (rows of A, a slice of the K range)
         not by_row: A(r, p) = *(a_rows[p] + a_off + r)   (columns of A: rows of A.T)
@@ -76,18 +78,20 @@ def _tile(typingctx, height, vectors, masked, by_row, c_addr, ldc, a_rows, m, a_
             and isinstance(masked, types.BooleanLiteral)
             and isinstance(by_row, types.BooleanLiteral)):
         return None
-    if not isinstance(alpha, types.Float):
+    if not isinstance(alpha, types.Float) or not all(
+            isinstance(t, types.BaseTuple) for t in (c, a, b, sizes, epi)):
         return None
-    sig = types.void(height, vectors, masked, by_row, types.int64, types.int64, types.int64,
-                     types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                     alpha, alpha, types.int64, types.int64)
+    sig = types.void(height, vectors, masked, by_row, c, a, b, sizes, alpha, alpha, epi)
     MR, NV = height.literal_value, vectors.literal_value
     MASKED, BY_ROW = masked.literal_value, by_row.literal_value
+    tuple_types = (c, a, b, sizes, epi)
 
     def codegen(context, builder, signature, args):
-        (_, _, _, _, c_v, ldc_v, rows_v, m_v, off_v, b_v, ldb_v, depth_v, n_v, alpha_v,
-         beta_v, epi_v, e_v) = args
-        fl = context.get_value_type(signature.args[13])     # alpha's float type
+        _, _, _, _, c_t, a_t, b_t, sizes_t, alpha_v, beta_v, epi_t = args
+        c_v, ldc_v, rows_v, m_v, off_v, b_v, ldb_v, depth_v, n_v, epi_v, e_v = (
+            v for t, arg in zip(tuple_types, (c_t, a_t, b_t, sizes_t, epi_t))
+            for v in int64s(context, builder, t, arg))
+        fl = context.get_value_type(signature.args[8])      # alpha's float type
         size = context.get_abi_sizeof(fl)
         lanes = VECTOR_BYTES // size
         vt = ir.VectorType(fl, lanes)
@@ -242,43 +246,45 @@ def _scale(C, beta):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tile_of(height, by_row, c, ldc, rows, m, off, b, ldb, depth, n, lanes, alpha, beta, epi, e):
-    """One tile (literal ``height`` and ``by_row``) over n <= VECTORS * lanes columns, with as
-    many vectors as the columns need: a tile of 4 vectors over 16 columns would spend 3/4 of its
-    multiply-adds on masked-off lanes."""
+def _tile_of(height, by_row, c, a, b, sizes, lanes, alpha, beta, epi):
+    """One tile (literal ``height`` and ``by_row``; other arguments as for :func:`_tile`) over
+    n <= VECTORS * lanes columns, with as many vectors as the columns need: a tile of 4 vectors
+    over 16 columns would spend 3/4 of its multiply-adds on masked-off lanes."""
+    n = sizes[1]
     if n == VECTORS * lanes:
-        _tile(height, VECTORS, False, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta,
-              epi, e)
+        _tile(height, VECTORS, False, by_row, c, a, b, sizes, alpha, beta, epi)
     elif n > 3 * lanes:
-        _tile(height, 4, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi, e)
+        _tile(height, 4, True, by_row, c, a, b, sizes, alpha, beta, epi)
     elif n > 2 * lanes:
-        _tile(height, 3, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi, e)
+        _tile(height, 3, True, by_row, c, a, b, sizes, alpha, beta, epi)
     elif n > lanes:
-        _tile(height, 2, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi, e)
+        _tile(height, 2, True, by_row, c, a, b, sizes, alpha, beta, epi)
     else:
-        _tile(height, 1, True, by_row, c, ldc, rows, m, off, b, ldb, depth, n, alpha, beta, epi, e)
+        _tile(height, 1, True, by_row, c, a, b, sizes, alpha, beta, epi)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _column_of_tiles(by_row, c, ldc, a_rows, m, a_off, b, ldb, depth, n, itemsize, alpha, beta,
-                     epi, e):
-    """Tiles down m rows of C (address c) over one block of n <= VECTORS * lanes columns,
-    arguments as for :func:`_tile`. Tiles are 6 rows high, or 4 where that fits the rest better,
-    so at most one row of the last tile is computed again (32 rows: 6+6+6+6+4+4)."""
+def _column_of_tiles(by_row, c, a, b, sizes, itemsize, alpha, beta, epi):
+    """Tiles down m rows of C over one block of n <= VECTORS * lanes columns: c = (address of C's
+    block, ldc), a = (a_rows, m, a_off), the rest as for :func:`_tile`. Tiles are 6 rows high, or
+    4 where that fits the rest better, so at most one row of the last tile is computed again
+    (32 rows: 6+6+6+6+4+4)."""
+    c_addr, ldc = c
+    a_rows, m, a_off = a
     lanes = VECTOR_BYTES // itemsize
     i0 = 0
     while i0 < m:
         left = m - i0
-        c_i = c + i0 * ldc * itemsize
+        c_i = (c_addr + i0 * ldc * itemsize, ldc)
         rows = a_rows + i0 * 8 if by_row else a_rows
         off = a_off if by_row else a_off + i0
         if left <= 4 or left == 7 or left == 8:
-            _tile_of(4, by_row, c_i, ldc, rows, min(4, left), off, b, ldb, depth, n, lanes,
-                     alpha, beta, epi, e)
+            _tile_of(4, by_row, c_i, (rows, min(4, left), off), b, sizes, lanes, alpha, beta,
+                     epi)
             i0 += 4
         else:
-            _tile_of(6, by_row, c_i, ldc, rows, min(6, left), off, b, ldb, depth, n, lanes,
-                     alpha, beta, epi, e)
+            _tile_of(6, by_row, c_i, (rows, min(6, left), off), b, sizes, lanes, alpha, beta,
+                     epi)
             i0 += 6
 
 
@@ -317,12 +323,13 @@ def _matmul_rows(C, A_rows, W, alpha, beta, epi, e_addr):
         for j0 in range(0, n, width):
             for k0 in range(0, k, depth):        # one block of W's rows at a time, from L1
                 last = k0 + depth >= k           # the epilogue goes with the last block
-                _column_of_tiles(True, _address(C, i0, j0), C.strides[0] // C.itemsize,
-                                 A_rows.ctypes.data + i0 * 8, rows, k0, _address(W, k0, j0),
-                                 W.strides[0] // W.itemsize, min(depth, k - k0),
-                                 min(width, n - j0), C.itemsize, T(alpha),
-                                 T(beta) if k0 == 0 else T(1), epi if last else EPI_NONE,
-                                 e_addr + j0 * C.itemsize if bias else e_addr)
+                _column_of_tiles(True, (_address(C, i0, j0), C.strides[0] // C.itemsize),
+                                 (A_rows.ctypes.data + i0 * 8, rows, k0),
+                                 (_address(W, k0, j0), W.strides[0] // W.itemsize),
+                                 (min(depth, k - k0), min(width, n - j0)), C.itemsize, T(alpha),
+                                 T(beta) if k0 == 0 else T(1),
+                                 (epi if last else EPI_NONE,
+                                  e_addr + j0 * C.itemsize if bias else e_addr))
 
 
 @njit(cache=True, nogil=True)
@@ -340,8 +347,8 @@ def rank_update(C, A_rows, a_col, D, alpha, beta):
     depth = _depth(D.strides[0])
     for j0 in range(0, n, width):
         for p0 in range(0, m, depth):            # one block of D's rows at a time, from L1
-            _column_of_tiles(False, _address(C, 0, j0), C.strides[0] // C.itemsize,
-                             A_rows.ctypes.data + p0 * 8, k, a_col, _address(D, p0, j0),
-                             D.strides[0] // D.itemsize, min(depth, m - p0), min(width, n - j0),
-                             C.itemsize, T(alpha), T(beta) if p0 == 0 else T(1), EPI_NONE,
-                             NO_ADDRESS)
+            _column_of_tiles(False, (_address(C, 0, j0), C.strides[0] // C.itemsize),
+                             (A_rows.ctypes.data + p0 * 8, k, a_col),
+                             (_address(D, p0, j0), D.strides[0] // D.itemsize),
+                             (min(depth, m - p0), min(width, n - j0)), C.itemsize, T(alpha),
+                             T(beta) if p0 == 0 else T(1), (EPI_NONE, NO_ADDRESS))
