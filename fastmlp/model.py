@@ -23,15 +23,15 @@ import time
 import numpy as np
 
 from . import checkpoint as _checkpoint
-from .codes import ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, OPTIMIZERS, Y_HEADS, code_of
+from .codes import ACTIVATIONS, DTYPES, ENGINES, HEAD_IDENTITY, HEADS, INITS, Y_HEADS, code_of
 from .io import model_from_contents, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
-from .schedules import make_schedule
+from .schedules import BUILT_IN_SCHEDULES, make_schedule
 from .progress import StopOnCtrlC, echo, format_logs, progress_bar
-from .validation import (check_batch_size, check_callbacks, check_features, check_label_matrix,
-                         check_labels, check_layers, check_number, check_sample_weight,
-                         check_classes, check_same_length, check_targets, class_indices,
-                         classes_for)
+from .validation import (check_batch_size, check_callbacks, check_classes, check_features,
+                         check_fit_args, check_label_matrix, check_labels, check_layers,
+                         check_memory, check_number, check_same_length, check_sample_weight,
+                         check_targets, class_indices, classes_for, is_dtype)
 
 log = logging.getLogger("fastmlp")
 
@@ -77,10 +77,10 @@ class MLP:
         checked = {
             "layers": check_layers(layers),
             "init": INITS[code_of(INITS, init, "init")],
-            "dtype": DTYPES[code_of(DTYPES, np.dtype(dtype).name if _is_dtype(dtype) else dtype, "dtype")],
+            "dtype": DTYPES[code_of(DTYPES, np.dtype(dtype).name if is_dtype(dtype) else dtype, "dtype")],
             "seed": check_number(seed, "seed", low=0, integer=True),
         }
-        _check_memory(checked["layers"], checked["dtype"])
+        check_memory(checked["layers"], checked["dtype"])
         self.__dict__.update(checked)
         self.activation, self.output, self.engine, self.threads = activation, output, engine, threads
         init_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(2))
@@ -224,7 +224,7 @@ class MLP:
         uninterrupted one (same engine and threads). Ctrl-C and divergence leave the last
         checkpoint as it was. See :mod:`fastmlp.checkpoint`.
         """
-        hp = self._check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
+        hp = check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
                                   weight_decay, beta1, beta2, eps, early_stopping, verbose)
         callbacks = check_callbacks(callbacks)
         if checkpoint is not None:
@@ -300,7 +300,8 @@ class MLP:
         with StopOnCtrlC() as interrupt:
             for epoch in range(start, hp["epochs"]):
                 lr_e = schedule(epoch)
-                check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
+                if not isinstance(schedule, BUILT_IN_SCHEDULES):   # those checked their rates
+                    check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
                 lr_e = float(lr_e)
                 logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e), shuffle,
                                          replacement, epoch, verbose, interrupt, weights)
@@ -343,24 +344,6 @@ class MLP:
             _checkpoint.save(checkpoint, self, fit_args=fit_args, epoch=len(history.get("epoch", [])),
                              history=history, best=best, stopped=stopped or self.stop_training)
         return history
-
-    def _check_fit_args(self, epochs, batch_size, lr, optimizer, momentum, nesterov,
-                        weight_decay, beta1, beta2, eps, early_stopping, verbose):
-        return {
-            "epochs": check_number(epochs, "epochs", low=1, integer=True, example=10),
-            "batch_size": check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True,
-                                       example=32),
-            "lr": check_number(lr, "lr", low=0, low_open=True, example=0.1),
-            "optimizer": code_of(OPTIMIZERS, optimizer, "optimizer"),
-            "momentum": check_number(momentum, "momentum", low=0, high=1, high_open=True),
-            "nesterov": bool(nesterov),
-            "weight_decay": check_number(weight_decay, "weight_decay", low=0),
-            "beta1": check_number(beta1, "beta1", low=0, high=1, high_open=True),
-            "beta2": check_number(beta2, "beta2", low=0, high=1, high_open=True),
-            "eps": check_number(eps, "eps", low=0, low_open=True),
-            "early_stopping": check_number(early_stopping, "early_stopping", low=1, integer=True, allow_none=True),
-            "verbose": check_number(verbose, "verbose", low=0, high=2, integer=True),
-        }
 
     def _chance_loss(self):
         """The loss of a classifier that knows nothing (every output at its uniform guess)."""
@@ -551,24 +534,3 @@ class MLP:
 
 
 # ---------------------------------------------------------------- helpers
-
-def _is_dtype(value):
-    try:
-        np.dtype(value)
-        return True
-    except TypeError:
-        return False
-
-
-def _check_memory(layers, dtype):
-    """Refuse layers whose weights alone need more memory than the machine has (a clear error
-    instead of NumPy's MemoryError after seconds of trying)."""
-    need = param_count(layers) * np.dtype(dtype).itemsize
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return
-    if need > have:
-        raise ValueError(f"layers={list(layers)} need {need / 2**30:.1f} GiB for their weights "
-                         f"alone, more than this machine's {have / 2**30:.1f} GiB; use smaller "
-                         f"layers.")

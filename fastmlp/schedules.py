@@ -88,3 +88,7 @@ def make_schedule(lr_schedule, lr, epochs):
         f"lr_schedule must be None, one of {SCHEDULES[:1] + SCHEDULES[2:]}, a dict "
         f"{{first_epoch: lr}} or a callable epoch -> lr; got {lr_schedule!r}."
     )
+
+
+# schedules whose rates are checked when they are built: fit does not check each epoch's again
+BUILT_IN_SCHEDULES = (Constant, Piecewise, InverseScaling, Cosine)

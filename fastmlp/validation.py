@@ -6,8 +6,12 @@ each failure is a ValueError or TypeError naming the argument, the bad value and
 
 import math
 import numbers
+import os
 
 import numpy as np
+
+from .codes import OPTIMIZERS, code_of
+from .params import param_count
 
 
 def check_features(X, name="X", n_features=None, dtype=np.float32):
@@ -313,3 +317,45 @@ def check_classes(classes, n_out, output):
                          f"strings) of the output units; got {_short(arr.ravel())} "
                          f"(shape {arr.shape}).")
     return arr
+
+
+def check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
+                   weight_decay, beta1, beta2, eps, early_stopping, verbose):
+    """fit's hyper-parameters, each checked: a dict of the values the engine takes."""
+    return {
+        "epochs": check_number(epochs, "epochs", low=1, integer=True, example=10),
+        "batch_size": check_number(batch_size, "batch_size", low=1, integer=True, allow_none=True,
+                                   example=32),
+        "lr": check_number(lr, "lr", low=0, low_open=True, example=0.1),
+        "optimizer": code_of(OPTIMIZERS, optimizer, "optimizer"),
+        "momentum": check_number(momentum, "momentum", low=0, high=1, high_open=True),
+        "nesterov": bool(nesterov),
+        "weight_decay": check_number(weight_decay, "weight_decay", low=0),
+        "beta1": check_number(beta1, "beta1", low=0, high=1, high_open=True),
+        "beta2": check_number(beta2, "beta2", low=0, high=1, high_open=True),
+        "eps": check_number(eps, "eps", low=0, low_open=True),
+        "early_stopping": check_number(early_stopping, "early_stopping", low=1, integer=True, allow_none=True),
+        "verbose": check_number(verbose, "verbose", low=0, high=2, integer=True),
+    }
+
+
+def check_memory(layers, dtype):
+    """Refuse layers whose weights alone need more memory than the machine has (a clear error
+    instead of NumPy's MemoryError after seconds of trying)."""
+    need = param_count(layers) * np.dtype(dtype).itemsize
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > have:
+        raise ValueError(f"layers={list(layers)} need {need / 2**30:.1f} GiB for their weights "
+                         f"alone, more than this machine's {have / 2**30:.1f} GiB; use smaller "
+                         f"layers.")
+
+
+def is_dtype(value):
+    try:
+        np.dtype(value)
+        return True
+    except TypeError:
+        return False

@@ -98,6 +98,8 @@ FIT = [
      _raises("FileNotFoundError", "does not exist")),
     ("checkpoint-is-folder", "MLP([4, 3]).fit(X, y, checkpoint=str(tmp))",
      _raises("IsADirectoryError", "directory")),
+    ("checkpoint-unwritable", "MLP([4, 3]).fit(X, y, checkpoint='/proc/c.npz')",
+     _raises("PermissionError", "cannot write")),
     ("checkpoint-every-alone", "MLP([4, 3]).fit(X, y, checkpoint_every=2)", _raises(VE, "checkpoint")),
     ("sample-weight-negative", "MLP([4, 3]).fit(X, y, sample_weight=-np.ones(len(X)))",
      _raises(VE, ">= 0")),
@@ -298,6 +300,9 @@ CLI = [
     ("cli-out-missing-folder",
      "assert cli('train', '--out', str(tmp / 'no' / 'm.npz')) == 1", OK),
     ("cli-out-is-folder", "assert cli('train', '--out', str(tmp)) == 1", OK),
+    ("cli-out-unwritable", "import time; t = time.perf_counter()\n"
+                           "assert cli('train', '--out', '/proc/m.npz') == 1\n"
+                           "assert time.perf_counter() - t < 5, 'refused only after training'", OK),
     ("cli-label-ids-refused",
      "yy = y.copy(); yy[0] = 1000000; np.savez(tmp / 'd.npz', X=(X * 50).astype(np.uint8), y=yy)\n"
      "assert cli('train', '--data', str(tmp / 'd.npz'), '--epochs', '1', '--out', "
