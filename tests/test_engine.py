@@ -501,3 +501,39 @@ def test_each_function_compiles_once_for_one_dtype(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "", "compiled more than once:\n" + done.stdout
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loss_and_grad_of_both_engines_agree(weighted):
+    """engine.loss_and_grad: the compiled call and the reference's twin, mean loss and gradient."""
+    rng = np.random.default_rng(4)
+    X, y = rng.random((50, 6)), rng.integers(0, 3, 50)
+    flat = init_params((6, 8, 3), "he", rng, np.float64)
+    net = engine.Network(flat, (6, 8, 3), ACTIVATIONS.index("tanh"), HEADS.index("softmax"))
+    w = rng.random(50) if weighted else None
+    grads = [np.empty_like(flat), np.empty_like(flat)]
+    results = [engine.loss_and_grad(net, X, y, np.zeros((0, 3)), g, w, engine=name)
+               for g, name in zip(grads, ("numba", "numpy"))]
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+
+
+def test_the_reference_engine_gets_the_threads_as_blas_threads(monkeypatch):
+    """The NumPy reference parallelises only inside BLAS: a call with threads=2 runs it on
+    2 BLAS threads and 1 Numba thread (the benchmarks' reference columns depend on it)."""
+    seen = []
+    real = reference.train_batches
+
+    def spy(*args):
+        seen.append((numba.get_num_threads(),
+                     max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")))
+        return real(*args)
+
+    monkeypatch.setattr(reference, "train_batches", spy)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 8)), rng.integers(0, 3, 64)
+    net = engine.Network(init_params((8, 4, 3), "he", rng, np.float64), (8, 4, 3), 1, 0)
+    engine.train(net, engine.OptimizerState("sgd", 0, np.float64),
+                 engine.Batches(X, y, np.zeros((0, 3)), np.arange(64), 16),
+                 engine.Hyper.of("sgd", 0.1), threads=2, engine="numpy")
+    assert seen == [(1, 2)]

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import reference
 from . import infer, parts, plan, units
+from .lowlevel.threads import available_cores, thread_limits
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
                         new_stats, offsets)
 from .optimizer import Hyper, OptimizerState, can_fuse, slots_for
@@ -94,9 +95,15 @@ def _stats(raw, overflowed):
 
 
 def _threads(threads):
-    from .lowlevel.threads import available_cores
-
     return int(threads) if threads else available_cores()
+
+
+def _limits(chosen, threads, engine):
+    """The thread counts of a call, set for its duration: the plan's for the compiled engine;
+    the NumPy reference parallelises only inside BLAS, on every thread allowed."""
+    if engine == "numpy":
+        return thread_limits(1, _threads(threads))
+    return thread_limits(chosen.threads, chosen.blas_threads)
 
 
 def _weights(w, flat, n):
@@ -130,10 +137,7 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
     if batches.batch_size < 1 or len(batches.order) == 0:
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, len(batches.order))
-    from .lowlevel.threads import thread_limits
-
-    with thread_limits(chosen.threads, chosen.blas_threads), np.errstate(over="ignore",
-                                                                     invalid="ignore"):
+    with _limits(chosen, threads, engine), np.errstate(over="ignore", invalid="ignore"):
         if engine == "numpy":
             raw = reference.train_batches(net, state, batches, hyper)
         else:
@@ -166,8 +170,6 @@ def session(layers, batch_size, threads=None):
     """Hold the thread settings of training calls on minibatches of ``batch_size`` rows for the
     body: a loop that calls :func:`train` once per minibatch (scikit-learn's) then sets them once.
     Yields the :class:`Plan`."""
-    from .lowlevel.threads import thread_limits
-
     chosen = plan_training(_threads(threads), batch_size, layers, batch_size)
     with thread_limits(chosen.threads, chosen.blas_threads):
         yield chosen
@@ -215,12 +217,10 @@ def loss_and_grad(net, X, y, Y, grad, w=None, threads=None, engine="numba"):
     total = float(X.shape[0]) if w.shape[0] == 0 else float(w.sum(dtype=np.float64))
     scale = 1.0 / total if total > 0 else 0.0
     chosen = plan_training(_threads(threads), X.shape[0], net.layers, X.shape[0])
-    from .lowlevel.threads import thread_limits
-
-    with thread_limits(chosen.threads, chosen.blas_threads):
+    with _limits(chosen, threads, engine):
         if engine == "numpy":
-            loss, correct = reference.loss_and_grad_all(net, X, y, Y, w, grad)
-            return loss, correct
+            loss_sum, correct = reference.loss_and_grad_all(net, X, y, Y, w, grad)
+            return loss_sum * scale, correct
         from .lowlevel.blas import blas_handle
 
         loss, correct = parts.loss_and_grad_all(
@@ -231,9 +231,7 @@ def loss_and_grad(net, X, y, Y, grad, w=None, threads=None, engine="numba"):
 
 def _infer(net, X, targets, out, want_loss, threads, engine, chunk):
     chosen = plan_inference(_threads(threads), chunk, net.layers)
-    from .lowlevel.threads import thread_limits
-
-    with thread_limits(chosen.threads, chosen.blas_threads):
+    with _limits(chosen, threads, engine):
         if engine == "numpy":
             if want_loss:
                 return reference.evaluate_batches(net, X, *targets, chunk)
