@@ -47,7 +47,8 @@ class NotFittedError(ValueError):
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or Inf; the model keeps its last finite weights."""
+    """Training blew up: the loss became NaN or Inf, or the weights or the loss left a sane range
+    while staying finite (see ``fit``); the model keeps weights that predict finite values."""
 
 
 def _engine():
@@ -196,7 +197,8 @@ class MLP:
         Calling ``fit`` again continues from the current weights, and from the optimizer's
         momentum / Adam moments when the same optimizer is used (a different one starts fresh).
         Minibatches are drawn from one index permutation per epoch (X and y stay paired); with
-        ``batch_size=None`` it is full-batch gradient descent, with ``replacement=True`` each
+        ``batch_size=None`` (or one above the number of samples, as scikit-learn clips it) it is
+        full-batch gradient descent, with ``replacement=True`` each
         epoch samples n indices with replacement, with ``shuffle=False`` the order is fixed.
         ``weight_decay`` is L2 on weights (not biases), added to the gradient. ``lr_schedule``:
         None, "invscaling", "cosine", a {first_epoch: lr} dict or a callable epoch -> lr.
@@ -206,7 +208,10 @@ class MLP:
         ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
         line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
         keeping every completed update; ``fit`` then returns normally with
-        ``model.interrupted_`` set to True.
+        ``model.interrupted_`` set to True. ``TrainingDiverged`` is raised when the loss is NaN
+        or Inf, when a weight passes 1e12 in magnitude, or when a slice of minibatches has a
+        mean loss above LOSS_BLOWUP times the chance level (classifiers) or the fit's first
+        slice's loss (regression); the weights from before that slice are kept.
 
         ``sample_weight``: None (all samples count equally) or one finite weight >= 0 per
         sample, not all zero. Each minibatch then minimises the weighted mean of its samples'
