@@ -36,7 +36,8 @@ from .validation import (check_batch_size, check_callbacks, check_classes, check
 log = logging.getLogger("fastmlp")
 
 # A fit stops with TrainingDiverged when a slice's mean loss passes this many times the chance
-# level (classifiers) or the fit's first slice's loss (regression), although it stays finite.
+# level (classifiers; for regression the loss of predicting the targets' mean), although it
+# stays finite.
 LOSS_BLOWUP = 1e4
 # Samples per compiled training call: progress bars update and Ctrl-C is honoured between calls.
 SLICE_SAMPLES = 16384
@@ -210,8 +211,8 @@ class MLP:
         keeping every completed update; ``fit`` then returns normally with
         ``model.interrupted_`` set to True. ``TrainingDiverged`` is raised when the loss is NaN
         or Inf, when a weight passes 1e12 in magnitude, or when a slice of minibatches has a
-        mean loss above LOSS_BLOWUP times the chance level (classifiers) or the fit's first
-        slice's loss (regression); the weights from before that slice are kept.
+        mean loss above LOSS_BLOWUP times the chance level (for regression: the loss of
+        predicting the targets' mean); the weights from before that slice are kept.
 
         ``sample_weight``: None (all samples count equally) or one finite weight >= 0 per
         sample, not all zero. Each minibatch then minimises the weighted mean of its samples'
@@ -297,7 +298,7 @@ class MLP:
             if stopped:       # early stopping or a callback ended that run: nothing left to do
                 start = hp["epochs"]
         self._ensure_optimizer(hp["optimizer"])
-        self._loss_limit = self._chance_loss() * LOSS_BLOWUP if self.is_classifier else None
+        self._loss_limit = LOSS_BLOWUP * self._chance_loss(Y)
         self.fitted_ = True
         self.stop_training = False
         hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
@@ -350,9 +351,12 @@ class MLP:
                              history=history, best=best, stopped=stopped or self.stop_training)
         return history
 
-    def _chance_loss(self):
-        """The loss of a classifier that knows nothing (every output at its uniform guess)."""
+    def _chance_loss(self, Y):
+        """The loss of a model that knows nothing: a classifier with every output at its uniform
+        guess, a regression predicting the targets' mean (0 when the targets are constant)."""
         n_out = self.layers[-1]
+        if self.output == "identity":
+            return float(0.5 * np.mean(np.sum((Y - Y.mean(axis=0, dtype=np.float64)) ** 2, axis=1)))
         return {"softmax": np.log(n_out), "sigmoid": n_out / 8, "logistic": n_out * np.log(2)}[self.output]
 
     def _ensure_optimizer(self, opt):
@@ -398,7 +402,7 @@ class MLP:
                         f"(loss={totals.mean_loss}); lower the learning rate (now {hyper.lr}). "
                         f"The weights from before step {s // batch + 1} are kept."
                     )
-                if self._loss_limit is None:    # regression: from the first slice's loss
+                if self._loss_limit == 0:       # constant targets: from the first slice's loss
                     self._loss_limit = LOSS_BLOWUP * max(stats.mean_loss, 1e-12)
                 if bar is not None:
                     bar.update(stats.samples)
