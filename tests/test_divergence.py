@@ -176,3 +176,16 @@ def test_models_with_huge_logits_predict_and_train_without_nan(engine, output):
         model.fit(X, y, epochs=1, batch_size=2, lr=1e-3)
     assert np.isfinite(model._flat).all()
     assert np.isfinite(model.predict_proba(X)).all()
+
+
+def test_regression_divergence_limit_follows_the_targets_scale():
+    """A regression's loss limit is relative to the loss of predicting the targets' mean: large
+    but learnable targets train on, a blow-up at a normal scale is caught."""
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 4)).astype(np.float32)
+    Y = (X @ np.array([1.0, -2.0, 0.5, 3.0]) * 1e4).astype(np.float32)
+    history = MLP([4, 8, 1], output="identity", seed=0).fit(X, Y, epochs=3, optimizer="adam",
+                                                           lr=0.01, batch_size=32)
+    assert len(history["loss"]) == 3
+    with pytest.raises(TrainingDiverged):
+        MLP([4, 8, 1], output="identity", seed=0).fit(X, Y / 1e4, epochs=3, lr=50.0, batch_size=32)
