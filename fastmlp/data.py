@@ -155,7 +155,7 @@ def _open_stream(path):
             raw.seek(0)
             yield raw, None
             return
-        raw.seek(-4, os.SEEK_END)
+        raw.seek(-min(4, os.fstat(raw.fileno()).st_size), os.SEEK_END)
         stored = int.from_bytes(raw.read(4), "little")
         raw.seek(0)
         try:
@@ -460,21 +460,8 @@ def _labels(y, where):
 
 def _read_bytes(path):
     """The bytes of a file, decompressed when it starts with the gzip magic bytes 1f 8b."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except EOFError:
-        raise DataError(f"{path}: truncated gzip file (it ends before the compressed data "
-                        f"does); download it again") from None
-    except (OSError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip file ({exc}); download it again") from None
+    with _open_stream(path) as (f, _):
+        return f.read()
 
 
 def _looks_like_idx(path):

@@ -166,15 +166,14 @@ def model_from_contents(cls, path, config, arrays):
                              f"model or is damaged. Use an earlier file or retrain.")
     model._flat[...] = flat
     classes = arrays.get("classes")
-    if classes is not None:
-        n_out = model.layers[-1]
-        if (classes.ndim != 1 or classes.dtype.kind not in "biuU" or not model.is_classifier
-                or len(classes) != n_out or (len(classes) > 1 and not (classes[1:] > classes[:-1]).all())):
-            raise ModelFileError(
-                f"{path!r} has classes of shape {classes.shape} ({classes.dtype}) that do not fit its "
-                f"output layer of {n_out} units (output={model.output!r}); the file is damaged, re-save the model."
-            )
-    model.classes_ = classes
+    try:
+        model.classes_ = classes        # checked as every assignment of classes_ is
+    except ValueError:
+        raise ModelFileError(
+            f"{path!r} has classes of shape {classes.shape} ({classes.dtype}) that do not fit its "
+            f"output layer of {model.layers[-1]} units (output={model.output!r}); the file is "
+            f"damaged, re-save the model."
+        ) from None
     model.fitted_ = bool(config.get("fitted", True))
     target_ndim = config.get("target_ndim")
     if target_ndim not in (None, 1, 2):
