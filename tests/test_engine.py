@@ -69,13 +69,18 @@ def test_compiled_gradient_matches_finite_differences(act, head):
     (4, 1, 1, "parts"), (16, 1, 1, "parts"), (11, 1, 2, "parts"), (23, 1, 2, "parts"),
     (23, 2, 1, "parts"), (5, 3, 1, "parts"), (8, 2, 1, "parts"),
     (11, 1, 1, "units"), (23, 2, 1, "units"), (5, 3, 1, "units"), (8, 2, 1, "units"),
-    (1, 2, 1, "units"), (16, 8, 1, "units")])
+    (1, 2, 1, "units"), (16, 8, 1, "units"),
+    (23, 2, 1, "rows"), (11, 3, 1, "rows")])
 def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, decay, batch, parts,
                                          blas, scheme, monkeypatch, act="relu"):
     """One call of whole minibatches (the last one short) on ``parts`` threads, each cut into
     parts of rows or of units (``scheme``; a part may be empty: 8 threads and 4 output units)
     with ``blas`` BLAS threads."""
     monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    if scheme == "rows" and engine.plan.BLOCK_ROWS > 8:
+        # blocks of 3 rows in groups of up to 2 blocks: several blocks per group, several groups
+        monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 3)
+        monkeypatch.setattr(engine.plan, "MAX_GROUPS", 2)
     X, y, Y = problem(head, n=23, dtype=dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
     order = np.random.default_rng(2).permutation(23)
@@ -104,7 +109,8 @@ def test_train_batches_matches_reference(dtype, head, opt, momentum, nesterov, d
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("opt,momentum", [(0, 0.0), (0, 0.9), (1, 0.0)])
 @pytest.mark.parametrize("batch,parts,scheme,chunk", [(8, 2, "parts", 128), (8, 1, "units", 128),
-                                                      (8, 2, "units", 128), (16, 3, "units", 5)])
+                                                      (8, 2, "units", 128), (16, 3, "units", 5),
+                                                      (16, 2, "rows", 128)])
 def test_every_hidden_activation_matches_reference(dtype, act, opt, momentum, batch, parts, scheme,
                                                    chunk, monkeypatch):
     """Each activation of the hidden layers: the units scheme applies relu and identity in the
@@ -195,6 +201,46 @@ def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme
     assert np.array_equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
+                                          ("sgd", {"momentum": 0.9, "nesterov": True}),
+                                          ("adam", {"lr": 0.01})])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layers", [[64, 40, 5], [64, 24, 16, 5]])
+def test_rows_scheme_gives_the_same_bits_on_any_thread_count(optimizer, kw, dtype, layers,
+                                                             monkeypatch):
+    """Full-batch and large-minibatch steps in the rows scheme: blocks and groups are fixed by
+    the minibatch, so 1, 2 and 3 threads (more threads than cores included) give bitwise
+    identical weights."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 16)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 64)), rng.integers(0, 5, 300)
+    runs = []
+    for threads in (1, 2, 3):
+        model = MLP(layers, seed=7, threads=threads, dtype=dtype)
+        model.fit(X, y, epochs=3, batch_size=None if len(layers) == 3 else 128,
+                  optimizer=optimizer, **{"lr": 0.05, **kw})
+        runs.append(model._flat.copy())
+    assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("layers", [[64, 5], [64, 9, 5]])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_rows_scheme_full_batch_matches_the_numpy_engine(layers, threads, monkeypatch):
+    """Three full-batch steps in blocks of 16 rows (a net without a hidden layer too) against
+    the reference, float64."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 16)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((150, 64)), rng.integers(0, 5, 150)
+    weights = []
+    for eng in ("numba", "numpy"):
+        model = MLP(layers, seed=2, dtype="float64", engine=eng, threads=threads)
+        model.fit(X, y, epochs=3, batch_size=None, lr=0.1, momentum=0.9)
+        weights.append(model._flat.copy())
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("head", ["softmax", "logistic"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("n", [1, 5, 4097, 9000])
@@ -218,12 +264,14 @@ def test_predict_and_evaluate_match_reference(threads, n, head):
 
 @pytest.mark.parametrize("threads,scheme,chunk", [(1, None, 128), (2, "parts", 128),
                                                  (2, "units", 128), (3, "units", 128),
-                                                 (2, "units", 4), (2, "units", 3)])
+                                                 (2, "units", 4), (2, "units", 3),
+                                                 (1, "rows", 128), (2, "rows", 3)])
 def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypatch):
     """The third minibatch diverges: in its first piece, or (pieces of 3 rows) its second, after
     a finite first piece whose gradient must not be applied either."""
     monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
     monkeypatch.setattr(engine.plan, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", chunk)
     X, y, Y = problem("softmax", n=40)
     flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
     X[23:] = np.inf    # the third minibatch of 10 (rows 20-29) gives inf - inf = nan
@@ -307,6 +355,10 @@ def test_weighted_train_batches_matches_reference(dtype, head, opt, momentum, de
     """Weighted minibatches (one of weight 0 with batch 4: the rows 0, 4, 8, 12 have weight 0,
     and the order puts some of them together) on both engines: same weights, loss and weight."""
     monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    if scheme == "rows" and engine.plan.BLOCK_ROWS > 8:
+        # blocks of 3 rows in groups of up to 2 blocks: several blocks per group, several groups
+        monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 3)
+        monkeypatch.setattr(engine.plan, "MAX_GROUPS", 2)
     X, y, Y = problem(head, n=23, dtype=dtype)
     w = weights_for(23, dtype)
     flat0 = init_params(LAYERS, "he", np.random.default_rng(1), dtype)
@@ -450,8 +502,9 @@ def test_x_of_another_dtype_or_layout_trains_the_same(scheme, monkeypatch):
 
 def test_scheme_follows_the_measured_rules(monkeypatch):
     """Units for small and mid-size minibatches of a long call; parts for a call of few
-    minibatches, for minibatches with very little or a lot of work per thread, and for nets
-    without a hidden layer (docs/performance.md, "The thread plan")."""
+    minibatches, for minibatches with very little or a lot of work per thread, for nets
+    without a hidden layer and for narrow ones on several threads; rows for large minibatches
+    of narrow nets (docs/performance.md, "The thread plan", "The rows scheme")."""
     monkeypatch.setattr(engine.plan, "FORCE_SCHEME", None)
     n = 60000
     assert engine.plan.scheme(2, 32, (784, 128, 10), n) == "units"
@@ -463,6 +516,14 @@ def test_scheme_follows_the_measured_rules(monkeypatch):
     assert engine.plan.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
     assert engine.plan.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
     assert engine.plan.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
+    # narrow hidden layers: no units scheme across threads, the rows scheme for full batches
+    assert engine.plan.scheme(2, 256, (784, 20, 10), n) == "parts"           # 10 units each
+    assert engine.plan.scheme(1, 256, (784, 20, 10), n) == "units"
+    assert engine.plan.scheme(2, 8000, (784, 20, 10), 8000) == "rows"
+    assert engine.plan.scheme(1, 8000, (784, 25, 15, 10), 8000) == "rows"
+    assert engine.plan.scheme(2, 8000, (784, 10), 8000) == "rows"
+    assert engine.plan.scheme(2, 8000, (784, 128, 10), 8000) == "parts"      # too wide for rows
+    assert engine.plan.scheme(2, 1024, (784, 20, 10), 8000) == "parts"
 
 
 COMPILE_ONCE = """

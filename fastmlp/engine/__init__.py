@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import reference
-from . import infer, parts, plan, units
+from . import infer, parts, plan, rows, units
 from .lowlevel.threads import available_cores, thread_limits
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
                         new_stats, offsets)
@@ -192,13 +192,13 @@ def train_batches(net, state, batches, hyper):
         X = np.ascontiguousarray(X, dtype=flat.dtype)
     data = Data(X, batches.y, batches.Y, _weights(batches.w, flat, X.shape[0]), batches.order)
     n_threads = numba.get_num_threads()
-    how = Plan(n_threads, 1, plan.scheme(n_threads, batches.batch_size, layers, len(batches.order)),
-               min(batches.batch_size, plan.CHUNK_ROWS))
-    # a minibatch the units scheme takes in pieces adds dW up over them: no fused step
-    in_pieces = how.scheme == "units" and how.chunk < batches.batch_size
+    how_shared = plan.scheme(n_threads, batches.batch_size, layers, len(batches.order))
+    how = Plan(n_threads, 1, how_shared, plan.piece_rows(how_shared, batches.batch_size))
+    # a minibatch taken in pieces (units) or blocks (rows) adds dW up over them: no fused step
+    in_pieces = how.scheme == "rows" or (how.scheme == "units" and how.chunk < batches.batch_size)
     slots = slots_for(flat, layers, hyper, state, can_fuse(hyper) and not in_pieces)
     stats = new_stats()
-    run = units.train_units if how.scheme == "units" else parts.train_parts
+    run = {"units": units.train_units, "rows": rows.train_rows}.get(how.scheme, parts.train_parts)
     run(how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
         int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)
     return stats

@@ -6,6 +6,7 @@ input, B x n_0), a_1, ..., a_L (the logits); ``dzs`` holds dz_1 ... dz_L (gradie
 pre-activations) at the same offsets less B * n_0. ``starts[l]`` is where a_l begins.
 """
 
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -134,3 +135,15 @@ def count_minibatch(stats, k, B, loss, correct, weight):
     stats[STEPS] += 1
     stats[WEIGHT] += weight
     return True
+
+
+def twin(fn, name):
+    """``fn`` under another name. Numba names its cache files after the function's qualified
+    name and line, not its compile flags: compiled twice under one name, the serial and the
+    parallel build shared one cache entry, and whichever was compiled first was loaded for both
+    (the parallel loop then ran on one thread)."""
+    renamed = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__,
+                                 fn.__closure__)
+    renamed.__qualname__ = name
+    renamed.__doc__ = fn.__doc__
+    return renamed

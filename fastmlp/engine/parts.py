@@ -10,8 +10,6 @@ a seed, data and thread count give bitwise identical weights. Also the whole-dat
 gradient (:func:`loss_and_grad`), which is phase 1 and phase 2 on one part without a step.
 """
 
-import types
-
 import numpy as np
 from numba import njit, prange
 
@@ -20,7 +18,7 @@ from .kernels import (FALSE, ONE, ZERO, activation_backward, dense_forward, head
 from .lowlevel.blas import gemm
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
 from .minibatch import (Data, block, count_minibatch, gather, gather_targets, minibatch_buffers,
-                        minibatch_weight, span)
+                        minibatch_weight, span, twin)
 from .optimizer import Hyper, Slots, update_block
 
 
@@ -94,7 +92,7 @@ def update_slice(net, bufs, B, part, n_parts, slots, hyper, opt, step, blas):
 
 def _train_loop(net, data, batch_size, slots, hyper, step, n_parts, blas, stats):
     """All minibatches of ``data.order``, each as two loops over ``n_parts`` independent parts
-    (rows, then parameter slices); compiled serial and parallel (see _twin)."""
+    (rows, then parameter slices); compiled serial and parallel (see minibatch.twin)."""
     flat, offs = net.flat, net.offs
     w, order = data.w, data.order
     starts, acts, dzs = minibatch_buffers(offs, batch_size, flat)
@@ -127,20 +125,9 @@ def _train_loop(net, data, batch_size, slots, hyper, step, n_parts, blas, stats)
                          step + k + 1, blas)
 
 
-def _twin(fn, name):
-    """``fn`` under another name. Numba names its cache files after the function's qualified
-    name and line, not its compile flags: compiled twice under one name, the serial and the
-    parallel build shared one cache entry, and whichever was compiled first was loaded for both
-    (the parallel loop then ran on one thread)."""
-    twin = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = name
-    twin.__doc__ = fn.__doc__
-    return twin
-
-
-train_serial = njit(cache=True, nogil=True)(_twin(_train_loop, "train_loop_serial"))
+train_serial = njit(cache=True, nogil=True)(twin(_train_loop, "train_loop_serial"))
 train_parallel = njit(cache=True, nogil=True, parallel=True)(
-    _twin(_train_loop, "train_loop_parallel"))
+    twin(_train_loop, "train_loop_parallel"))
 
 
 def train_parts(plan, net, data, batch_size, slots, hyper, step, blas, stats):

@@ -1,10 +1,12 @@
 """The plan of a compiled call: how many threads, which parallel scheme, minibatch pieces.
 
-Two schemes share a minibatch between threads:
+Three schemes share a minibatch between threads:
 - "parts" (:mod:`.parts`): each thread takes a part of the minibatch's rows, then a slice of
   every layer's parameters, through BLAS on the gathered minibatch;
 - "units" (:mod:`.units`): each thread owns a fixed share of every hidden layer's units for the
-  whole call and multiplies them with register tiles straight from X's rows.
+  whole call and multiplies them with register tiles straight from X's rows;
+- "rows" (:mod:`.rows`): fixed blocks of rows, each from its rows of X to its weight gradient in
+  one pass, the blocks' gradients summed in a fixed order (full-batch gradient descent).
 Each constant below is a measured crossover; docs/performance.md has a section per constant
 with its figures and the command that measures it.
 """
@@ -19,11 +21,23 @@ MIN_MACS_PER_PART = 32_000_000
 MIN_ROWS_PER_PART = 256
 # with 64 rows or more per thread but fewer multiply-adds than this, parts win
 MIN_MACS_PER_UNIT = 1_500_000
+# with several threads, the units scheme needs this many units of every hidden layer per thread
+MIN_UNITS_PER_THREAD = 32
+# minibatches of at least this many rows (full-batch gradient descent) whose hidden layers are
+# at most ROWS_MAX_WIDTH wide take the rows scheme
+ROWS_MIN_BATCH = 2048
+ROWS_MAX_WIDTH = 64
 # calls of fewer minibatches than this take parts: units' set-up per call is not won back
 MIN_BATCHES_FOR_UNITS = 8
 # the units scheme runs a larger minibatch in pieces of this many rows
 CHUNK_ROWS = 128
-# "parts" or "units" instead of scheme()'s choice: for tests and measurements
+# the rows scheme takes a minibatch in blocks of this many rows ...
+BLOCK_ROWS = 128
+# ... and in at most this many groups of blocks, each summing its gradient in a buffer of its
+# own, all of them together in at most GRADIENT_BYTES
+MAX_GROUPS = 32
+GRADIENT_BYTES = 64 << 20
+# "parts", "units" or "rows" instead of scheme()'s choice: for tests and measurements
 FORCE_SCHEME = None
 
 
@@ -50,13 +64,17 @@ def thread_plan(threads, batch_size, layers):
 
 def scheme(n_threads, batch_size, layers, n_samples):
     """How ``n_threads`` threads share minibatches of ``batch_size`` rows of a net of ``layers``
-    units in a call on ``n_samples`` samples: "parts" (of rows) or "units" (of every hidden
-    layer; a net without one has only parts)."""
-    if len(layers) < 3:
-        return "parts"
-    if FORCE_SCHEME is not None:
+    units in a call on ``n_samples`` samples: "parts" (of rows), "units" (of every hidden
+    layer; a net without one has only parts) or "rows" (blocks of rows, for large minibatches
+    of narrow nets)."""
+    if FORCE_SCHEME is not None and (len(layers) >= 3 or FORCE_SCHEME != "units"):
         return FORCE_SCHEME
-    if n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
+    hidden = [int(w) for w in layers[1:-1]]
+    if batch_size >= ROWS_MIN_BATCH and max(hidden, default=0) <= ROWS_MAX_WIDTH:
+        return "rows"
+    if not hidden or n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
+        return "parts"
+    if n_threads > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_threads:
         return "parts"
     macs = batch_size * macs_per_row(layers)
     enough_work = macs >= MIN_MACS_PER_PART * n_threads
@@ -71,7 +89,13 @@ def plan_training(threads, batch_size, layers, n_samples):
     ``batch_size`` rows, on at most ``threads`` threads."""
     n_threads, blas_threads = thread_plan(threads, batch_size, layers)
     how = scheme(n_threads, batch_size, layers, n_samples)
-    return Plan(n_threads, blas_threads, how, min(batch_size, CHUNK_ROWS))
+    return Plan(n_threads, blas_threads, how, piece_rows(how, batch_size))
+
+
+def piece_rows(how, batch_size):
+    """Rows a scheme takes of a minibatch at a time: the rows scheme's blocks, the units scheme's
+    pieces (the parts scheme takes it whole, in parts per thread)."""
+    return BLOCK_ROWS if how == "rows" else min(batch_size, CHUNK_ROWS)
 
 
 def plan_inference(threads, chunk, layers):
