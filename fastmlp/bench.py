@@ -389,6 +389,12 @@ def build_parser(parser=None):
                              "(default: FASTMLP_BENCH_DATA, else Fashion-MNIST if installed)")
     parser.add_argument("--gemm-size", type=int, default=GEMM_SIZE,
                         help="side of the square float32 GEMM that measures the floor")
+    parser.add_argument("--matrix", action="store_true",
+                        help="the workload matrix instead: notebook configurations, the benchmark "
+                             "rows, wide, deep and tabular nets, at 1 thread and all cores "
+                             "(--threads to choose), against NumPy and PyTorch")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="paired rounds per matrix row; the medians are shown (default 5)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     parser.add_argument("--plot", metavar="PATH", help="also draw them (needs matplotlib)")
     return parser
@@ -434,6 +440,8 @@ def run_args(args):
     if min(batch_sizes) < 1 or (threads and min(threads) < 1):
         print("fastmlp bench: batch sizes and thread counts must be >= 1", file=sys.stderr)
         return 2
+    if args.matrix:
+        return _run_matrix(args, threads, peers="torch" in args.peers.lower())
     samples = args.samples or (QUICK_SAMPLES if quick else EPOCH_SAMPLES)
     fraction = args.ref_fraction or (0.25 if quick else 0.1)
     if not 0 < fraction <= 1:
@@ -454,6 +462,27 @@ def run_args(args):
     if args.plot:
         plot_report(result, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _run_matrix(args, threads, peers):
+    """``fastmlp bench --matrix``: the table of :mod:`fastmlp.matrix`."""
+    from .io import write_atomic
+    from .matrix import format_matrix, format_row, run_matrix
+
+    if args.rounds < 1:
+        print("fastmlp bench: --rounds must be >= 1", file=sys.stderr)
+        return 2
+
+    def progress(row):
+        print("  " + format_row(row), file=sys.stderr, flush=True)
+
+    result = run_matrix(threads=threads, rounds=args.rounds, peers=peers, progress=progress)
+    print(format_matrix(result))
+    if args.json:
+        text = json.dumps(result, indent=2) + "\n"
+        write_atomic(args.json, lambda f: f.write(text), binary=False)
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -27,9 +27,10 @@ def sklearn_version():
     return sklearn.__version__
 
 
-def torch_model(layers, flat=None):
-    """The same MLP in PyTorch (Linear + ReLU, logits out); weights copied from fastmlp's flat
-    buffer when given (fastmlp's W is (n_in, n_out), torch's weight is (n_out, n_in))."""
+def torch_model(layers, flat=None, activation=None):
+    """The same MLP in PyTorch (Linear + ``activation``, a torch module class, default ReLU;
+    logits out); weights copied from fastmlp's flat buffer when given (fastmlp's W is (n_in,
+    n_out), torch's weight is (n_out, n_in))."""
     import torch
 
     from .params import layer_views
@@ -38,7 +39,7 @@ def torch_model(layers, flat=None):
     for l, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
         modules.append(torch.nn.Linear(n_in, n_out))
         if l < len(layers) - 2:
-            modules.append(torch.nn.ReLU())
+            modules.append((activation or torch.nn.ReLU)())
     model = torch.nn.Sequential(*modules)
     if flat is not None:
         linears = [m for m in modules if isinstance(m, torch.nn.Linear)]

@@ -183,3 +183,39 @@ def test_kernel_benchmarks_run_and_check_their_results():
                              "--benchmark-only", "-q", "-p", "no:cacheprovider"],
                             cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_matrix_row_times_every_engine_and_formats(monkeypatch):
+    from fastmlp import matrix
+
+    monkeypatch.setattr(matrix, "ROWS", 96)
+    work = matrix.Workload("tiny full batch", (12, 8, 3), "relu", "softmax", None, 2)
+    row = matrix.run_row(work, 1, rounds=2, peers=False, gflops=50.0)
+    assert row["batch"] == 96 and row["threads"] == 1
+    assert row["fastmlp_s"] > 0 and row["numpy_s"] > 0 and row["vs_numpy"] > 0
+    lo, hi = row["fastmlp_spread"]
+    assert lo <= row["fastmlp_s"] <= hi
+    assert row["floor_s"] == pytest.approx(matrix.matmul_flops((12, 8, 3), 96) / 50e9)
+    table = matrix.format_matrix({"meta": {"rows_of_data": 96, "rounds": 2, "cores": 2,
+                                           "gemm_gflops": {"1": 50.0}, "torch": None},
+                                  "rows": [row]})
+    assert "| tiny full batch | 12-8-3 relu | 96 | 1 |" in table
+    assert "not installed" in table and table.count("\n") == 4
+
+
+def test_matrix_orders_are_full_epochs_or_draws():
+    from fastmlp import matrix
+
+    full = matrix.Workload("f", (784, 20, 10), "relu", "softmax", None, 3)
+    order = matrix.workload_order(full)
+    assert len(order) == 3 * matrix.ROWS
+    assert sorted(order[:matrix.ROWS]) == list(range(matrix.ROWS))
+    drawn = matrix.Workload("d", (784, 20, 10), "relu", "softmax", 128, 5, replacement=True)
+    assert len(matrix.workload_order(drawn)) == 640
+
+
+def test_bench_matrix_rejects_zero_rounds(capsys):
+    from fastmlp import bench
+
+    assert bench.main(["--matrix", "--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err
