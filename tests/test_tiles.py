@@ -14,8 +14,9 @@ from fastmlp.engine.lowlevel.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_R
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 # tile heights 6 and 4 and their remainders, groups of ROW_GROUP rows and one past
-ROWS = [1, 3, 4, 5, 7, 8, 13, 32, 70, ROW_GROUP, ROW_GROUP + 1]
-WIDTHS = [1, 15, 16, 17, 64, 65, 100, 130]     # vector and block edges for 4- and 8-byte floats
+ROWS = [1, 3, 4, 5, 7, 8, 13, 25, 32, 70, ROW_GROUP, ROW_GROUP + 1]
+# vector and block edges for 4- and 8-byte floats; 8 and 20: one vector, and a masked last one
+WIDTHS = [1, 8, 15, 16, 17, 20, 64, 65, 100, 130]
 DEPTHS = [1, 7, DEPTH, DEPTH + 1, 2 * DEPTH + 2]
 SCALES = [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.7)]
 

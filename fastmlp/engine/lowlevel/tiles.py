@@ -71,9 +71,10 @@ def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, bet
         not by_row: A(r, p) = *(a_rows[p] + a_off + r)   (columns of A: rows of A.T)
     Addresses are int64, element offsets are in elements, ld* are row strides in elements.
     Rows r >= m are computed from row m - 1 again and not stored; ``masked`` (literal) masks
-    the columns past n, else n is vectors * lanes. ``epi`` (see EPI_*) finishes each stored
-    value: + b[j] (b's column 0 at address e_addr), then relu; or times (a > 0) with a at the
-    stored element's address + e_addr bytes."""
+    the columns past n (in the last vector: n > (vectors - 1) * lanes), else n is vectors *
+    lanes. ``epi`` (see EPI_*) finishes each stored value: + b[j] (b's column 0 at address
+    e_addr), then relu; or times (a > 0) with a at the stored element's address + e_addr
+    bytes."""
     if not (isinstance(height, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)
             and isinstance(masked, types.BooleanLiteral)
             and isinstance(by_row, types.BooleanLiteral)):
@@ -127,13 +128,14 @@ def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, bet
                                                             for i in range(lanes)]), n_splat)
                  for v in range(NV)]
 
+        # only the last vector can reach past column n: the others load and store whole
         def load(addr, v):
-            if MASKED:
+            if MASKED and v == NV - 1:
                 return builder.call(masked_load, [vector_at(addr), align, masks[v], zero])
             return builder.load(vector_at(addr), align=size)
 
         def store(value, addr, v):
-            if MASKED:
+            if MASKED and v == NV - 1:
                 builder.call(masked_store, [value, vector_at(addr), align, masks[v]])
             else:
                 builder.store(value, vector_at(addr), align=size)
