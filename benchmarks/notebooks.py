@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fastmlp import MLP
+from fastmlp.bench import SETTLE_SECONDS
 from fastmlp.engine.lowlevel.threads import available_cores, thread_limits
 
 N_TRAIN = 8000
@@ -184,6 +185,7 @@ def run(only=None, scale=1.0, rounds=3, threads=None):
         times = {"notebook": [], "fastmlp": []}
         acc = {}
         for r in range(rounds + 1):             # round 0 warms up (compiles), untimed
+            time.sleep(SETTLE_SECONDS)          # BLAS threads of the last run go idle first
             with thread_limits(1, threads):
                 start = time.perf_counter()
                 predict = loop(X, y, np.random.default_rng(r))
@@ -193,6 +195,7 @@ def run(only=None, scale=1.0, rounds=3, threads=None):
                 times["notebook"].append(seconds)
             model = MLP(dtype="float32", seed=r, threads=threads, **model_kw)
             fit_kw_r = fit_kw if r else {**fit_kw, "epochs": 1}
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             model.fit(X, y, **fit_kw_r)
             seconds = time.perf_counter() - start

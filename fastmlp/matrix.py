@@ -18,6 +18,7 @@ import numpy as np
 
 from .codes import ACTIVATIONS, HEADS
 from .engine.lowlevel.threads import available_cores
+from .bench import SETTLE_SECONDS, bench_data
 from .flops import gemm_gflops, matmul_flops, model_name
 from .params import init_params
 from .peers import torch_threads, torch_version
@@ -63,8 +64,6 @@ def workload_data(layers, seed=0):
     benchmark data (:func:`fastmlp.bench.bench_data`) for 784 inputs, else deterministic
     synthetic rows (uniform features, labels from a random linear teacher)."""
     if layers[0] == MNIST:
-        from .bench import bench_data
-
         X, y, _, _, _ = bench_data(ROWS, 1)
         return X, y % layers[-1]
     rng = np.random.default_rng(seed)
@@ -159,6 +158,7 @@ def run_row(work, threads, rounds=5, peers=True, gflops=None):
     times = {name: [] for name in engines}
     for r in range(rounds + 1):               # round 0 compiles and warms up, untimed
         for name, run in engines.items():
+            time.sleep(SETTLE_SECONDS)        # the previous engine's BLAS threads go idle
             start = time.perf_counter()
             run()
             if r:
