@@ -393,6 +393,9 @@ def build_parser(parser=None):
                         help="the workload matrix instead: notebook configurations, the benchmark "
                              "rows, wide, deep and tabular nets, at 1 thread and all cores "
                              "(--threads to choose), against NumPy and PyTorch")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="matrix rows whose name or model contains one of these, e.g. "
+                             "notebook 784-2048-10")
     parser.add_argument("--rounds", type=int, default=5,
                         help="paired rounds per matrix row; the medians are shown (default 5)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
@@ -468,7 +471,7 @@ def run_args(args):
 def _run_matrix(args, threads, peers):
     """``fastmlp bench --matrix``: the table of :mod:`fastmlp.matrix`."""
     from .io import write_atomic
-    from .matrix import format_matrix, format_row, run_matrix
+    from .matrix import format_matrix, format_row, run_matrix, select_workloads
 
     if args.rounds < 1:
         print("fastmlp bench: --rounds must be >= 1", file=sys.stderr)
@@ -477,7 +480,11 @@ def _run_matrix(args, threads, peers):
     def progress(row):
         print("  " + format_row(row), file=sys.stderr, flush=True)
 
-    result = run_matrix(threads=threads, rounds=args.rounds, peers=peers, progress=progress)
+    workloads = select_workloads(args.only)
+    if not workloads:
+        print(f"fastmlp bench: no matrix row matches {' '.join(args.only)}", file=sys.stderr)
+        return 2
+    result = run_matrix(workloads, threads, args.rounds, peers, progress)
     print(format_matrix(result))
     if args.json:
         text = json.dumps(result, indent=2) + "\n"

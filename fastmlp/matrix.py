@@ -59,6 +59,15 @@ WORKLOADS = (
 )
 
 
+def select_workloads(only=None):
+    """The workloads whose name or model (784-20-10) contains one of the strings ``only``
+    (all of them for None)."""
+    if not only:
+        return WORKLOADS
+    return tuple(w for w in WORKLOADS if any(o in w.name or o in model_name(w.layers)
+                                             for o in only))
+
+
 def workload_data(layers, seed=0):
     """(X, y) of ROWS rows for a model's input and output widths: the first ROWS images of the
     benchmark data (:func:`fastmlp.bench.bench_data`) for 784 inputs, else deterministic

@@ -219,3 +219,13 @@ def test_bench_matrix_rejects_zero_rounds(capsys):
 
     assert bench.main(["--matrix", "--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err
+
+
+def test_matrix_rows_can_be_picked_by_name_or_model(capsys):
+    from fastmlp import bench, matrix
+
+    assert [w.name for w in matrix.select_workloads(["784-2048-10"])] == ["wide"]
+    assert len(matrix.select_workloads(["notebook"])) == 5
+    assert matrix.select_workloads(None) == matrix.WORKLOADS
+    assert bench.main(["--matrix", "--only", "no-such-row"]) == 2
+    assert "no matrix row matches" in capsys.readouterr().err

@@ -514,6 +514,8 @@ def test_scheme_follows_the_measured_rules(monkeypatch):
     assert engine.plan.scheme(2, 512, (784, 512, 256, 10), n) == "parts"     # 137M per thread
     assert engine.plan.scheme(1, 64, (784, 512, 256, 10), n) == "parts"      # 34M on one thread
     assert engine.plan.scheme(2, 128, (784, 512, 256, 10), n) == "units"     # 34M, 64 rows each
+    assert engine.plan.scheme(2, 256, (784, 512, 256, 10), n) == "parts"     # 69M, 128 rows each
+    assert engine.plan.scheme(2, 256, (784, 2048, 10), n) == "parts"         # 208M, 128 rows each
     assert engine.plan.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
     assert engine.plan.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
     # narrow hidden layers: no units scheme across threads, the rows scheme for full batches

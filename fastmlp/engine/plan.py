@@ -17,8 +17,10 @@ from typing import NamedTuple
 MIN_MACS_PER_THREAD = 250_000
 # parts win from this many multiply-adds per thread ...
 MIN_MACS_PER_PART = 32_000_000
-# ... and, with several threads, this many rows per thread
+# ... and, with several threads, this many rows per thread, unless they have at least
+# MIN_MACS_PER_PART_ANY_ROWS multiply-adds
 MIN_ROWS_PER_PART = 256
+MIN_MACS_PER_PART_ANY_ROWS = 64_000_000
 # with 64 rows or more per thread but fewer multiply-adds than this, parts win
 MIN_MACS_PER_UNIT = 1_500_000
 # with several threads, the units scheme needs this many units of every hidden layer per thread
@@ -78,7 +80,8 @@ def scheme(n_threads, batch_size, layers, n_samples):
         return "parts"
     macs = batch_size * macs_per_row(layers)
     enough_work = macs >= MIN_MACS_PER_PART * n_threads
-    enough_rows = n_threads == 1 or batch_size >= MIN_ROWS_PER_PART * n_threads
+    enough_rows = (n_threads == 1 or batch_size >= MIN_ROWS_PER_PART * n_threads
+                   or macs >= MIN_MACS_PER_PART_ANY_ROWS * n_threads)
     too_little = (n_threads > 1 and batch_size >= 64 * n_threads
                   and macs < MIN_MACS_PER_UNIT * n_threads)
     return "parts" if (enough_work and enough_rows) or too_little else "units"
