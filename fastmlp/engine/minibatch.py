@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..params import layer_offsets
+from .kernels import head_backward, head_takes_Y
 
 # The run's statistics, a float64 array the compiled loops write (see :class:`fastmlp.engine.Stats`)
 LOSS, CORRECT, SAMPLES, STEPS, DIVERGED_AT, BAD_LOSS, WEIGHT = range(7)
@@ -106,6 +107,21 @@ def gather_targets(yr, Yr, wr, y, Y, w, rows):
     gather(Yr, Y, rows)
     for i in range(wr.shape[0]):
         wr[i] = w[rows[i]]
+
+
+@njit(cache=True, nogil=True)
+def rows_head_backward(dz, z, data, rows, head, scale):
+    """The head's (summed weighted loss, correct count) of the logits z of the samples ``rows``,
+    and its dz (see :func:`.kernels.head_backward`), with their targets and weights gathered from
+    ``data``."""
+    _, y, Y, w, _ = data
+    m = rows.shape[0]
+    takes_Y = head_takes_Y(head)
+    yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
+    Yr = np.empty((m if takes_Y else 0, z.shape[1]), dtype=Y.dtype)
+    wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
+    gather_targets(yr, Yr, wr, y, Y, w, rows)
+    return head_backward(dz, z, yr, Yr, wr, head, scale)
 
 
 @njit(cache=True, nogil=True)

@@ -13,12 +13,11 @@ gradient (:func:`loss_and_grad`), which is phase 1 and phase 2 on one part witho
 import numpy as np
 from numba import njit, prange
 
-from .kernels import (FALSE, ONE, ZERO, activation_backward, dense_forward, head_backward,
-                      head_takes_Y)
+from .kernels import FALSE, ONE, ZERO, activation_backward, dense_forward
 from .lowlevel.blas import gemm
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
-from .minibatch import (Data, block, count_minibatch, gather, gather_targets, minibatch_buffers,
-                        minibatch_weight, span, twin)
+from .minibatch import (Data, block, count_minibatch, gather, minibatch_buffers, minibatch_weight,
+                        rows_head_backward, span, twin)
 from .optimizer import Hyper, Slots, update_block
 
 
@@ -30,7 +29,7 @@ def rows_forward_backward(net, data, rows, r0, B, scale, bufs, blas):
     1 / the minibatch's weight. Returns (summed weighted loss, correct count); a non-finite loss
     returns at once."""
     flat, offs, act, head = net
-    X, y, Y, w, _ = data
+    X = data.X
     starts, acts, dzs = bufs
     fpenv = flush_denormals()
     m = rows.shape[0]
@@ -46,14 +45,9 @@ def rows_forward_backward(net, data, rows, r0, B, scale, bufs, blas):
                       flat[w0:b0].reshape((n_in, n_out)), flat[b0:b0 + n_out],
                       act if l < L - 1 else 0, blas)
     n_last = offs[L - 1, 3]
-    takes_Y = head_takes_Y(head)               # gather the head's targets: Y rows or class indices
-    yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
-    Yr = np.empty((m if takes_Y else 0, n_last), dtype=Y.dtype)
-    wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
-    gather_targets(yr, Yr, wr, y, Y, w, rows)
-    loss, correct = head_backward(block(dzs, dz_starts, L, B, n_last)[r0:r1],
-                                  block(acts, starts, L, B, n_last)[r0:r1], yr, Yr, wr, head,
-                                  scale)
+    loss, correct = rows_head_backward(block(dzs, dz_starts, L, B, n_last)[r0:r1],
+                                       block(acts, starts, L, B, n_last)[r0:r1], data, rows,
+                                       head, scale)
     if not np.isfinite(loss):
         restore_fpenv(fpenv)
         return loss, correct

@@ -23,13 +23,12 @@ import numpy as np
 from numba import njit, prange
 
 from ..codes import ACT_IDENTITY, ACT_RELU
-from .kernels import (ZERO, activation_backward, bias_activation_forward, head_backward,
-                      head_takes_Y)
+from .kernels import ZERO, activation_backward, bias_activation_forward
 from .lowlevel.blas import gemm
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
 from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, matmul_rows, matmul_rows_epilogue,
                              rank_update, row_addresses)
-from .minibatch import count_minibatch, gather_targets, minibatch_weight, span, twin
+from .minibatch import count_minibatch, minibatch_weight, rows_head_backward, span, twin
 from .optimizer import optimizer_update
 
 
@@ -45,7 +44,7 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
     dz_l = dz_{l+1} @ W_l.T goes through BLAS (W_l.T has no unit-stride rows)."""
     flat, offs, act, head = net
-    X, y, Y, w, _ = data
+    X = data.X
     acts, dzs, addr = bufs
     fpenv = flush_denormals()
     m = rows.shape[0]
@@ -70,14 +69,9 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
         if l < L - 1:
             row_addresses(addr[l + 1], a_next, rows[:0])
     n_last = offs[L - 1, 3]
-    takes_Y = head_takes_Y(head)               # the head's targets: Y rows or class indices
-    yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
-    Yr = np.empty((m if takes_Y else 0, n_last), dtype=Y.dtype)
-    wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
-    gather_targets(yr, Yr, wr, y, Y, w, rows)
-    loss, correct = head_backward(dzs[at[L]:at[L + 1]].reshape((m, n_last)),
-                                  acts[at[L]:at[L + 1]].reshape((m, n_last)), yr, Yr, wr, head,
-                                  scale)
+    loss, correct = rows_head_backward(dzs[at[L]:at[L + 1]].reshape((m, n_last)),
+                                       acts[at[L]:at[L + 1]].reshape((m, n_last)), data, rows,
+                                       head, scale)
     if not np.isfinite(loss):
         restore_fpenv(fpenv)
         return loss, correct
