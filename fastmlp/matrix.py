@@ -21,7 +21,7 @@ from .engine.lowlevel.threads import available_cores
 from .bench import SETTLE_SECONDS, bench_data
 from .flops import gemm_gflops, matmul_flops, model_name
 from .params import init_params
-from .peers import torch_threads, torch_version
+from .peers import torch_model, torch_threads, torch_train, torch_version
 
 ROWS = 8000            # rows of data every workload trains on (the notebooks' 8000-image runs)
 LR = 0.05
@@ -121,38 +121,18 @@ class TorchRun:
     def __init__(self, work, X, y, order, threads):
         import torch
 
-        from .peers import torch_model
-
-        self.torch, self.threads = torch, threads
-        self.work = work
+        self.torch, self.threads, self.work = torch, threads, work
+        self.X, self.y, self.order = X, y, order
         self.start = init_params(work.layers, "he", np.random.default_rng(0), np.float32)
-        act = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh}[work.act]
-        self.model_of = lambda: torch_model(work.layers, self.start, act)
-        self.X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        self.order = torch.from_numpy(order)
-        self.batch = work.batch or ROWS
+        self.act = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
+                    "tanh": torch.nn.Tanh}[work.act]
 
     def __call__(self):
-        torch = self.torch
-        model = self.model_of()
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
-        total = 0.0
+        model = torch_model(self.work.layers, self.start, self.act)
+        opt = self.torch.optim.SGD(model.parameters(), lr=LR)
         with torch_threads(self.threads):
-            for s in range(0, len(self.order), self.batch):
-                rows = self.order[s:s + self.batch]
-                xb, yb = self.X[rows], self.y[rows]
-                opt.zero_grad(set_to_none=True)
-                z = model(xb)
-                if self.work.head == "softmax":
-                    loss = torch.nn.functional.cross_entropy(z, yb)
-                else:                           # sigmoid head, squared error on one-hot targets
-                    onehot = torch.nn.functional.one_hot(yb, z.shape[1]).to(z.dtype)
-                    loss = 0.5 * ((torch.sigmoid(z) - onehot) ** 2).sum(1).mean()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-        return total
+            return torch_train(model, self.X, self.y, self.order, self.work.batch or ROWS, opt,
+                               self.work.head)
 
 
 def run_row(work, threads, rounds=5, peers=True, gflops=None):

@@ -70,21 +70,27 @@ class torch_threads:
         return False
 
 
-def torch_train(model, X, y, order, batch_size, optimizer):
-    """One eager epoch over ``order``: forward, cross-entropy, backward, step per minibatch.
+def torch_train(model, X, y, order, batch_size, optimizer, head="softmax"):
+    """One eager epoch over ``order``: forward, loss, backward, step per minibatch. ``head``:
+    "softmax" (cross-entropy on the logits) or "sigmoid" (half the squared error of the
+    sigmoid outputs against one-hot targets, summed over outputs, as fastmlp's sigmoid head).
     Returns the mean training loss."""
     import torch
 
     Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     idx = torch.from_numpy(np.asarray(order, dtype=np.int64))
-    loss_fn = torch.nn.CrossEntropyLoss()
     total = 0.0
     for s in range(0, len(idx), batch_size):
         rows = idx[s:s + batch_size]
         xb, yb = Xt[rows], yt[rows]
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
+        z = model(xb)
+        if head == "softmax":
+            loss = torch.nn.functional.cross_entropy(z, yb)
+        else:
+            onehot = torch.nn.functional.one_hot(yb, z.shape[1]).to(z.dtype)
+            loss = 0.5 * ((torch.sigmoid(z) - onehot) ** 2).sum(1).mean()
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(rows)

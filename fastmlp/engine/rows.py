@@ -6,23 +6,23 @@ blocks of ``block_rows`` rows, and the blocks into ``n_groups`` runs of consecut
 (both fixed by the minibatch and the model, never by the thread count). Each group, on one
 thread, takes its blocks in turn:
 
-    gather the block's rows, forward, the head's loss and dz, the hidden layers' dz
-    (:func:`.parts.rows_forward_backward`), then G_g += a_l.T @ dz_{l+1} for every layer
-    (:func:`.optimizer.update_block`, gradient only)
+    forward from the block's rows of X (read where they lie), the head's loss and dz, then from
+    the top G_g += a_l.T @ dz_{l+1} and the next dz for every layer (:func:`block_gradient`)
 
 into a gradient buffer of its own, G_g. The groups' gradients are then summed in group order,
 G = G_0 + G_1 + ..., and the optimizer steps once (:func:`.optimizer.optimizer_update`), both
 on slices of the parameters in parallel. Every sum has a shape set by the data and the model
 alone, so the weights are bitwise identical for any number of threads.
 
-Each row of X is read from memory once per step (the parts scheme reads the gathered
-minibatch again for the weight gradient, after it has left the cache).
+Each row of X is read from memory once per step (the parts scheme gathers the minibatch and
+reads it again for the weight gradient, after it has left the cache).
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ..codes import ACT_IDENTITY, ACT_RELU
+from . import plan
 from .kernels import ZERO, activation_backward, bias_activation_forward
 from .lowlevel.blas import gemm
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
@@ -156,17 +156,16 @@ train_parallel = njit(cache=True, nogil=True, parallel=True)(twin(_rows_loop, "r
 def groups_for(batch_size, block_rows, n_params, itemsize):
     """Groups of a minibatch of ``batch_size`` rows: up to MAX_GROUPS, one per block at most,
     and no more gradient buffers than GRADIENT_BYTES hold."""
-    from .plan import GRADIENT_BYTES, MAX_GROUPS
     n_blocks = -(-batch_size // block_rows)
-    by_memory = max(1, GRADIENT_BYTES // max(1, n_params * itemsize))
-    return int(max(1, min(MAX_GROUPS, n_blocks, by_memory)))
+    by_memory = max(1, plan.GRADIENT_BYTES // max(1, n_params * itemsize))
+    return int(max(1, min(plan.MAX_GROUPS, n_blocks, by_memory)))
 
 
-def train_rows(plan, net, data, batch_size, slots, hyper, step, blas, stats):
-    """Run all minibatches in the rows scheme on ``plan.threads`` threads, in blocks of
-    ``plan.chunk`` rows."""
+def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
+    """Run all minibatches in the rows scheme on ``how.threads`` threads, in blocks of
+    ``how.chunk`` rows (``how``: the call's :class:`.plan.Plan`)."""
     flat = net.flat
-    block_rows = int(plan.chunk)
+    block_rows = int(how.chunk)
     n_groups = groups_for(batch_size, block_rows, flat.shape[0], flat.itemsize)
     offs = net.offs
     L = offs.shape[0]
@@ -174,7 +173,7 @@ def train_rows(plan, net, data, batch_size, slots, hyper, step, blas, stats):
     work = (np.empty((n_groups, flat.shape[0]), flat.dtype),
             np.empty((n_groups, size), flat.dtype), np.empty((n_groups, size), flat.dtype),
             np.empty((n_groups, L, block_rows), np.int64))
-    n_slices = plan.threads
-    kernel = train_parallel if plan.threads > 1 else train_serial
+    n_slices = how.threads
+    kernel = train_parallel if how.threads > 1 else train_serial
     kernel(net, data, batch_size, slots, hyper, step,
            (np.int64(block_rows), np.int64(n_groups), np.int64(n_slices)), work, blas, stats)
