@@ -28,7 +28,8 @@ from .io import model_from_contents, read_npz, write_npz_atomic
 from .params import init_params, layer_views, param_count
 from .schedules import BUILT_IN_SCHEDULES, make_schedule
 from .progress import StopOnCtrlC, echo, format_logs, progress_bar
-from .validation import (check_batch_size, check_callbacks, check_classes, check_features,
+from .callbacks import Callbacks
+from .validation import (check_batch_size, check_classes, check_features,
                          check_fit_args, check_label_matrix, check_labels, check_layers,
                          check_memory, check_number, check_same_length, check_sample_weight,
                          check_targets, class_indices, classes_for, is_dtype)
@@ -39,7 +40,13 @@ log = logging.getLogger("fastmlp")
 # level (classifiers; for regression the loss of predicting the targets' mean), although it
 # stays finite.
 LOSS_BLOWUP = 1e4
-# Samples per compiled training call: progress bars update and Ctrl-C is honoured between calls.
+# fit trains an epoch in compiled calls ("slices") of whole minibatches, sized to take about
+# SLICE_SECONDS each from the rate of the calls before: progress bars update and Ctrl-C is
+# honoured between calls. An epoch's first call takes at most SLICE_SAMPLES samples and about
+# SLICE_MACS multiply-adds of forward pass. The cut never changes the result: every call of an
+# epoch is planned for the whole epoch.
+SLICE_SECONDS = 0.25
+SLICE_MACS = 250_000_000
 SLICE_SAMPLES = 16384
 
 
@@ -50,6 +57,19 @@ class NotFittedError(ValueError):
 class TrainingDiverged(FloatingPointError):
     """Training blew up: the loss became NaN or Inf, or the weights or the loss left a sane range
     while staying finite (see ``fit``); the model keeps weights that predict finite values."""
+
+
+def first_slice(layers, batch):
+    """Samples of an epoch's first compiled call: whole minibatches of ``batch`` rows, about
+    SLICE_MACS multiply-adds of forward pass through ``layers``, at most SLICE_SAMPLES (at least
+    one minibatch)."""
+    macs_per_row = sum(int(a) * int(b) for a, b in zip(layers[:-1], layers[1:]))
+    return whole_batches(min(SLICE_SAMPLES, SLICE_MACS // max(macs_per_row, 1)), batch)
+
+
+def whole_batches(samples, batch):
+    """``samples`` rounded down to whole minibatches of ``batch`` rows, at least one."""
+    return max(1, int(samples) // batch) * batch
 
 
 def _engine():
@@ -204,9 +224,12 @@ class MLP:
         ``weight_decay`` is L2 on weights (not biases), added to the gradient. ``lr_schedule``:
         None, "invscaling", "cosine", a {first_epoch: lr} dict or a callable epoch -> lr.
         ``early_stopping=PATIENCE`` stops when the validation loss has not improved for that
-        many epochs and restores the best weights. ``callbacks``: callables
-        ``f(model, epoch, logs)`` (or objects with ``on_epoch_end``); returning True or setting
-        ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
+        many epochs and restores the best weights. ``callbacks``: functions
+        ``f(model, epoch, logs)`` (epoch counted from 1) or ``f(epoch, logs)``, or objects with
+        Keras' ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
+        ``on_epoch_end(epoch, logs)``, ``on_batch_end(batch, logs)``, ``on_train_end(logs)``
+        (epoch and batch counted from 0, as in Keras; see :mod:`fastmlp.callbacks`); returning
+        True or setting ``model.stop_training`` stops training. ``verbose``: 0 silent, 1 progress bar and a
         line per epoch, 2 a line per epoch. Ctrl-C stops after the current slice of batches,
         keeping every completed update; ``fit`` then returns normally with
         ``model.interrupted_`` set to True. ``TrainingDiverged`` is raised when the loss is NaN
@@ -232,7 +255,7 @@ class MLP:
         """
         hp = check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
                                   weight_decay, beta1, beta2, eps, early_stopping, verbose)
-        callbacks = check_callbacks(callbacks)
+        callbacks = Callbacks(callbacks)
         if checkpoint is not None:
             checkpoint = _checkpoint.check_path(checkpoint, "checkpoint")
         elif checkpoint_every is not None:
@@ -304,21 +327,29 @@ class MLP:
         hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
                                    hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"])
         with StopOnCtrlC() as interrupt:
+            if start < hp["epochs"] and callbacks.train_begin(self, {}):
+                self.stop_training = True
             for epoch in range(start, hp["epochs"]):
+                if self.stop_training:
+                    break
                 lr_e = schedule(epoch)
                 if not isinstance(schedule, BUILT_IN_SCHEDULES):   # those checked their rates
                     check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
                 lr_e = float(lr_e)
+                if callbacks.epoch_begin(epoch, {"lr": lr_e}):
+                    self.stop_training = True
+                    break
                 logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e), shuffle,
-                                         replacement, epoch, verbose, interrupt, weights)
+                                         replacement, epoch, verbose, interrupt, weights,
+                                         callbacks if callbacks.wants_batches else None)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
                     val_logs = self._evaluate_arrays(*val)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self._record(history, logs)
-                log.info(format_logs(logs))
+                log.info(format_logs(logs, n))
                 if verbose:
-                    echo(format_logs(logs))
+                    echo(format_logs(logs, n))
                 if early_stopping is not None:
                     if best is None or logs["val_loss"] < best[0]:
                         best = (logs["val_loss"], self._flat.copy(), logs["epoch"])
@@ -327,10 +358,8 @@ class MLP:
                             echo(f"early stopping: no val_loss improvement for {early_stopping} epochs; "
                                   f"restoring the weights of epoch {best[2]}")
                         self.stop_training = True
-                for cb in callbacks:
-                    hook = getattr(cb, "on_epoch_end", cb)
-                    if hook(self, logs["epoch"], logs) is True:
-                        self.stop_training = True
+                if callbacks.epoch_end(epoch, logs):
+                    self.stop_training = True
                 if (checkpoint is not None and not interrupted and not self.stop_training
                         and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < hp["epochs"]):
                     _checkpoint.save(checkpoint, self, fit_args=fit_args, epoch=epoch + 1,
@@ -342,6 +371,8 @@ class MLP:
                 if self.stop_training:
                     break
         self.interrupted_ = interrupt.requested
+        if start < hp["epochs"]:
+            callbacks.train_end(dict(zip(history, (v[-1] for v in history.values()))))
         if best is not None:
             # Early stopping ends on the best validation weights, also when the epochs run out
             # (or a callback stops) before the patience does.
@@ -371,22 +402,30 @@ class MLP:
         return np.arange(n, dtype=np.int64)
 
     def _train_epoch(self, X, y_idx, Y, batch, hyper, shuffle, replacement, epoch, verbose,
-                     interrupt, weights=None):
+                     interrupt, weights=None, callbacks=None):
         """One epoch as a few engine calls of whole minibatches each; returns its logs.
-        ``weights``: per-sample weights in the model's dtype, or None."""
+        ``weights``: per-sample weights in the model's dtype, or None. ``callbacks``: a
+        :class:`~fastmlp.callbacks.Callbacks` with ``on_batch_end`` hooks (each minibatch is
+        then a call of its own), or None."""
         engine = _engine()
         start = time.perf_counter()
         n = X.shape[0]
         order = self._epoch_order(n, shuffle, replacement)
-        per_call = max(1, SLICE_SAMPLES // batch) * batch
+        per_call = batch if callbacks is not None else first_slice(self.layers, batch)
         totals = engine.Stats(0.0, 0.0, 0, 0, 0.0)
         bar = progress_bar(n, epoch, verbose)
         logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
         try:
-            for s in range(0, n, per_call):
+            s = 0
+            while s < n:
+                rows = order[s:s + per_call]
+                called = time.perf_counter()
                 stats = engine.train(self._network(), self._optimizer,
-                                     engine.Batches(X, y_idx, Y, order[s:s + per_call], batch, weights),
+                                     engine.Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n),
                                      hyper, self.threads, self.engine, loss_limit=self._loss_limit)
+                if callbacks is None:
+                    rate = stats.samples / max(time.perf_counter() - called, 1e-6)
+                    per_call = whole_batches(rate * SLICE_SECONDS, batch)
                 totals += stats
                 if stats.diverged_at is not None:
                     step = (s // batch) + stats.diverged_at + 1
@@ -396,7 +435,7 @@ class MLP:
                     )
                 if stats.overflowed:
                     # A finite loss on each minibatch, but the weights or the loss blew up.
-                    step = min(s + per_call, n) // batch + (min(s + per_call, n) % batch > 0)
+                    step = (s + len(rows)) // batch + ((s + len(rows)) % batch > 0)
                     raise TrainingDiverged(
                         f"training diverged at epoch {logs['epoch']}, step {step}: {stats.why} "
                         f"(loss={totals.mean_loss}); lower the learning rate (now {hyper.lr}). "
@@ -407,17 +446,28 @@ class MLP:
                 if bar is not None:
                     bar.update(stats.samples)
                     bar.set_postfix(loss=f"{totals.mean_loss:.4f}")
+                if callbacks is not None:
+                    batch_logs = {"batch": s // batch, "size": stats.samples,
+                                  "loss": float(stats.mean_loss)}
+                    if self.is_classifier:
+                        batch_logs["accuracy"] = float(stats.accuracy)
+                    if callbacks.batch_end(s // batch, batch_logs):
+                        self.stop_training = True
+                    if self.stop_training:
+                        break
+                s += len(rows)
                 if interrupt.requested:
                     logs["interrupted"] = True
                     break
         finally:
             if bar is not None:
                 bar.close()
-        logs["loss"] = totals.mean_loss
+        logs["loss"] = float(totals.mean_loss)
         if self.is_classifier:
-            logs["accuracy"] = totals.accuracy
+            logs["accuracy"] = float(totals.accuracy)
         logs["lr"] = hyper.lr
         logs["seconds"] = time.perf_counter() - start
+        logs["samples"] = int(totals.samples)
         return logs
 
     def _record(self, history, logs):
@@ -461,12 +511,12 @@ class MLP:
         loss_sum, correct = _engine().evaluate(self._network(), X, y_idx, Y, weights,
                                                self.threads, self.engine)
         if weights is None:
-            result = {"loss": loss_sum / X.shape[0]}
+            result = {"loss": float(loss_sum / X.shape[0])}
         else:
             total = float(weights.sum(dtype=np.float64))
-            result = {"loss": loss_sum / total if total > 0 else 0.0}
+            result = {"loss": float(loss_sum / total) if total > 0 else 0.0}
         if self.is_classifier:
-            result["accuracy"] = correct / X.shape[0]
+            result["accuracy"] = float(correct / X.shape[0])
         return result
 
     def evaluate(self, X, y):

@@ -4,8 +4,12 @@ import signal
 import threading
 
 
-def format_logs(logs):
+def format_logs(logs, n_samples=None):
+    """One line for an epoch's logs; an epoch that trained fewer than ``n_samples`` samples
+    (stopped by Ctrl-C or a callback) is marked as partial."""
     parts = [f"epoch {logs['epoch']}"]
+    if n_samples is not None and logs.get("samples", n_samples) < n_samples:
+        parts[0] += f" (partial: {logs['samples']:,} of {n_samples:,} samples)"
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if key in logs:
             parts.append(f"{key} {logs[key]:.4f}")

@@ -245,23 +245,6 @@ def check_sample_weight(sample_weight, n, dtype):
     return np.ascontiguousarray(w, dtype=dtype)
 
 
-def check_callbacks(callbacks):
-    """callbacks as a list of callables (or objects with on_epoch_end), checked before training."""
-    if callbacks is None:
-        return []
-    if callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
-        callbacks = [callbacks]
-    try:
-        callbacks = list(callbacks)
-    except TypeError:
-        raise TypeError(f"callbacks must be a list of functions f(model, epoch, logs); got {callbacks!r}.") from None
-    for i, cb in enumerate(callbacks):
-        if not callable(getattr(cb, "on_epoch_end", cb)):
-            raise TypeError(f"callbacks[{i}] = {cb!r} is not callable; pass functions "
-                            f"f(model, epoch, logs) or objects with an on_epoch_end method.")
-    return callbacks
-
-
 def class_indices(labels, classes, n_out, name="y"):
     """Each label's index in the sorted ``classes`` (a model's classes_), checked: the indices go
     straight into compiled kernels, which do no bounds checking."""

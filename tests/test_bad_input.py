@@ -137,7 +137,7 @@ MODEL_CASES = [
      r"lr_schedule\(0\) must be a number in \(0, inf\); got 'fast'"),
     ("schedule-unknown", fit(lr_schedule="cosin"), ValueError, r"lr_schedule='cosin' is not supported.*Did you mean 'cosine'\?"),
     ("callbacks-not-callable", fit(callbacks=[print, 3]), TypeError,
-     r"callbacks\[1\] = 3 is not callable; pass functions f\(model, epoch, logs\)"),
+     r"callbacks\[1\] = 3 is neither callable nor has an on_epoch_end method; pass functions f\(model, epoch, logs\)"),
     ("validation-split-1", fit(validation_split=1.0), ValueError, r"validation_split must be in \[0, 1\); got 1.0"),
     ("validation-split-empty", fit(X=X[:3], y=y[:3], batch_size=1, validation_split=0.5), ValueError,
      r"validation_split=0.5 of 3 samples leaves 3 for training and 0 for validation.*validation_data="),

@@ -582,7 +582,7 @@ def test_callbacks_called_each_epoch_and_can_stop(engine):
     history = model.fit(X, y, epochs=10, batch_size=8, callbacks=[record, stopper])
     assert [e for e, _ in calls] == [1, 2, 3]
     assert stopper.epochs == [1, 2, 3]
-    assert calls[0][1] == ["accuracy", "epoch", "loss", "lr", "seconds"]
+    assert calls[0][1] == ["accuracy", "epoch", "loss", "lr", "samples", "seconds"]
     assert history["epoch"] == [1, 2, 3]
 
     # Setting model.stop_training from a callback stops too.
@@ -591,3 +591,75 @@ def test_callbacks_called_each_epoch_and_can_stop(engine):
 
     history = MLP([4, 8, 3], engine=engine).fit(X, y, epochs=10, batch_size=8, callbacks=[stop_now])
     assert history["epoch"] == [1]
+
+
+class KerasStyle:
+    """A callback written for Keras: hooks of (epoch, logs) / (batch, logs) / (logs), and
+    self.model to stop with."""
+
+    def __init__(self, stop_at_batch=None):
+        self.events, self.stop_at_batch = [], stop_at_batch
+
+    def on_train_begin(self, logs=None):
+        self.events.append(("train_begin",))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.append(("epoch_begin", epoch))
+
+    def on_batch_end(self, batch, logs=None):
+        self.events.append(("batch_end", batch, logs["size"]))
+        if batch == self.stop_at_batch:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.events.append(("epoch_end", epoch, logs["epoch"]))
+
+    def on_train_end(self, logs=None):
+        self.events.append(("train_end", sorted(logs)))
+
+
+def test_keras_style_callbacks_get_every_hook_and_the_same_weights(engine):
+    X, y = blobs(n=60)
+    keras = KerasStyle()
+    lam = []
+    model = MLP([4, 8, 3], engine=engine, seed=3)
+    history = model.fit(X, y, epochs=2, batch_size=25,
+                        callbacks=[keras, lambda epoch, logs: lam.append(epoch)])
+    assert keras.model is model and lam == [0, 1]
+    assert keras.events == [("train_begin",),
+                            ("epoch_begin", 0), ("batch_end", 0, 25), ("batch_end", 1, 25),
+                            ("batch_end", 2, 10), ("epoch_end", 0, 1),
+                            ("epoch_begin", 1), ("batch_end", 0, 25), ("batch_end", 1, 25),
+                            ("batch_end", 2, 10), ("epoch_end", 1, 2),
+                            ("train_end", ["accuracy", "epoch", "loss", "lr", "samples", "seconds"])]
+    assert history["samples"] == [60, 60]
+    # on_batch_end makes each minibatch an engine call of its own: the same steps, the same bits
+    plain = MLP([4, 8, 3], engine=engine, seed=3)
+    plain.fit(X, y, epochs=2, batch_size=25)
+    np.testing.assert_array_equal(model._flat, plain._flat)
+
+
+def test_keras_style_callback_stops_after_a_minibatch(engine):
+    X, y = blobs(n=60)
+    keras = KerasStyle(stop_at_batch=1)
+    history = MLP([4, 8, 3], engine=engine).fit(X, y, epochs=5, batch_size=10, callbacks=keras)
+    assert history["epoch"] == [1] and history["samples"] == [20]
+    assert keras.events[-2:] == [("epoch_end", 0, 1), ("train_end", ["accuracy", "epoch", "loss", "lr", "samples", "seconds"])]
+
+
+@pytest.mark.parametrize("callback, message", [
+    (lambda: None, r"cannot be called as f\(model, epoch, logs\) or f\(epoch, logs\)"),
+    (type("NoArgs", (), {"on_epoch_end": lambda self: None})(),
+     r"callbacks\[0\].on_epoch_end cannot be called as on_epoch_end\(epoch, logs\); define it as "
+     r"def on_epoch_end\(self, epoch, logs=None\)"),
+    (type("BatchNoArgs", (), {"on_batch_end": lambda self, logs: None})(),
+     r"on_batch_end cannot be called as on_batch_end\(batch, logs\)"),
+    (object(), r"neither callable nor has an on_epoch_end method"),
+])
+def test_callbacks_of_other_shapes_are_refused_before_training(callback, message):
+    X, y = blobs(n=30)
+    model = MLP([4, 3], engine="numpy", seed=0)
+    before = model._flat.copy()
+    with pytest.raises(TypeError, match=message):
+        model.fit(X, y, callbacks=[callback])
+    np.testing.assert_array_equal(model._flat, before)

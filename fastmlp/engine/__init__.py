@@ -43,13 +43,20 @@ class Network(NamedTuple):
 class Batches(NamedTuple):
     """The data of a training call and the order of its minibatches: rows ``order[k*B:(k+1)*B]``
     of X form minibatch k. ``y`` holds class indices or ``Y`` target rows (the other empty, by
-    head); ``w`` per-sample weights, or None for all 1."""
+    head); ``w`` per-sample weights, or None for all 1. ``plan_rows``: the rows the call's plan
+    is made for, 0 for ``len(order)``; an epoch cut into several calls passes its whole length,
+    so that every call takes the same scheme and the cut does not change a bit."""
     X: np.ndarray
     y: np.ndarray
     Y: np.ndarray
     order: np.ndarray
     batch_size: int
     w: Optional[np.ndarray] = None
+    plan_rows: int = 0
+
+    @property
+    def planned_rows(self):
+        return self.plan_rows or len(self.order)
 
 
 class Stats(NamedTuple):
@@ -136,7 +143,7 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
     saved = (net.flat.copy(), state.copy()) if guard else None
     if batches.batch_size < 1 or len(batches.order) == 0:
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
-    chosen = plan_training(_threads(threads), batches.batch_size, net.layers, len(batches.order))
+    chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
     with _limits(chosen, threads, engine), np.errstate(over="ignore", invalid="ignore"):
         if engine == "numpy":
             raw = reference.train_batches(net, state, batches, hyper)
@@ -192,7 +199,7 @@ def train_batches(net, state, batches, hyper):
         X = np.ascontiguousarray(X, dtype=flat.dtype)
     data = Data(X, batches.y, batches.Y, _weights(batches.w, flat, X.shape[0]), batches.order)
     n_threads = numba.get_num_threads()
-    how_shared = plan.scheme(n_threads, batches.batch_size, layers, len(batches.order))
+    how_shared = plan.scheme(n_threads, batches.batch_size, layers, batches.planned_rows)
     how = Plan(n_threads, 1, how_shared, plan.piece_rows(how_shared, batches.batch_size))
     # a minibatch taken in pieces (units) or blocks (rows) adds dW up over them: no fused step
     in_pieces = how.scheme == "rows" or (how.scheme == "units" and how.chunk < batches.batch_size)
