@@ -19,7 +19,7 @@ BATCH_SIZES = list(bench.DEFAULT_BATCH_SIZES)
 ENGINES = ["numpy", "numba"]
 DTYPES = ["float32", "float64"]
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+MNIST_DIR = Path(os.environ.get("FASTMLP_MNIST_DIR") or REPO.parent / "shared" / "data" / "mnist")
 
 
 def common_info(benchmark, dtype, threads, source=None):

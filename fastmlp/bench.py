@@ -159,13 +159,15 @@ class EpochCase:
 
     def time_epoch(self, n=None, repeats=1):
         """Median seconds of ``repeats`` runs on ``n`` samples, each from the starting weights."""
-        times = []
-        for _ in range(max(1, repeats)):
-            self.settle_and_reset()
-            start = time.perf_counter()
-            self.run(n)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return statistics.median(self.time_once(n) for _ in range(max(1, repeats)))
+
+    def time_once(self, n=None):
+        """Seconds of one run on ``n`` samples from the starting weights, after a pause for
+        other thread pools to go idle."""
+        self.settle_and_reset()
+        start = time.perf_counter()
+        self.run(n)
+        return time.perf_counter() - start
 
 
 # (epoch mean loss, weights) relative tolerances of compare_epochs, by dtype. Measured on
@@ -246,16 +248,27 @@ def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=N
                        "threads": t, "samples": n, "flops": matmul_flops(layers, n)}
                 fast = EpochCase("numba", layers, batch, t, X, y)
                 fast.warm_up()
-                row["numba_s"] = fast.time_epoch(repeats=repeats)
-                row["numba_loss"] = fast.mean_loss
                 ref = EpochCase("numpy", layers, batch, t, X, y)
                 ref.warm_up()
-                row["numpy_s"] = ref.time_epoch(n_ref, repeats) * n / n_ref
+                # paired rounds, the order alternating: a busy spell slows both of a pair
+                pairs = []
+                for r in range(max(1, repeats)):
+                    first, second = (fast, ref) if r % 2 == 0 else (ref, fast)
+                    times = {first: first.time_once(None if first is fast else n_ref),
+                             second: second.time_once(None if second is fast else n_ref)}
+                    pairs.append((times[fast], times[ref] * n / n_ref))
+                row["numba_times"] = [a for a, _ in pairs]
+                row["numpy_times"] = [b for _, b in pairs]
+                row["speedups"] = [b / a for a, b in pairs]
+                row["numba_s"] = statistics.median(row["numba_times"])
+                row["numba_loss"] = fast.mean_loss
+                row["numpy_s"] = statistics.median(row["numpy_times"])
                 row["numpy_samples_timed"] = n_ref
-                row["speedup"] = row["numpy_s"] / row["numba_s"]
+                row["speedup"] = statistics.median(row["speedups"])
                 gflops = meta["gemm_gflops"][str(t)]
                 row["floor_s"] = floor_seconds(layers, n, gflops)
                 row["floor_fraction"] = row["floor_s"] / row["numba_s"]
+                row["busy"] = busy(row)
                 row["numba_gflops"] = row["flops"] / row["numba_s"] / 1e9
                 if "torch" in peers and versions["torch"]:
                     row["torch_s"], row["torch_loss"] = torch_epoch_seconds(fast, repeats=repeats)
@@ -265,6 +278,24 @@ def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=N
                 if progress:
                     progress(row)
     return {"meta": meta, "rows": rows}
+
+
+# A row whose paired rounds spread more than this (slowest over fastest epoch, or largest over
+# smallest speed-up), or that beats its floor, was timed on a busy machine: it is flagged.
+BUSY_SPREAD = 1.25
+
+
+def busy(row):
+    """Why ``row``'s figures cannot be trusted ("" when they can): its rounds spread too far,
+    or it beat the GEMM floor (the floor's GEMM ran in a busy moment)."""
+    reasons = []
+    for key, what in (("numba_times", "numba epochs"), ("speedups", "speed-ups")):
+        values = row.get(key) or []
+        if len(values) > 1 and max(values) > BUSY_SPREAD * min(values):
+            reasons.append(f"{what} spread {max(values) / min(values):.2f}x")
+    if row.get("floor_fraction", 0) > 1:
+        reasons.append("faster than the GEMM floor")
+    return "; ".join(reasons)
 
 
 def _seconds(value):
@@ -279,15 +310,21 @@ def format_table(result):
     peers = [p for p in ("torch", "sklearn") if any(f"{p}_s" in r for r in rows)]
     scaled = any(r["numpy_samples_timed"] < r["samples"] for r in rows)
     star = "*" if scaled else ""
-    head = ["model", "batch", "thr", "numba s", f"numpy s{star}", "speed-up"]
+    head = ["model", "batch", "thr", "numba s", "numba min-max", f"numpy s{star}", "speed-up",
+            "speed-up min-max"]
     head += ["torch s" if p == "torch" else f"sklearn s{star}" for p in peers]
     head += ["floor s", "floor/numba"]
+    flagged = any(r.get("busy") for r in rows)
+    head += [""] if flagged else []
     lines = []
     for r in rows:
+        times, speedups = r.get("numba_times") or [r["numba_s"]], r.get("speedups") or [r["speedup"]]
         cells = [r["model"], str(r["batch_size"]), str(r["threads"]), _seconds(r["numba_s"]),
-                 _seconds(r["numpy_s"]), f"{r['speedup']:.1f}x"]
+                 f"{_seconds(min(times))}-{_seconds(max(times))}", _seconds(r["numpy_s"]),
+                 f"{r['speedup']:.1f}x", f"{min(speedups):.1f}-{max(speedups):.1f}x"]
         cells += [_seconds(r.get(f"{p}_s")) for p in peers]
         cells += [_seconds(r["floor_s"]), f"{r['floor_fraction']:.0%}"]
+        cells += ["busy!" if r.get("busy") else ""] if flagged else []
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(head)]
 
@@ -303,6 +340,15 @@ def format_table(result):
            "", fmt(head), fmt(["-" * w for w in widths])]
     out += [fmt(c) for c in lines]
     out.append("")
+    rounds = max(len(r.get("numba_times") or [0]) for r in rows) if rows else 0
+    out.append(f"medians of {rounds} paired round{'s' * (rounds != 1)} (numba and numpy "
+               f"alternating first), min-max beside them.")
+    for r in rows:
+        if r.get("busy"):
+            out.append(f"busy! {r['model']} batch {r['batch_size']} threads {r['threads']}: "
+                       f"{r['busy']}; the machine was busy, rerun this row "
+                       f"(fastmlp bench --models {r['model']} --batch-sizes {r['batch_size']} "
+                       f"--threads {r['threads']}).")
     if scaled:
         fractions = sorted({r["numpy_samples_timed"] for r in rows})
         out.append(f"* timed on the first {'/'.join(map(str, fractions))} samples of the epoch "
@@ -381,7 +427,10 @@ def build_parser(parser=None):
     parser.add_argument("--ref-fraction", type=float, default=None,
                         help="share of the epoch the NumPy reference and scikit-learn are timed on, "
                              "then scaled (default 0.1; 0.25 with --quick)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per timing; the median is shown")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="paired rounds per row (numba and numpy alternating first); the "
+                             "medians are shown with min-max, and rows whose rounds spread "
+                             f"more than {BUSY_SPREAD}x are flagged busy (default: %(default)s)")
     parser.add_argument("--peers", default="torch,sklearn",
                         help="optional peers to run when installed: torch,sklearn or none")
     parser.add_argument("--data", default=None,

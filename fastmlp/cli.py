@@ -1,12 +1,15 @@
-"""The ``fastmlp`` command line: train, evaluate, predict, info.
+"""The ``fastmlp`` command line: train, evaluate, predict, export, info (and bench).
 
     fastmlp train                                   # built-in 8x8 digits, a few seconds
     fastmlp train --data mnist/ --layers 784,256,10 --epochs 20 --out mnist.npz
     fastmlp evaluate mnist.npz --data mnist/
     fastmlp predict mnist.npz --data mnist/ --show 5
+    fastmlp export mnist.npz --onnx mnist.onnx
     fastmlp info
 
-Exit codes: 0 success (also when Ctrl-C stopped training: the model trained so far is saved),
+Exit codes: 0 success (also when Ctrl-C stopped training: the model trained so far is saved,
+and when standard output was closed early, as by ``| head``: the printout stops, the work and
+its files do not),
 1 an error (one line on stderr, "fastmlp: error: ..."), 2 bad command-line arguments,
 130 aborted by a second Ctrl-C (nothing saved).
 """
@@ -25,7 +28,7 @@ from .info import kernels_cached, report_rows
 from .io import write_atomic
 from .terminal import (ASCII_RAMP, UNICODE_RAMP, format_confusion, format_per_class,  # noqa: F401
                        render_image, render_images)
-from .codes import ACTIVATIONS, DTYPES, ENGINES, OPTIMIZERS
+from .codes import ACTIVATIONS, DTYPES, ENGINES, INITS, OPTIMIZERS
 
 PROG = "fastmlp"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
@@ -37,7 +40,12 @@ DATA_HELP = ("a directory of MNIST IDX files, one IDX images file (.gz or raw), 
 OPTION_NAMES = {"batch_size": "--batch-size", "lr": "--lr", "epochs": "--epochs",
                 "momentum": "--momentum", "weight_decay": "--weight-decay",
                 "validation_split": "--val-split", "early_stopping": "--early-stopping",
-                "threads": "--threads", "seed": "--seed"}
+                "threads": "--threads", "seed": "--seed", "lr_schedule": "--lr-schedule",
+                "beta1": "--beta1", "beta2": "--beta2", "checkpoint_every": "--checkpoint-every",
+                "checkpoint": "--checkpoint", "resume": "--resume"}
+COMMANDS = "train, evaluate, predict, export, info or bench"
+SCHEDULE_NAMES = ("invscaling", "cosine")
+PREDICTION_FORMATS = ("csv", "kaggle")
 
 
 class CLIError(Exception):
@@ -51,21 +59,58 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("choose a command: train, evaluate, predict or info")
+        parser.error(f"choose a command: {COMMANDS}")
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)   # epoch lines show up at once in pipes too
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeGuard(stdout)
     try:
         return args.handler(args) or EXIT_OK
     except KeyboardInterrupt:
         print(f"{PROG}: aborted (Ctrl-C)", file=sys.stderr)
         return EXIT_ABORTED
-    except BrokenPipeError:             # e.g. fastmlp predict ... | head
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
     except (CLIError, ValueError, TypeError, OSError, ImportError, FloatingPointError) as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        sys.stdout = stdout
+
+
+class _ClosedPipeGuard:
+    """Standard output that stops printing, quietly, when its reader has gone (``| head``),
+    while the command goes on to finish its work and write its files."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _closed(self):
+        # Later writes, and Python's flush at exit, go to /dev/null instead of failing again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):       # no file descriptor (a StringIO in tests)
+            pass
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _message(exc):
@@ -135,6 +180,38 @@ def _choice(table):
     return parse
 
 
+def _fit_default(name):
+    """The default of ``MLP.fit``'s argument ``name``: the command line uses the same."""
+    import inspect
+
+    from .model import MLP
+
+    return inspect.signature(MLP.fit).parameters[name].default
+
+
+def _batch_size(text):
+    """--batch-size: a whole number >= 1, or 'full' (None: the whole data in each step)."""
+    return None if text.strip().lower() == "full" else _int_at_least(1)(text)
+
+
+def _schedule(text):
+    """--lr-schedule: a built-in name, or FIRST_EPOCH:LR pairs as a {first_epoch: lr} table."""
+    if text in SCHEDULE_NAMES:
+        return text
+    table = {}
+    for pair in text.replace(" ", "").split(","):
+        epoch, _, lr = pair.partition(":")
+        try:
+            table[int(epoch)] = float(lr)
+        except ValueError:
+            close = difflib.get_close_matches(text, SCHEDULE_NAMES, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {hint}give {' or '.join(SCHEDULE_NAMES)}, or FIRST_EPOCH:LR pairs "
+                f"such as 0:0.5,30:0.1") from None
+    return table
+
+
 def build_parser():
     parser = _Parser(
         prog=PROG, formatter_class=_Formatter,
@@ -150,6 +227,7 @@ def build_parser():
     _add_train(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_export(commands)
     info = commands.add_parser(
         "info", help="versions, cores, threads, BLAS and the Numba cache",
         formatter_class=_Formatter,
@@ -182,6 +260,10 @@ def _add_train(commands):
                       help="comma-separated layer widths from input to output, e.g. 784,128,10; "
                            "the first must be the data's features per image, the last its number "
                            f"of classes (default: FEATURES,{HIDDEN_WIDTH},CLASSES from the data)")
+    data.add_argument("--test-split", type=_float_in(0, 1, low_open=True), metavar="FRACTION",
+                      help="hold out this fraction of data that has no test set of its own as "
+                           "the test set (stratified, seed 0); give the same to evaluate and "
+                           "predict")
     data.add_argument("--activation", default="relu", type=_choice(ACTIVATIONS),
                       metavar="{" + ",".join(ACTIVATIONS) + "}",
                       help="hidden-layer activation (default: %(default)s)")
@@ -189,11 +271,16 @@ def _add_train(commands):
                       metavar="{" + ",".join(CLASSIFIER_HEADS) + "}",
                       help="output head: softmax + cross-entropy, or sigmoid + squared error "
                            "(default: %(default)s)")
+    data.add_argument("--init", default="he", type=_choice(INITS),
+                      metavar="{" + ",".join(INITS) + "}",
+                      help="initial weights (default: %(default)s)")
     opt = p.add_argument_group("training")
     opt.add_argument("--epochs", type=_int_at_least(1), default=10,
                      help="passes over the training data (default: %(default)s)")
-    opt.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N",
-                     help="samples per minibatch (default: %(default)s)")
+    opt.add_argument("--batch-size", type=_batch_size, default=_fit_default("batch_size"),
+                     metavar="N",
+                     help="samples per minibatch, or 'full' for full-batch gradient descent "
+                          "(default: %(default)s)")
     opt.add_argument("--lr", type=_float_in(0, low_open=True), default=0.1,
                      help="learning rate (default: %(default)s; try 0.001 with adam)")
     opt.add_argument("--optimizer", default="sgd", type=_choice(OPTIMIZERS),
@@ -201,6 +288,19 @@ def _add_train(commands):
                      help="minibatch SGD or Adam (default: %(default)s)")
     opt.add_argument("--momentum", type=_float_in(0, 1), default=0.0,
                      help="SGD momentum, 0 <= m < 1 (default: %(default)s)")
+    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (with --momentum)")
+    opt.add_argument("--beta1", type=_float_in(0, 1), default=0.9,
+                     help="Adam's first-moment decay (default: %(default)s)")
+    opt.add_argument("--beta2", type=_float_in(0, 1), default=0.999,
+                     help="Adam's second-moment decay (default: %(default)s)")
+    opt.add_argument("--lr-schedule", type=_schedule, metavar="SCHEDULE",
+                     help="learning rate per epoch: invscaling, cosine, or a table of "
+                          "FIRST_EPOCH:LR pairs such as 0:0.5,30:0.1,60:0.01 (epochs from 0; "
+                          "default: --lr throughout)")
+    opt.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                     help="take the minibatches in the data's order every epoch")
+    opt.add_argument("--replacement", action="store_true",
+                     help="draw each epoch's samples with replacement")
     opt.add_argument("--weight-decay", type=_float_in(0), default=0.0, metavar="L2",
                      help="L2 penalty on the weights (default: %(default)s)")
     opt.add_argument("--val-split", type=_float_in(0, 1), default=None, metavar="FRACTION",
@@ -212,6 +312,14 @@ def _add_train(commands):
     opt.add_argument("--seed", type=_int_at_least(0), default=0,
                      help="seed for the initial weights, shuffling and the validation split "
                           "(default: %(default)s)")
+    opt.add_argument("--checkpoint", metavar="PATH",
+                     help="write a checkpoint (weights, optimizer state, history) to PATH every "
+                          "--checkpoint-every epochs and at the end")
+    opt.add_argument("--checkpoint-every", type=_int_at_least(1), metavar="N",
+                     help="epochs between checkpoints (default: 1)")
+    opt.add_argument("--resume", metavar="PATH",
+                     help="continue the run of this checkpoint: give the same data and options; "
+                          "it trains the epochs left of --epochs")
     run = p.add_argument_group("engine")
     run.add_argument("--threads", type=_int_at_least(1), metavar="N",
                      help="threads to use (default: all cores available)")
@@ -239,6 +347,9 @@ def _add_split_and_data(p):
     p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
                    help="which part of the data to use; auto: the test set when the data has "
                         "one, else the training set (default: %(default)s)")
+    p.add_argument("--test-split", type=_float_in(0, 1, low_open=True), metavar="FRACTION",
+                   help="the test set the model was trained without: the --test-split given "
+                        "to train, for data that has no test set of its own")
 
 
 def _add_evaluate(commands):
@@ -269,6 +380,10 @@ def _add_predict(commands):
                "  fastmlp predict model.npz --data mnist/ --show 32 --show-out predictions.png")
     _add_split_and_data(p)
     p.add_argument("--out", metavar="CSV", help="write the predictions to this CSV file")
+    p.add_argument("--format", choices=PREDICTION_FORMATS, default="csv",
+                   help="csv: index,prediction[,label] from index 0; kaggle: ImageId,Label "
+                        "from ImageId 1, a Kaggle digit-recognizer submission "
+                        "(default: %(default)s)")
     p.add_argument("--show", type=_int_at_least(1), metavar="N",
                    help="draw the first N images with their predicted and true labels")
     p.add_argument("--show-out", metavar="PNG",
@@ -277,10 +392,22 @@ def _add_predict(commands):
     p.set_defaults(handler=cmd_predict)
 
 
+def _add_export(commands):
+    p = commands.add_parser(
+        "export", help="write a saved model as an ONNX graph", formatter_class=_Formatter,
+        description=_wrap("Write a model saved by 'fastmlp train' (or MLP.save) as an ONNX graph "
+                          "for onnxruntime and other ONNX runtimes: input X (batch, features); "
+                          "outputs probabilities and label for classifiers, predictions for "
+                          "regression. Needs the onnx package: pip install \"fastmlp[onnx]\"."),
+        epilog="example:\n  fastmlp export model.npz --onnx model.onnx")
+    p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train'")
+    p.add_argument("--onnx", metavar="PATH", required=True, help="where to write the ONNX file")
+    p.set_defaults(handler=cmd_export)
+
+
 # ---------------------------------------------------------------- train
 
 def cmd_train(args):
-    from .data import load
     from .model import MLP
 
     _check_output_path(args.out, "--out", _inputs(args))
@@ -297,7 +424,7 @@ def cmd_train(args):
         val_split = 0.1 if val_split is None else val_split
     val_split = val_split or 0.0
 
-    data = load(args.data)
+    data = _load_data(args)
     if data.y_train is None:
         raise CLIError(f"{data.source}: has no labels; training needs a label for every image")
     n_features, n_classes = data.X_train.shape[1], _n_classes(data)
@@ -305,8 +432,8 @@ def cmd_train(args):
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
 
     with _option_names():
-        model = MLP(layers, activation=args.activation, output=args.output, dtype=args.dtype,
-                    seed=args.seed, engine=args.engine, threads=args.threads)
+        model = MLP(layers, activation=args.activation, output=args.output, init=args.init,
+                    dtype=args.dtype, seed=args.seed, engine=args.engine, threads=args.threads)
     if not args.quiet:
         n_test = 0 if data.X_test is None else len(data.X_test)
         print(f"data: {data.name} ({data.source}): {len(data.X_train)} training and {n_test} "
@@ -316,41 +443,76 @@ def cmd_train(args):
         extra = "".join(f", {name} {value:g}" for name, value in
                         (("momentum", args.momentum), ("weight decay", args.weight_decay),
                          ("validation split", val_split)) if value)
-        print(f"training: {args.epochs} epochs, {args.optimizer}, lr {args.lr:g}, "
-              f"batch size {args.batch_size}{extra}"
+        batch = "full batch" if args.batch_size is None else f"batch size {args.batch_size}"
+        print(f"training: {args.epochs} epochs, {args.optimizer}, {_describe_lr(args)}, {batch}{extra}"
               + (f", early stopping after {args.early_stopping}" if args.early_stopping else ""))
+        if data.X_test is None:
+            print(f"note: {data.source} has no test set, so none is reported; hold one out "
+                  f"with --test-split 0.2")
     if not args.quiet and args.engine == "numba" and kernels_cached() is False:
         print("compiling the Numba kernels, once: 10-30 s (later runs load them from the cache)")
     with _option_names():
         history = model.fit(data.X_train, data.y_train, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                            momentum=args.momentum, weight_decay=args.weight_decay,
-                            validation_split=val_split, early_stopping=args.early_stopping,
-                            verbose=verbose)
+                            momentum=args.momentum, nesterov=args.nesterov, beta1=args.beta1,
+                            beta2=args.beta2, weight_decay=args.weight_decay,
+                            lr_schedule=args.lr_schedule, shuffle=args.shuffle,
+                            replacement=args.replacement, validation_split=val_split,
+                            early_stopping=args.early_stopping, verbose=verbose,
+                            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                            resume=args.resume)
     interrupted = bool(getattr(model, "interrupted_", False))
     model.save(args.out)        # first, so that nothing later can lose the trained weights
 
-    epochs_run = len(history.get("epoch", []))
-    summary = ", ".join(f"{key.replace('_', ' ')} {history[key][-1]:.4f}"
-                        for key in ("loss", "accuracy", "val_loss", "val_accuracy") if history.get(key))
-    print(f"trained {epochs_run} epoch{'s' * (epochs_run != 1)} in "
-          f"{sum(history.get('seconds', [])):.1f} s" + (f": {summary}" if summary else ""))
+    if args.plot:     # files first: printing can fail (a closed pipe), writing must not wait
+        from .plots import plot_history
+
+        plot_history(history, args.plot, title=f"{data.name}: layers {','.join(map(str, layers))}")
+
+    print(_trained_line(history, len(data.X_train) - round(len(data.X_train) * val_split)))
     if interrupted:
-        print(f"interrupted (Ctrl-C) during epoch {epochs_run} of {args.epochs}; "
-              f"saved the weights of the last completed step")
+        print(f"interrupted (Ctrl-C) during epoch {len(history.get('epoch', []))} of "
+              f"{args.epochs}; saved the weights of the last completed step")
     if data.X_test is not None and data.y_test is not None:
         result = model.evaluate(data.X_test, data.y_test)
         print(f"test: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
               f"({len(data.X_test)} images)")
     evaluate = f"{PROG} evaluate {shlex.quote(args.out)}" + (
-        f" --data {shlex.quote(args.data)}" if args.data else "")
+        f" --data {shlex.quote(args.data)}" if args.data else "") + (
+        f" --test-split {args.test_split:g}" if args.test_split else "")
     print(f"saved the model to {args.out} (evaluate it with: {evaluate})")
     if args.plot:
-        from .plots import plot_history
-
-        plot_history(history, args.plot, title=f"{data.name}: layers {','.join(map(str, layers))}")
         print(f"saved learning curves to {args.plot}")
     return EXIT_OK
+
+
+def _trained_line(history, n_train):
+    """'trained 3 epochs in 1.2 s: loss ...', a partial last epoch (Ctrl-C) counted as such."""
+    epochs = len(history.get("epoch", []))
+    samples = history.get("samples", [])
+    partial = bool(samples) and samples[-1] < n_train
+    whole = epochs - partial
+    text = f"trained {whole} epoch{'s' * (whole != 1)}"
+    if partial:
+        text += f" and {samples[-1]:,} of {n_train:,} samples of epoch {epochs}"
+    summary = ", ".join(f"{key.replace('_', ' ')} {history[key][-1]:.4f}"
+                        for key in ("loss", "accuracy", "val_loss", "val_accuracy") if history.get(key))
+    return (text + f" in {sum(history.get('seconds', [])):.1f} s"
+            + (f": {summary}" if summary else ""))
+
+
+def _describe_lr(args):
+    """'lr 0.1', 'lr 0.1, cosine schedule' or 'lr 0.5 from epoch 0, 0.1 from epoch 30'."""
+    if isinstance(args.lr_schedule, dict):
+        return "lr " + ", ".join(f"{lr:g} from epoch {e}" for e, lr in sorted(args.lr_schedule.items()))
+    return f"lr {args.lr:g}" + (f", {args.lr_schedule} schedule" if args.lr_schedule else "")
+
+
+def _load_data(args):
+    """The data of --data, with --test-split held out when the data has no test set."""
+    from .data import load
+
+    return load(args.data, split=getattr(args, "test_split", None))
 
 
 def parse_layers(text, n_features, n_classes, data_name="the data"):
@@ -421,7 +583,7 @@ def _check_output_path(path, option, inputs=()):
 def _inputs(args):
     """The files this command reads: its data (the files of a data directory), labels, model."""
     found = []
-    for name in ("data", "labels", "model"):
+    for name in ("data", "labels", "model", "resume"):
         path = getattr(args, name, None)
         if path and os.path.isdir(path):
             found += [os.path.join(path, f) for f in os.listdir(path)]
@@ -452,10 +614,12 @@ def _pick(data, split):
 
 
 def _load_for(model, model_path, args):
-    from .data import load
-
-    data = load(args.data)
+    data = _load_data(args)
     X, y, part = _pick(data, args.split)
+    if part == "training" and args.split == "auto":
+        print(f"note: {data.source} has no test set: these are the images the model may have "
+              f"been trained on; give train's --test-split to hold the same test set out",
+              file=sys.stderr)
     if X.shape[1] != model.layers[0]:
         raise CLIError(f"{model_path} takes images of {model.layers[0]} features but "
                        f"{data.source} has {X.shape[1]}; use data like the model was trained on")
@@ -476,21 +640,23 @@ def cmd_evaluate(args):
         raise CLIError(f"{data.source} has no labels to evaluate against; "
                        f"use '{PROG} predict' for predictions only")
     result = model.evaluate(X, y)
-    print(f"{args.model} on {data.name} ({part} set, {len(X)} images)")
     if not model.is_classifier:
+        print(f"{args.model} on {data.name} ({part} set, {len(X)} images)")
         print(f"loss {result['loss']:.4f}, R^2 {model.score(X, y):.4f}")
         return EXIT_OK
     pred = model.predict(X)
     classes = model.classes_ if model.classes_ is not None else np.unique(np.concatenate([y, pred]))
     matrix = confusion_matrix(y, pred, classes)
+    if args.plot:     # files first: printing can fail (a closed pipe), writing must not wait
+        from .plots import plot_confusion
+
+        plot_confusion(matrix, classes, args.plot, title=f"{data.name} ({part} set)")
+    print(f"{args.model} on {data.name} ({part} set, {len(X)} images)")
     print(f"loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}\n")
     print(format_per_class(matrix, classes))
     print()
     print(format_confusion(matrix, classes))
     if args.plot:
-        from .plots import plot_confusion
-
-        plot_confusion(matrix, classes, args.plot, title=f"{data.name} ({part} set)")
         print(f"\nsaved the confusion matrix to {args.plot}")
     return EXIT_OK
 
@@ -510,33 +676,55 @@ def cmd_predict(args):
     pred = model.predict(X)
     to_stdout = not args.out and not args.show
     note = sys.stderr if to_stdout else sys.stdout     # keep stdout clean for the CSV
+    n_show = min(args.show or 0, len(X))
+    truth = None if y is None else y[:n_show]
+    if args.out:      # files first: printing can fail (a closed pipe), writing must not wait
+        write_atomic(args.out, lambda file: write_predictions(file, pred, y, args.format),
+                     binary=False)
+    if args.show_out:
+        from .plots import plot_images
+
+        plot_images(X[:n_show], truth, pred[:n_show], args.show_out)
     if args.out:
-        write_atomic(args.out, lambda file: write_predictions(file, pred, y), binary=False)
         print(f"wrote {len(pred)} predictions ({data.name}, {part} set) to {args.out}", file=note)
     elif to_stdout:
-        write_predictions(sys.stdout, pred, y)
+        write_predictions(sys.stdout, pred, y, args.format)
     if y is not None and model.is_classifier:
         print(f"accuracy {np.mean(pred == y):.4f} ({len(y)} images)", file=note)
-    if args.show:
-        n = min(args.show, len(X))
-        truth = None if y is None else y[:n]
-        if args.show_out:
-            from .plots import plot_images
-
-            plot_images(X[:n], truth, pred[:n], args.show_out)
-            print(f"saved {n} images with their predictions to {args.show_out}")
-        else:
-            print(render_images(X[:n], pred[:n], truth))
+    if args.show_out:
+        print(f"saved {n_show} images with their predictions to {args.show_out}")
+    elif args.show:
+        print(render_images(X[:n_show], pred[:n_show], truth))
     return EXIT_OK
 
 
-def write_predictions(file, pred, y=None):
-    """CSV: index,prediction[,label], one line per image."""
+def write_predictions(file, pred, y=None, form="csv"):
+    """CSV, one line per image: index,prediction[,label] from 0 (``form="csv"``), or Kaggle's
+    ImageId,Label from 1 (``form="kaggle"``, without the true labels)."""
+    if form == "kaggle":
+        file.write("ImageId,Label\n")
+        file.writelines(f"{i},{p}\n" for i, p in enumerate(pred.tolist(), start=1))
+        return
     file.write("index,prediction" + (",label" if y is not None else "") + "\n")
     if y is None:
         file.writelines(f"{i},{p}\n" for i, p in enumerate(pred.tolist()))
     else:
         file.writelines(f"{i},{p},{t}\n" for i, (p, t) in enumerate(zip(pred.tolist(), y.tolist())))
+
+
+# ---------------------------------------------------------------- export
+
+def cmd_export(args):
+    from .export import OPSET, require_onnx
+
+    require_onnx()
+    _check_output_path(args.onnx, "--onnx", [args.model])
+    model = _load_model(args.model)
+    model.to_onnx(args.onnx)
+    model.summary()
+    print(f"wrote {args.onnx} (ONNX opset {OPSET}): input X (batch, {model.layers[0]}), outputs "
+          + ("probabilities, label" if model.is_classifier else "predictions"))
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- info

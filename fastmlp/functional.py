@@ -45,7 +45,7 @@ from .codes import ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEAD
 from .engine import kernels
 from .engine.lowlevel.blas import blas_handle
 from .engine.lowlevel.threads import available_cores, thread_limits
-from .model import TrainingDiverged
+from .model import BATCH_SIZE, TrainingDiverged
 from .params import init_params, layer_offsets, layer_views, param_count
 from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
                          check_layers, check_number, check_same_length, check_targets)
@@ -165,7 +165,7 @@ def step(params, grads, lr, weight_decay=0.0):
         b -= dtype.type(lr) * np.asarray(db, dtype=dtype)
 
 
-def train_epoch(params, X, y, lr, batch_size=128, *, activation="relu", output="softmax",
+def train_epoch(params, X, y, lr, batch_size=BATCH_SIZE, *, activation="relu", output="softmax",
                 rng=None, shuffle=True, weight_decay=0.0, threads=None):
     """One epoch of minibatch SGD through the compiled engine, updating ``params`` in place.
 

@@ -46,6 +46,8 @@ LOSS_BLOWUP = 1e4
 # SLICE_MACS multiply-adds of forward pass. The cut never changes the result: every call of an
 # epoch is planned for the whole epoch.
 SLICE_SECONDS = 0.25
+# fit's (and the command line's) minibatch size when none is given, as in Keras
+BATCH_SIZE = 32
 SLICE_MACS = 250_000_000
 SLICE_SAMPLES = 16384
 
@@ -207,7 +209,7 @@ class MLP:
 
     # ------------------------------------------------------------ training
 
-    def fit(self, X, y, epochs=10, batch_size=128, lr=0.1, optimizer="sgd", momentum=0.0,
+    def fit(self, X, y, epochs=10, batch_size=BATCH_SIZE, lr=0.1, optimizer="sgd", momentum=0.0,
             nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, lr_schedule=None,
             shuffle=True, replacement=False, validation_data=None, validation_split=0.0,
             early_stopping=None, callbacks=(), verbose=0, checkpoint=None, checkpoint_every=None,
@@ -558,6 +560,34 @@ class MLP:
 
         self._check_fitted()
         return to_sklearn(self)
+
+    def to_onnx(self, path):
+        """Write the fitted model as an ONNX graph to ``path`` (atomically): predictions under
+        onnxruntime equal ``predict_proba`` / ``predict``; see :mod:`fastmlp.export`. Needs
+        ``pip install "fastmlp[onnx]"``."""
+        from .export import to_onnx
+
+        return to_onnx(self, path)
+
+    def summary(self, print_fn=print):
+        """Print the layers, their shapes and parameter counts (as Keras' ``summary``) through
+        ``print_fn``; returns the text."""
+        rows = [("layer", "shape", "activation", "parameters")]
+        for i, (n_in, n_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
+            last = i == len(self.layers) - 2
+            rows.append((f"dense {i + 1}" + (" (output)" if last else ""), f"{n_in} -> {n_out}",
+                         self.output if last else self.activation, f"{n_in * n_out + n_out:,}"))
+        widths = [max(len(row[k]) for row in rows) for k in range(4)]
+        lines = [f"MLP {'-'.join(map(str, self.layers))}, {np.dtype(self.dtype).name}, engine "
+                 f"{self.engine}" + ("" if self.fitted_ else " (not trained yet)")]
+        for row in rows:
+            lines.append("  ".join(f"{cell:<{w}}" if k < 3 else f"{cell:>{w}}"
+                                   for k, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        lines.append(f"total parameters: {self.n_params:,} "
+                     f"({self.n_params * np.dtype(self.dtype).itemsize / 1024:,.1f} KiB)")
+        text = "\n".join(lines)
+        print_fn(text)
+        return text
 
     # ------------------------------------------------------------ files
 

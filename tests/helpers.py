@@ -1,6 +1,14 @@
 """What several test files share besides fixtures: synthetic problems and finite differences."""
 
+import os
+from pathlib import Path
+
 import numpy as np
+
+# the real MNIST test set (t10k IDX files): ../shared/data/mnist beside the repository, or the
+# folder FASTMLP_MNIST_DIR names; tests that need it skip when it is absent
+MNIST_DIR = Path(os.environ.get("FASTMLP_MNIST_DIR")
+                 or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 def blobs(n=240, n_features=4, n_classes=3, seed=0, spread=0.6, center_scale=3.0):

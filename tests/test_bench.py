@@ -83,6 +83,24 @@ def test_format_table_lines_up_rows_and_explains_the_numbers():
     assert "synthetic (test)" in text and "test-blas" in text and "100.0 GFLOP/s at 2 threads" in text
 
 
+def test_rounds_that_spread_or_beat_the_floor_are_flagged_busy():
+    steady = row(numba_times=[1.0, 1.05, 0.98], speedups=[5.0, 5.1, 4.9])
+    noisy = row("784-512-256-10", 512, 5.0, numba_times=[5.0, 3.0, 10.5], speedups=[0.6, 63.5, 11.0])
+    too_fast = row(numba=0.1)
+    for r in (steady, noisy, too_fast):
+        r["busy"] = bench.busy(r)
+    assert steady["busy"] == ""
+    assert noisy["busy"] == "numba epochs spread 3.50x; speed-ups spread 105.83x"
+    assert too_fast["busy"] == "faster than the GEMM floor"
+    text = bench.format_table(result_of([steady, noisy, too_fast]))
+    body = [line for line in text.splitlines() if line.startswith("784-")]
+    assert not body[0].endswith("busy!") and body[1].endswith("busy!") and body[2].endswith("busy!")
+    assert "0.980-1.050" in body[0] and "4.9-5.1x" in body[0]
+    assert "medians of 3 paired rounds" in text
+    assert ("busy! 784-512-256-10 batch 512 threads 2: numba epochs spread 3.50x; speed-ups "
+            "spread 105.83x; the machine was busy, rerun this row") in text
+
+
 def test_format_table_with_peers_and_unscaled_reference():
     text = bench.format_table(result_of([row(timed=60000, torch_s=0.5, sklearn_s=12.0)],
                                         peers={"torch": "2.0", "sklearn": "1.5"}))
@@ -111,7 +129,11 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
     assert r["flops"] == bench.matmul_flops((784, 16, 10), 256)
     for key in ("numba_s", "numpy_s", "speedup", "floor_s", "floor_fraction", "numba_gflops"):
         assert np.isfinite(r[key]) and r[key] > 0, key
-    assert r["numpy_s"] == pytest.approx(r["speedup"] * r["numba_s"])
+    # medians of the paired rounds: the speed-up is the median of the pairs' ratios
+    assert len(r["numba_times"]) == len(r["numpy_times"]) == len(r["speedups"]) == 3
+    assert r["speedups"] == pytest.approx([b / a for a, b in zip(r["numba_times"], r["numpy_times"])])
+    assert r["speedup"] == pytest.approx(sorted(r["speedups"])[1])
+    assert r["numba_s"] == pytest.approx(sorted(r["numba_times"])[1])
     assert np.isfinite(r["numba_loss"])
 
 

@@ -212,7 +212,13 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, fragments):
     (["train", "--val-split", "0", "--early-stopping", "2"], 1, ["--early-stopping needs a validation set"]),
     (["predict", "m.npz", "--show-out", "x.png"], 1, ["--show-out needs --show"]),
     (["bogus"], 2, ["invalid choice"]),
-    ([], 2, ["choose a command"]),
+    ([], 2, ["choose a command", "train, evaluate, predict, export, info or bench"]),
+    (["train", "--lr-schedule", "cosin"], 2, ["--lr-schedule", "did you mean 'cosine'"]),
+    (["train", "--lr-schedule", "0:1,x:2"], 2, ["--lr-schedule", "FIRST_EPOCH:LR"]),
+    (["train", "--batch-size", "fll"], 2, ["--batch-size", "whole number"]),
+    (["train", "--checkpoint-every", "2"], 1, ["--checkpoint-every needs a file"]),
+    (["train", "--data", "digits", "--test-split", "1.5"], 2, ["--test-split", "below 1"]),
+    (["predict", "m.npz", "--format", "kagle"], 2, ["--format", "invalid choice"]),
 ])
 def test_errors_in_process(tmp_path, monkeypatch, capsys, args, code, fragments):
     """The same one-line errors through cli.main, without starting an interpreter each; usage
@@ -237,22 +243,112 @@ def test_error_on_a_file_that_is_not_a_model(tmp_path, monkeypatch, capsys):
 
 def test_help_of_every_command(tmp_path):
     out = ok(run("--help", cwd=tmp_path))
-    for command in ("train", "evaluate", "predict", "info"):
+    for command in ("train", "evaluate", "predict", "export", "info", "bench"):
         assert command in out
     out = ok(run("train", "--help", cwd=tmp_path))
     for option in ("--data", "--layers", "--activation", "--output", "--epochs", "--batch-size",
                    "--lr", "--optimizer", "--momentum", "--weight-decay", "--val-split",
                    "--early-stopping", "--seed", "--threads", "--engine", "--dtype", "--out",
-                   "--plot", "--quiet", "Ctrl-C"):
+                   "--plot", "--quiet", "Ctrl-C", "--test-split", "--init", "--nesterov",
+                   "--beta1", "--beta2", "--lr-schedule", "--no-shuffle", "--replacement",
+                   "--checkpoint", "--checkpoint-every", "--resume"):
         assert option in out, option
     # the other commands in-process: the same parser, without three more interpreter starts
     parser = cli.build_parser()
     for command, options in (("evaluate", ["MODEL", "--data", "--split", "--plot"]),
-                             ("predict", ["MODEL", "--data", "--out", "--show", "--show-out"]),
+                             ("predict", ["MODEL", "--data", "--out", "--show", "--show-out",
+                                          "--format", "--test-split"]),
+                             ("export", ["MODEL", "--onnx"]),
                              ("info", ["threading layer", "BLAS"])):
         text = parser._subparsers._group_actions[0].choices[command].format_help()
         for option in options:
             assert option in text, (command, option)
+
+
+def test_predict_kaggle_format_numbers_images_from_1(digits_model):
+    folder, _ = digits_model
+    stdout = ok(run("predict", "model.npz", "--format", "kaggle", cwd=folder)).splitlines()
+    plain = ok(run("predict", "model.npz", cwd=folder)).splitlines()
+    assert stdout[0] == "ImageId,Label" and len(stdout) == 360
+    assert [line.split(",")[0] for line in stdout[1:]] == [str(i) for i in range(1, 360)]
+    assert [line.split(",")[1] for line in stdout[1:]] == [line.split(",")[1] for line in plain[1:]]
+
+
+def test_a_closed_pipe_stops_the_printout_not_the_work(digits_model):
+    """fastmlp evaluate ... --plot f.png | head -2: the picture is written, exit code 0, no
+    message; so for predict's CSV on standard output and for train's epoch lines."""
+    pytest.importorskip("matplotlib", reason='matplotlib is an optional extra: pip install "fastmlp[plot]"')
+    folder, _ = digits_model
+    command = [sys.executable, "-m", "fastmlp"]
+    for args, made in [(["evaluate", "model.npz", "--plot", "piped.png"], "piped.png"),
+                       (["predict", "model.npz"], None),
+                       (["train", "--epochs", "40", "--out", "piped.npz"], "piped.npz")]:
+        proc = subprocess.Popen(command + args, cwd=folder, env=env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()                     # the reader goes away, as head does
+        returncode = proc.wait(timeout=120)
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert first and returncode == 0, (args, returncode, stderr)
+        assert "error" not in stderr and "Traceback" not in stderr, (args, stderr)
+        if made:
+            assert (folder / made).stat().st_size > 0, args
+
+
+def test_test_split_holds_out_a_test_set_that_evaluate_finds_again(tmp_path):
+    """Data without a test set: --test-split 0.25 trains on 3/4, reports the test accuracy on
+    the rest, and evaluate --test-split 0.25 evaluates on that same quarter."""
+    X, y = synthetic_images(400, 8, 4)
+    np.savez(tmp_path / "only_train.npz", X=X.reshape(400, -1), y=y)
+    out = ok(run("train", "--data", "only_train.npz", "--epochs", "2", "--test-split", "0.25",
+                 cwd=tmp_path))
+    assert "300 training and 100 test images" in out
+    assert "evaluate it with: fastmlp evaluate model.npz --data only_train.npz --test-split 0.25" in out
+    test_acc = next(line for line in out.splitlines() if line.startswith("test: accuracy")).split()[2]
+    evaluated = run("evaluate", "model.npz", "--data", "only_train.npz", "--test-split", "0.25",
+                    cwd=tmp_path)
+    assert "test set, 100 images" in ok(evaluated)
+    assert f"accuracy {test_acc.rstrip(',')}" in evaluated.stdout
+    # without it: the training images, said so
+    plain = run("evaluate", "model.npz", "--data", "only_train.npz", cwd=tmp_path)
+    assert "training set, 400 images" in ok(plain) and "no test set" in plain.stderr
+    out = ok(run("train", "--data", "only_train.npz", "--epochs", "1", "--out", "m2.npz",
+                 cwd=tmp_path))
+    assert "has no test set" in out and "--test-split 0.2" in out
+
+
+def test_train_takes_fit_options_checkpoint_and_resume(tmp_path):
+    """The command line's batch size default is fit's; schedules, full batch, Adam's betas,
+    Nesterov, checkpoints and resume reach fit."""
+    from fastmlp.cli import build_parser
+    import inspect
+
+    assert build_parser().parse_args(["train"]).batch_size == \
+        inspect.signature(MLP.fit).parameters["batch_size"].default
+    common = ("--epochs", "4", "--lr-schedule", "0:0.2,2:0.05", "--momentum", "0.5", "--nesterov",
+              "--seed", "3")
+    ok(run("train", *common, "--out", "whole.npz", cwd=tmp_path))
+    # a run stopped after 2 epochs (its checkpoint says 4 are planned) resumed to the end
+    ok(run("train", *common, "--checkpoint", "run.ckpt.npz", "--out", "first.npz", cwd=tmp_path))
+    out = ok(run("train", *common, "--resume", "run.ckpt.npz", "--checkpoint", "run.ckpt.npz",
+                 "--out", "resumed.npz", cwd=tmp_path))
+    assert "trained 4 epochs" in out
+    whole, resumed = MLP.load(tmp_path / "whole.npz"), MLP.load(tmp_path / "resumed.npz")
+    assert whole.history_["lr"] == [0.2, 0.2, 0.05, 0.05]
+    for (w1, b1), (w2, b2) in zip(whole.params, resumed.params):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
+    out = ok(run("train", "--epochs", "1", "--batch-size", "full", "--optimizer", "adam",
+                 "--beta1", "0.8", "--lr", "0.01", "--no-shuffle", "--out", "full.npz", cwd=tmp_path))
+    assert "full batch" in out and "adam" in out
+
+
+def test_trained_line_counts_a_partial_epoch():
+    history = {"epoch": [1, 2], "loss": [0.5, 0.4], "seconds": [1.0, 0.5], "samples": [100, 40]}
+    line = cli._trained_line(history, 100)
+    assert line.startswith("trained 1 epoch and 40 of 100 samples of epoch 2 in 1.5 s: loss 0.4000")
+    assert cli._trained_line(dict(history, samples=[100, 100]), 100).startswith("trained 2 epochs in")
 
 
 # ---------------------------------------------------------------- Ctrl-C

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fastmlp.data import DataError, Dataset, as_float_images, load, read_idx, train_test_split
+from helpers import MNIST_DIR
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C,
              "float32": 0x0D, "float64": 0x0E}
 
@@ -460,9 +460,9 @@ def test_data_error_is_a_value_error():
 # ---------------------------------------------------------------- real data
 
 def test_real_mnist_test_set():
-    if not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST test set not found at {REAL_MNIST}")
-    data = load(REAL_MNIST)
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST test set not found at {MNIST_DIR}")
+    data = load(MNIST_DIR)
     assert data.X_train.shape == (10000, 784) and data.X_test is None
     assert data.X_train.dtype == np.float32
     assert data.X_train.min() == 0 and data.X_train.max() == 1

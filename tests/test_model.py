@@ -15,9 +15,8 @@ import pytest
 import fastmlp
 from fastmlp import MLP, ModelFileError, NotFittedError
 
-from helpers import blobs, noisy_problem
+from helpers import MNIST_DIR, blobs, noisy_problem
 
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
 # Measured with the NumPy engine (seeds 0-2): digits 0.93-0.95 after 5 epochs, MNIST 8000/2000
 # 0.94-0.955 after 5 epochs. The thresholds leave a margin for other seeds and engines.
 DIGITS_MIN_ACCURACY = 0.90
@@ -645,6 +644,28 @@ def test_keras_style_callback_stops_after_a_minibatch(engine):
     history = MLP([4, 8, 3], engine=engine).fit(X, y, epochs=5, batch_size=10, callbacks=keras)
     assert history["epoch"] == [1] and history["samples"] == [20]
     assert keras.events[-2:] == [("epoch_end", 0, 1), ("train_end", ["accuracy", "epoch", "loss", "lr", "samples", "seconds"])]
+
+
+def test_ctrl_c_mid_epoch_keeps_a_partial_epoch_marked_as_such(engine):
+    """Ctrl-C (SIGINT, here sent from a callback after the third minibatch) ends fit after that
+    minibatch; the epoch's logs count the samples it trained and its line says it is partial."""
+    import os
+    import signal
+
+    from fastmlp.progress import format_logs
+
+    class CtrlC:
+        def on_batch_end(self, batch, logs=None):
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    X, y = blobs(n=60)
+    model = MLP([4, 8, 3], engine=engine)
+    history = model.fit(X, y, epochs=5, batch_size=10, callbacks=CtrlC())
+    assert model.interrupted_ and history["epoch"] == [1] and history["samples"] == [30]
+    line = format_logs({k: v[0] for k, v in history.items()}, 60)
+    assert line.startswith("epoch 1 (partial: 30 of 60 samples)  loss ")
+    assert "partial" not in format_logs(dict(epoch=2, loss=0.5, lr=0.1, seconds=1.0, samples=60), 60)
 
 
 @pytest.mark.parametrize("callback, message", [

@@ -103,7 +103,8 @@ def test_callbacks_receive_logs_function_and_object():
     assert [(kind, epoch) for kind, epoch, _ in seen] == [("f", 1), ("o", 1), ("f", 2), ("o", 2),
                                                            ("f", 3), ("o", 3)]
     for kind, epoch, logs in seen:
-        assert set(logs) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+        assert set(logs) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+                             "samples"}
         assert logs["epoch"] == epoch
         assert logs["loss"] == history["loss"][epoch - 1]
         assert logs["val_loss"] == history["val_loss"][epoch - 1]
@@ -216,8 +217,10 @@ def test_ctrl_c_in_a_callback_stops_after_the_next_slice():
 
 def test_ctrl_c_mid_epoch_keeps_the_completed_slices(monkeypatch):
     """With slices of 4 minibatches, SIGINT during the third slice of epoch 1: the epoch ends
-    after that slice, with exactly 3 x 4 optimizer steps taken."""
+    after that slice, with exactly 3 x 4 optimizer steps taken, and says it trained 3 x 64 of
+    its 640 samples."""
     monkeypatch.setattr(fastmlp.model, "SLICE_SAMPLES", 64)
+    monkeypatch.setattr(fastmlp.model, "whole_batches", lambda samples, batch: 64)
     import fastmlp.engine as engine
 
     real = engine.train_batches
@@ -237,6 +240,7 @@ def test_ctrl_c_mid_epoch_keeps_the_completed_slices(monkeypatch):
     assert len(calls) == 3
     assert history["epoch"] == [1]
     assert model._optimizer.step == 3 * 4, "optimizer steps taken"
+    assert history["samples"] == [3 * 64]
     assert np.isfinite(flat(model)).all() and np.isfinite(history["loss"][0])
 
 
@@ -305,3 +309,27 @@ def test_weights_steer_the_fit():
         # the logged loss is the weighted mean: the entropy of (3/4, 1/4) at the optimum
         best = -(expected * np.log(expected) + (1 - expected) * np.log(1 - expected))
         assert hist["loss"][-1] == pytest.approx(best, abs=0.02)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_how_an_epoch_is_cut_into_calls_does_not_change_a_bit(monkeypatch, threads):
+    """fit sizes its compiled calls by time; every call is planned for the whole epoch, so
+    calls of one minibatch each end on the same weights as the usual few large calls (here
+    where the plan is the units scheme, which a call of one minibatch would not take)."""
+    import fastmlp.engine as engine
+    from fastmlp.engine import plan
+
+    X, y = blobs(n=640, n_features=20)
+    assert plan.plan_training(threads, 16, (20, 64, 3), 640).scheme == "units"
+    usual = MLP([20, 64, 3], seed=0, threads=threads)
+    usual.fit(X, y, epochs=2, batch_size=16, momentum=0.9)
+    schemes = []
+    real = plan.scheme
+    monkeypatch.setattr(plan, "scheme", lambda *a: schemes.append(real(*a)) or schemes[-1])
+    monkeypatch.setattr(fastmlp.model, "SLICE_SAMPLES", 16)
+    monkeypatch.setattr(fastmlp.model, "whole_batches", lambda samples, batch: batch)
+    cut = MLP([20, 64, 3], seed=0, threads=threads)
+    cut.fit(X, y, epochs=2, batch_size=16, momentum=0.9)
+    assert len(schemes) == 2 * 40 * 2 and set(schemes) == {"units"}   # planned, then run
+    np.testing.assert_array_equal(flat(cut), flat(usual))
+    assert engine.Batches(X, y, y, np.arange(5), 2).planned_rows == 5

@@ -26,7 +26,8 @@ def train_batches(net, state, batches, hyper):
     """
     act, head = ACTIVATIONS[net.act], HEADS[net.head]
     flat, layers = net.flat, net.layers
-    X, y, Y, order, batch_size, w = batches
+    X, y, Y, order, batch_size, w = (batches.X, batches.y, batches.Y, batches.order,
+                                      batches.batch_size, batches.w)
     dtype = flat.dtype.type
     params = layer_views(flat, layers)
     decay = (weight_mask(layers) * hyper.weight_decay).astype(flat.dtype) if hyper.weight_decay else None
