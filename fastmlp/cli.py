@@ -450,7 +450,7 @@ def cmd_train(args):
             print(f"note: {data.source} has no test set, so none is reported; hold one out "
                   f"with --test-split 0.2")
     if not args.quiet and args.engine == "numba" and kernels_cached() is False:
-        print("compiling the Numba kernels, once: 10-30 s (later runs load them from the cache)")
+        print("compiling the Numba kernels, once: 20-40 s (later runs load them from the cache)")
     with _option_names():
         history = model.fit(data.X_train, data.y_train, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,

@@ -7,10 +7,10 @@ serialised by one lock and the user's settings are put back when each call retur
 
 Threading layer: Numba would pick OpenMP when it is installed, and GNU OpenMP hangs a process
 forked after it ran (``multiprocessing``'s default start method on Linux, joblib). Unless the
-user chose a layer (``NUMBA_THREADING_LAYER``), fastmlp asks for Numba's "forksafe" choice: TBB
-(a dependency of fastmlp on x86-64, and the fastest layer measured here, with OpenMP) or else
-``workqueue``. Both are fork-safe; ``workqueue`` is not thread-safe, which the lock takes care
-of. If Numba's pool was already started with another layer, that one stays.
+user chose a layer (``NUMBA_THREADING_LAYER``), fastmlp asks for Numba's own ``workqueue``: it
+is fork-safe, needs no library, and trains as fast as TBB here (docs/performance.md,
+"Threading layer"); it is not thread-safe, which the lock takes care of. If Numba's pool was
+already started with another layer, that one stays.
 """
 
 import os
@@ -42,7 +42,7 @@ def _choose_threading_layer():
     import numba
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "forksafe"
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def available_cores():
