@@ -183,6 +183,31 @@ def test_three_epoch_trajectory_matches_numpy_engine(optimizer, kw, batch_size, 
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("scheme", ["parts", "units", "rows"])
+@pytest.mark.parametrize("batch_size", [1, 7, None])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_three_epoch_trajectory_of_each_scheme_matches_numpy_engine(scheme, batch_size, output,
+                                                                      monkeypatch):
+    """Every scheme forced, on 2 threads, minibatches of 1, of 7 (37 rows: the last one short)
+    and the full batch, float64, 3 epochs with momentum: the numpy engine's losses and weights.
+    The rows scheme runs in blocks of 3 rows, in groups of up to 2 blocks."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(engine.plan, "MAX_GROUPS", 2)
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)     # 2 threads on a tiny net
+    assert engine.plan_training(2, batch_size or 37, (6, 9, 5, 3), 37).threads == 2
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((37, 6)), rng.integers(0, 3, 37)
+    runs = []
+    for eng in ("numba", "numpy"):
+        model = MLP([6, 9, 5, 3], activation="tanh", output=output, dtype="float64", seed=2,
+                    engine=eng, threads=2)
+        hist = model.fit(X, y, epochs=3, batch_size=batch_size, lr=0.05, momentum=0.9)
+        runs.append((hist["loss"], model._flat.copy()))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("threads,batch_size,scheme", [(1, 256, "parts"), (2, 256, "parts"),
                                                       (1, 32, "units"), (2, 32, "units"),
                                                       (3, 20, "units"), (2, 300, "units")])
