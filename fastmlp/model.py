@@ -46,10 +46,10 @@ LOSS_BLOWUP = 1e4
 # SLICE_MACS multiply-adds of forward pass. The cut never changes the result: every call of an
 # epoch is planned for the whole epoch.
 SLICE_SECONDS = 0.25
-# fit's (and the command line's) minibatch size when none is given, as in Keras
-BATCH_SIZE = 32
 SLICE_MACS = 250_000_000
 SLICE_SAMPLES = 16384
+# fit's (and the command line's) minibatch size when none is given, as in Keras
+BATCH_SIZE = 32
 
 
 class NotFittedError(ValueError):
