@@ -469,7 +469,7 @@ def cmd_train(args):
 
         plot_history(history, args.plot, title=f"{data.name}: layers {','.join(map(str, layers))}")
 
-    print(_trained_line(history, len(data.X_train) - round(len(data.X_train) * val_split)))
+    print(_trained_line(history, model.epoch_samples_))
     if interrupted:
         print(f"interrupted (Ctrl-C) during epoch {len(history.get('epoch', []))} of "
               f"{args.epochs}; saved the weights of the last completed step")

@@ -39,6 +39,10 @@ def onnx_graph(model):
     model._check_fitted()
     elem = TensorProto.FLOAT if np.dtype(model.dtype) == np.float32 else TensorProto.DOUBLE
     nodes, weights = [], []
+    if model.activation == "leaky_relu":
+        # leaky ReLU as max(z, slope * z), the slope in the model's dtype: LeakyRelu's alpha
+        # attribute is a float32, off by 2e-10 for float64 models
+        weights.append(numpy_helper.from_array(np.array(LEAKY_SLOPE, np.dtype(model.dtype)), "slope"))
     x = "X"
     n_layers = len(model.params)
     for i, (W, b) in enumerate(model.params):
@@ -47,18 +51,11 @@ def onnx_graph(model):
         z = f"z{i}"
         nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [z], name=f"dense{i}"))
         op = ACTIVATION_OPS[model.activation] if i < n_layers - 1 else HEAD_OPS[model.output]
-        if i == n_layers - 1:
-            logits = z
         if op is None:
             x = z
             continue
         x = f"a{i}"
         if op == "LeakyRelu":
-            # max(z, slope * z), with the slope in the model's dtype: LeakyRelu's alpha
-            # attribute is a float32, off by 2e-10 for float64 models
-            if "slope" not in {w.name for w in weights}:
-                weights.append(numpy_helper.from_array(np.array(LEAKY_SLOPE, np.dtype(model.dtype)),
-                                                       "slope"))
             nodes.append(helper.make_node("Mul", [z, "slope"], [f"s{i}"], name=f"slope{i}"))
             nodes.append(helper.make_node("Max", [z, f"s{i}"], [x], name=f"leaky_relu{i}"))
             continue
@@ -77,7 +74,7 @@ def onnx_graph(model):
     else:
         nodes.append(helper.make_node("Identity", [x], ["probabilities"], name="probabilities"))
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["batch", n_out]))
-        outputs.append(_label_nodes(model, logits, x, nodes, weights))
+        outputs.append(_label_nodes(model, f"z{n_layers - 1}", x, nodes, weights))
     graph = helper.make_graph(
         nodes, "fastmlp_mlp", [helper.make_tensor_value_info("X", elem, ["batch", model.layers[0]])],
         outputs, initializer=weights)

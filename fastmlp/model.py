@@ -118,6 +118,8 @@ class MLP:
         self.history_ = {}
         self.stop_training = False
         self.interrupted_ = False       # whether the last fit was stopped by Ctrl-C
+        self.epoch_samples_ = None      # samples a whole epoch of the last fit trains (after
+                                        # validation_split): history's "samples" below it is partial
 
     def __setattr__(self, name, value):
         """Attributes a user may set are checked as the constructor checks them: the compiled
@@ -303,6 +305,7 @@ class MLP:
         if early_stopping is not None and val is None:
             raise ValueError("early_stopping needs validation data: pass validation_data=(X_val, y_val) or validation_split=0.1.")
         n = X.shape[0]
+        self.epoch_samples_ = n
         batch = check_batch_size(hp["batch_size"], n)
         schedule = make_schedule(lr_schedule, hp["lr"], hp["epochs"])
         fit_args = None

@@ -663,9 +663,14 @@ def test_ctrl_c_mid_epoch_keeps_a_partial_epoch_marked_as_such(engine):
     model = MLP([4, 8, 3], engine=engine)
     history = model.fit(X, y, epochs=5, batch_size=10, callbacks=CtrlC())
     assert model.interrupted_ and history["epoch"] == [1] and history["samples"] == [30]
+    assert model.epoch_samples_ == 60
     line = format_logs({k: v[0] for k, v in history.items()}, 60)
     assert line.startswith("epoch 1 (partial: 30 of 60 samples)  loss ")
     assert "partial" not in format_logs(dict(epoch=2, loss=0.5, lr=0.1, seconds=1.0, samples=60), 60)
+    # with a validation split (cut per class) a whole epoch trains exactly epoch_samples_
+    whole = MLP([4, 8, 3], engine=engine)
+    split = whole.fit(X, y, epochs=1, batch_size=10, validation_split=0.15)
+    assert split["samples"] == [whole.epoch_samples_] and whole.epoch_samples_ < 60
 
 
 @pytest.mark.parametrize("callback, message", [
