@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from .codes import OPTIMIZERS
+from .mapped import MappedRows
 from .io import ModelFileError, check_writable, model_from_contents, read_npz, write_npz_atomic
 
 CHECKPOINT_VERSION = 1
@@ -70,9 +71,15 @@ def describe_schedule(lr_schedule):
 
 
 def data_fingerprint(arrays):
-    """A short hash of the arrays' dtypes, shapes and bytes (all C-contiguous after validation)."""
+    """A short hash of the arrays' dtypes, shapes and bytes (all C-contiguous after validation);
+    a :class:`~fastmlp.mapped.MappedRows` is hashed as stored, a slice at a time."""
     h = hashlib.blake2b(digest_size=16)
     for a in arrays:
+        if isinstance(a, MappedRows):
+            h.update(f"mapped {a.array.dtype.str}{a.shape} {a.pixels};".encode())
+            for _, part in a.blocks(a.array.dtype, raw=True):
+                h.update(part.data)
+            continue
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape};".encode())
         h.update(a.data if a.size else b"")
@@ -84,7 +91,7 @@ def _jsonable(value):
 
 
 def fit_arguments(hp, batch, shuffle, replacement, lr_schedule, validation_split,
-                  has_validation_data, n_samples, fingerprint):
+                  has_validation_data, n_samples, fingerprint, shuffle_block=None):
     """The ``fit`` arguments a resume must repeat, as a JSON-able dict."""
     args = {k: v for k, v in hp.items() if k != "verbose"}
     args["optimizer"] = OPTIMIZERS[hp["optimizer"]]
@@ -92,6 +99,8 @@ def fit_arguments(hp, batch, shuffle, replacement, lr_schedule, validation_split
                 lr_schedule=describe_schedule(lr_schedule), validation_split=validation_split,
                 validation_data=bool(has_validation_data), n_samples=int(n_samples),
                 data=fingerprint)
+    if shuffle_block is not None:       # absent otherwise: checkpoints written before it match
+        args["shuffle_block"] = int(shuffle_block)
     return _jsonable(args)
 
 

@@ -29,10 +29,11 @@ from .params import init_params, layer_views, param_count
 from .schedules import BUILT_IN_SCHEDULES, make_schedule
 from .progress import StopOnCtrlC, echo, format_logs, progress_bar
 from .callbacks import Callbacks
-from .validation import (check_batch_size, check_classes, check_features,
-                         check_fit_args, check_label_matrix, check_labels, check_layers,
-                         check_memory, check_number, check_same_length, check_sample_weight,
-                         check_targets, class_indices, classes_for, is_dtype)
+from .mapped import MappedRows
+from .validation import (check_batch_size, check_classes, check_fit_args, check_label_matrix,
+                         check_labels, check_layers, check_memory, check_number, check_rows,
+                         check_same_length, check_sample_weight, check_targets, class_indices,
+                         classes_for, is_dtype)
 
 log = logging.getLogger("fastmlp")
 
@@ -72,6 +73,23 @@ def first_slice(layers, batch):
 def whole_batches(samples, batch):
     """``samples`` rounded down to whole minibatches of ``batch`` rows, at least one."""
     return max(1, int(samples) // batch) * batch
+
+
+def _pick(a, rows):
+    """a[rows], or ``a`` itself when it is None or empty (targets the head does not use)."""
+    return a if a is None or len(a) == 0 else a[rows]
+
+
+def _slice_batches(X, y_idx, Y, weights, rows, batch, n, dtype, engine):
+    """The engine's Batches for the minibatches of ``rows`` (an epoch of n samples). From a
+    :class:`MappedRows` the rows are read from the file first, in the order they are visited,
+    so minibatch k is still rows[k*B:(k+1)*B]."""
+    from .engine import Batches
+
+    if not isinstance(X, MappedRows):
+        return Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n)
+    return Batches(X.take(rows, dtype, engine), _pick(y_idx, rows), _pick(Y, rows),
+                   np.arange(len(rows), dtype=np.int64), batch, _pick(weights, rows), plan_rows=n)
 
 
 def _engine():
@@ -215,7 +233,7 @@ class MLP:
             nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, lr_schedule=None,
             shuffle=True, replacement=False, validation_data=None, validation_split=0.0,
             early_stopping=None, callbacks=(), verbose=0, checkpoint=None, checkpoint_every=None,
-            resume=None, sample_weight=None):
+            resume=None, sample_weight=None, shuffle_block=None):
         """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
         accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
 
@@ -225,6 +243,11 @@ class MLP:
         ``batch_size=None`` (or one above the number of samples, as scikit-learn clips it) it is
         full-batch gradient descent, with ``replacement=True`` each
         epoch samples n indices with replacement, with ``shuffle=False`` the order is fixed.
+        ``shuffle_block=ROWS`` shuffles by blocks for data read from a file larger than memory:
+        each epoch visits the blocks of ROWS consecutive rows in a random order and the rows of
+        a block in a random order, so the file is read block by block instead of row by row
+        at random (minibatches then mix rows of one or two blocks only: make the blocks large,
+        and the file's rows not sorted by class).
         ``weight_decay`` is L2 on weights (not biases), added to the gradient. ``lr_schedule``:
         None, "invscaling", "cosine", a {first_epoch: lr} dict or a callable epoch -> lr.
         ``early_stopping=PATIENCE`` stops when the validation loss has not improved for that
@@ -259,6 +282,11 @@ class MLP:
         """
         hp = check_fit_args(epochs, batch_size, lr, optimizer, momentum, nesterov,
                                   weight_decay, beta1, beta2, eps, early_stopping, verbose)
+        shuffle_block = check_number(shuffle_block, "shuffle_block", low=1, integer=True,
+                                     allow_none=True, example=65536)
+        if shuffle_block is not None and (replacement or not shuffle):
+            raise ValueError("shuffle_block applies to shuffled epochs: drop it, or pass "
+                             "shuffle=True and replacement=False.")
         callbacks = Callbacks(callbacks)
         if checkpoint is not None:
             checkpoint = _checkpoint.check_path(checkpoint, "checkpoint")
@@ -268,7 +296,7 @@ class MLP:
                                         "checkpoint_every", low=1, integer=True, example=5)
         resumed = None if resume is None else _checkpoint.Resume(
             _checkpoint.check_path(resume, "resume"), type(self), self)
-        X = check_features(X, "X", self.layers[0], self.dtype)
+        X = check_rows(X, "X", self.layers[0], self.dtype)
         weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         y_idx, Y = self._encode_targets(y, "y", fitting=True)
         check_same_length(X, Y if self._takes_Y else y_idx)
@@ -281,7 +309,8 @@ class MLP:
             rows, t_train, rows_val, t_val = train_test_split(
                 np.arange(X.shape[0]), Y if self._takes_Y else y_idx, validation_split, self.seed,
                 stratify=not self._takes_Y)
-            X, X_val = X[rows], X[rows_val]
+            X, X_val = ((X.subset(rows), X.subset(rows_val)) if isinstance(X, MappedRows)
+                        else (X[rows], X[rows_val]))
             weights, val_weights = (None, None) if weights is None else (weights[rows], weights[rows_val])
             if len(X_val) == 0 or len(X) == 0:
                 raise ValueError(
@@ -296,7 +325,7 @@ class MLP:
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, y_val).")
-            X_val = check_features(validation_data[0], "validation_data X", self.layers[0], self.dtype)
+            X_val = check_rows(validation_data[0], "validation_data X", self.layers[0], self.dtype)
             y_val, Y_val = self._encode_targets(validation_data[1], "validation_data y")
             check_same_length(X_val, Y_val if self._takes_Y else y_val, "validation_data X", "validation_data y")
             val = (X_val, y_val, Y_val, None)
@@ -315,7 +344,7 @@ class MLP:
                 data += [weights] + ([] if val is None or val[3] is None else [val[3]])
             fit_args = _checkpoint.fit_arguments(hp, batch, shuffle, replacement, lr_schedule,
                                                  validation_split, validation_data is not None, n,
-                                                 _checkpoint.data_fingerprint(data))
+                                                 _checkpoint.data_fingerprint(data), shuffle_block)
         history = {}
         best = None  # (val_loss, flat copy, epoch) for early stopping
         start, stopped = 0, False
@@ -344,8 +373,8 @@ class MLP:
                 if callbacks.epoch_begin(epoch, {"lr": lr_e}):
                     self.stop_training = True
                     break
-                logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e), shuffle,
-                                         replacement, epoch, verbose, interrupt, weights,
+                logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e),
+                                         shuffle_block or bool(shuffle), replacement, epoch, verbose, interrupt, weights,
                                          callbacks if callbacks.wants_batches else None)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
@@ -400,10 +429,18 @@ class MLP:
             self._optimizer = _engine().OptimizerState(opt, self._flat.shape[0], self._flat.dtype)
 
     def _epoch_order(self, n, shuffle, replacement):
+        """An epoch's order of the n rows. ``shuffle``: True (a permutation), False (in order)
+        or an int, the rows of a shuffle block (see ``fit``'s ``shuffle_block``)."""
         if replacement:
             return self._rng.integers(0, n, size=n, dtype=np.int64)
-        if shuffle:
+        if shuffle is True:
             return self._rng.permutation(n).astype(np.int64)
+        if shuffle:
+            # sort the rows by their block's place in a random order of the blocks, then by
+            # a random key: each block's rows together, shuffled within it
+            block_place = np.argsort(self._rng.permutation(-(-n // shuffle)))
+            keys = self._rng.random(n)
+            return np.lexsort((keys, block_place[np.arange(n) // shuffle])).astype(np.int64)
         return np.arange(n, dtype=np.int64)
 
     def _train_epoch(self, X, y_idx, Y, batch, hyper, shuffle, replacement, epoch, verbose,
@@ -417,6 +454,9 @@ class MLP:
         n = X.shape[0]
         order = self._epoch_order(n, shuffle, replacement)
         per_call = batch if callbacks is not None else first_slice(self.layers, batch)
+        # from a file: at most MAPPED_SLICE_BYTES of converted rows (but whole minibatches)
+        most = whole_batches(X.slice_rows(self.dtype), batch) if isinstance(X, MappedRows) else n
+        per_call = min(per_call, most)
         totals = engine.Stats(0.0, 0.0, 0, 0, 0.0)
         bar = progress_bar(n, epoch, verbose)
         logs = {"epoch": len(self.history_.get("epoch", [])) + 1}
@@ -426,11 +466,14 @@ class MLP:
                 rows = order[s:s + per_call]
                 called = time.perf_counter()
                 stats = engine.train(self._network(), self._optimizer,
-                                     engine.Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n),
+                                     _slice_batches(X, y_idx, Y, weights, rows, batch, n, self.dtype,
+                                                    self.engine),
                                      hyper, self.threads, self.engine, loss_limit=self._loss_limit)
+                if isinstance(X, MappedRows):
+                    X.release()
                 if callbacks is None:
                     rate = stats.samples / max(time.perf_counter() - called, 1e-6)
-                    per_call = whole_batches(rate * SLICE_SECONDS, batch)
+                    per_call = min(whole_batches(rate * SLICE_SECONDS, batch), most)
                 totals += stats
                 if stats.diverged_at is not None:
                     step = (s // batch) + stats.diverged_at + 1
@@ -487,8 +530,15 @@ class MLP:
             raise NotFittedError("this MLP has not been trained yet; call fit(X, y) (or load a saved model) first.")
 
     def _output(self, X, head=None):
-        """The head's output for X (or that of ``head``, a code: HEAD_IDENTITY gives the logits)."""
-        return _engine().predict(self._network(head), X, self.threads, self.engine)
+        """The head's output for X (or that of ``head``, a code: HEAD_IDENTITY gives the logits);
+        from a :class:`MappedRows` one slice of rows at a time."""
+        net = self._network(head)
+        if not isinstance(X, MappedRows):
+            return _engine().predict(net, X, self.threads, self.engine)
+        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+        for start, part in X.blocks(self.dtype, engine=self.engine):
+            out[start:start + len(part)] = _engine().predict(net, part, self.threads, self.engine)
+        return out
 
     def predict_proba(self, X):
         """Class probabilities (n, n_classes): softmax, or the sigmoid outputs for
@@ -496,13 +546,13 @@ class MLP:
         self._check_fitted()
         if not self.is_classifier:
             raise ValueError("predict_proba is for classifiers; this model has output='identity' (use predict).")
-        return self._output(check_features(X, "X", self.layers[0], self.dtype))
+        return self._output(check_rows(X, "X", self.layers[0], self.dtype))
 
     def predict(self, X):
         """Predicted class labels (classifiers), values (regression), or for output='logistic'
         the 0/1 label matrix (n, n_labels): 1 where the logit is above 0 (probability > 0.5)."""
         self._check_fitted()
-        X = check_features(X, "X", self.layers[0], self.dtype)
+        X = check_rows(X, "X", self.layers[0], self.dtype)
         if self.output == "logistic":
             return (self._output(X, head=HEAD_IDENTITY) > 0).astype(np.int64)
         out = self._output(X)
@@ -513,8 +563,17 @@ class MLP:
         return self.classes_[out.argmax(axis=1)]
 
     def _evaluate_arrays(self, X, y_idx, Y, weights=None):
-        loss_sum, correct = _engine().evaluate(self._network(), X, y_idx, Y, weights,
-                                               self.threads, self.engine)
+        if isinstance(X, MappedRows):       # one slice of rows at a time, the sums added up
+            loss_sum = correct = 0.0
+            for start, part in X.blocks(self.dtype, engine=self.engine):
+                rows = slice(start, start + len(part))
+                loss, right = _engine().evaluate(self._network(), part, _pick(y_idx, rows),
+                                                 _pick(Y, rows), _pick(weights, rows),
+                                                 self.threads, self.engine)
+                loss_sum, correct = loss_sum + loss, correct + right
+        else:
+            loss_sum, correct = _engine().evaluate(self._network(), X, y_idx, Y, weights,
+                                                   self.threads, self.engine)
         if weights is None:
             result = {"loss": float(loss_sum / X.shape[0])}
         else:
@@ -528,7 +587,7 @@ class MLP:
         """{"loss": mean loss, "accuracy": fraction correct} (no accuracy for regression; for
         output='logistic' the fraction of samples with every label right, subset accuracy)."""
         self._check_fitted()
-        X = check_features(X, "X", self.layers[0], self.dtype)
+        X = check_rows(X, "X", self.layers[0], self.dtype)
         y_idx, Y = self._encode_targets(y)
         check_same_length(X, Y if self._takes_Y else y_idx)
         return self._evaluate_arrays(X, y_idx, Y)

@@ -49,19 +49,55 @@ def check_features(X, name="X", n_features=None, dtype=np.float32):
     original = X
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
         X = np.ascontiguousarray(X, dtype=dtype)
-    if X.dtype.kind == "f" and not _all_finite(X):
-        bad = tuple(np.argwhere(~np.isfinite(X))[0])
-        value = original[bad]
-        if np.isfinite(value):
-            raise ValueError(
-                f"{name}[{bad[0]}, {bad[1]}] = {value!r} is too large for {np.dtype(dtype).name} "
-                f"(it overflows to inf); scale the features first, e.g. standardize each column, "
-                f"or build the model with dtype='float64'."
-            )
+    _check_finite(X, original, name, dtype)
+    return X
+
+
+def _check_finite(X, original, name, dtype, first_row=0):
+    """Raise ValueError at the first NaN / Inf of ``X`` (``original`` converted to ``dtype``;
+    its row 0 is row ``first_row`` of the argument ``name``)."""
+    if X.dtype.kind != "f" or _all_finite(X):
+        return
+    bad = tuple(np.argwhere(~np.isfinite(X))[0])
+    value = original[bad]
+    row = first_row + int(bad[0])
+    if np.isfinite(value):
         raise ValueError(
-            f"{name} contains NaN or Inf (first at row {bad[0]}, column {bad[1]}: "
-            f"{value}); remove or impute those values before training."
+            f"{name}[{row}, {bad[1]}] = {value!r} is too large for {np.dtype(dtype).name} "
+            f"(it overflows to inf); scale the features first, e.g. standardize each column, "
+            f"or build the model with dtype='float64'."
         )
+    raise ValueError(
+        f"{name} contains NaN or Inf (first at row {row}, column {bad[1]}: "
+        f"{value}); remove or impute those values before training."
+    )
+
+
+def check_rows(X, name="X", n_features=None, dtype=np.float32):
+    """X as :func:`check_features` returns it, except that a memory-mapped array (an np.memmap
+    or a :class:`fastmlp.mapped.MappedRows`) comes back as a MappedRows, checked (shape, dtype,
+    and NaN / Inf one slice at a time) but not converted or read into memory."""
+    from .mapped import as_mapped, is_mapped
+
+    if not is_mapped(X):
+        return check_features(X, name, n_features, dtype)
+    X = as_mapped(X)
+    n, features = X.shape
+    if n == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); pass at least one sample.")
+    if n_features is not None and features != n_features:
+        raise ValueError(
+            f"{name} has {features} features but the model's input layer has {n_features}; "
+            f"pass data with {n_features} columns or build the model with layers=[{features}, ...]."
+        )
+    if X.array.dtype.kind == "f" and not X.checked_finite(dtype):
+        try:
+            for start, part in X.blocks(dtype):
+                _check_finite(part, X.take(np.arange(start, start + len(part)), X.array.dtype),
+                              name, dtype, start)
+        except ValueError:
+            X._finite.discard(np.dtype(dtype))
+            raise
     return X
 
 

@@ -406,3 +406,23 @@ def head_loss(z, y, Y, w, head):
                 d = a - (1.0 if j == y[i] else 0.0)
                 loss += wi * (0.5 * d * d)
     return loss, correct
+
+
+# ---------------------------------------------------------------- input rows
+
+@jit
+def gather_convert(dst, src, rows, at, pixels):
+    """dst[at[i], :] = src[rows[i], :] in dst's dtype, for rows of data read from a file
+    (:class:`fastmlp.mapped.MappedRows`). With ``pixels`` each value v becomes
+    float32(v) / float32(255), rounded as NumPy's float32 division rounds it, then dst's dtype:
+    what :func:`fastmlp.data.as_float_images` gives."""
+    T = dst.dtype.type
+    for i in range(rows.shape[0]):
+        row = src[rows[i]]
+        out = dst[at[i]]
+        if pixels:
+            for j in range(out.shape[0]):
+                out[j] = T(np.float32(row[j]) / np.float32(255))
+        else:
+            for j in range(out.shape[0]):
+                out[j] = T(row[j])

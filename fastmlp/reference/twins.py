@@ -9,7 +9,7 @@ from ..codes import ACTIVATIONS, HEADS, OPT_ADAM
 from .ops import (activation_forward, activation_grad, dense, dense_grads, head_output, sigmoid,
                   subset_correct)
 
-__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "exp_nonpositive", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
+__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
 
 
 
@@ -298,3 +298,10 @@ def _block_ranges(w0, n_out, s0, s1, j0, j1):
     if j0 == 0 and j1 == n_out:
         return [(w0 + s0 * n_out, w0 + s1 * n_out)]
     return [(w0 + r * n_out + j0, w0 + r * n_out + j1) for r in range(s0, s1)]
+
+
+def gather_convert(dst, src, rows, at, pixels):
+    if pixels:
+        dst[at] = np.divide(src[rows], np.float32(255), dtype=np.float32)
+    else:
+        dst[at] = src[rows]
