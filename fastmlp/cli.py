@@ -35,14 +35,19 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 CLASSIFIER_HEADS = ("softmax", "sigmoid")   # the command line trains classifiers only
 HIDDEN_WIDTH = 128
 DATA_HELP = ("a directory of MNIST IDX files, one IDX images file (.gz or raw), .npz with X and y "
-             "(or x_train, y_train, x_test, y_test), .csv (label first), or 'digits'")
+             "(or x_train, y_train, x_test, y_test), .npy images read from disk as needed (for "
+             "data larger than memory) with their labels .npy beside them, .csv (label first), "
+             "or 'digits'")
+LABELS_HELP = ("the labels file of an IDX or .npy images file, when it is not beside it under a "
+               "usual name (y.npy for X.npy, NAME_labels.npy, ...)")
 # fit / MLP argument names as they appear in library error messages -> command-line options
 OPTION_NAMES = {"batch_size": "--batch-size", "lr": "--lr", "epochs": "--epochs",
                 "momentum": "--momentum", "weight_decay": "--weight-decay",
                 "validation_split": "--val-split", "early_stopping": "--early-stopping",
                 "threads": "--threads", "seed": "--seed", "lr_schedule": "--lr-schedule",
                 "beta1": "--beta1", "beta2": "--beta2", "checkpoint_every": "--checkpoint-every",
-                "checkpoint": "--checkpoint", "resume": "--resume"}
+                "checkpoint": "--checkpoint", "resume": "--resume",
+                "shuffle_block": "--shuffle-block"}
 COMMANDS = "train, evaluate, predict, export, info or bench"
 SCHEDULE_NAMES = ("invscaling", "cosine")
 PREDICTION_FORMATS = ("csv", "kaggle")
@@ -256,6 +261,7 @@ def _add_train(commands):
     data.add_argument("--data", metavar="PATH",
                       help=f"training data: {DATA_HELP} (default: the built-in digits, "
                            f"which need scikit-learn)")
+    data.add_argument("--labels", metavar="PATH", help=LABELS_HELP)
     data.add_argument("--layers", metavar="WIDTHS",
                       help="comma-separated layer widths from input to output, e.g. 784,128,10; "
                            "the first must be the data's features per image, the last its number "
@@ -299,6 +305,10 @@ def _add_train(commands):
                           "default: --lr throughout)")
     opt.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                      help="take the minibatches in the data's order every epoch")
+    opt.add_argument("--shuffle-block", type=_int_at_least(1), metavar="ROWS",
+                     help="shuffle by blocks of this many consecutive rows (blocks in a random "
+                          "order, rows within each block shuffled): for a .npy file larger than "
+                          "memory, read block by block instead of at random")
     opt.add_argument("--replacement", action="store_true",
                      help="draw each epoch's samples with replacement")
     opt.add_argument("--weight-decay", type=_float_in(0), default=0.0, metavar="L2",
@@ -344,6 +354,7 @@ def _add_train(commands):
 def _add_split_and_data(p):
     p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train'")
     p.add_argument("--data", metavar="PATH", help=f"{DATA_HELP} (default: the built-in digits)")
+    p.add_argument("--labels", metavar="PATH", help=LABELS_HELP)
     p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
                    help="which part of the data to use; auto: the test set when the data has "
                         "one, else the training set (default: %(default)s)")
@@ -457,6 +468,7 @@ def cmd_train(args):
                             momentum=args.momentum, nesterov=args.nesterov, beta1=args.beta1,
                             beta2=args.beta2, weight_decay=args.weight_decay,
                             lr_schedule=args.lr_schedule, shuffle=args.shuffle,
+                            shuffle_block=args.shuffle_block,
                             replacement=args.replacement, validation_split=val_split,
                             early_stopping=args.early_stopping, verbose=verbose,
                             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
@@ -479,6 +491,7 @@ def cmd_train(args):
               f"({len(data.X_test)} images)")
     evaluate = f"{PROG} evaluate {shlex.quote(args.out)}" + (
         f" --data {shlex.quote(args.data)}" if args.data else "") + (
+        f" --labels {shlex.quote(args.labels)}" if args.labels else "") + (
         f" --test-split {args.test_split:g}" if args.test_split else "")
     print(f"saved the model to {args.out} (evaluate it with: {evaluate})")
     if args.plot:
@@ -512,7 +525,8 @@ def _load_data(args):
     """The data of --data, with --test-split held out when the data has no test set."""
     from .data import load
 
-    return load(args.data, split=getattr(args, "test_split", None))
+    return load(args.data, labels=getattr(args, "labels", None),
+                split=getattr(args, "test_split", None))
 
 
 def parse_layers(text, n_features, n_classes, data_name="the data"):

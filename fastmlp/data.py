@@ -12,6 +12,11 @@
   "labels-idx1" for "images-idx3", or the one passed as ``labels=``.
 - ``.npz``: Keras' ``mnist.npz`` (x_train, y_train, x_test, y_test) or any archive with
   X and y (also x / y, X_train / y_train / X_test / y_test).
+- ``.npy``: an images array, memory-mapped rather than read (for data larger than memory: see
+  :mod:`fastmlp.mapped`), with its labels in the ``.npy`` beside it (``y.npy`` for ``X.npy``,
+  ``y_train.npy`` for ``x_train.npy``, ``labels.npy`` for ``images.npy``, or
+  ``NAME_labels.npy``) or the one passed as ``labels=``. ``X_train`` is then a
+  :class:`~fastmlp.mapped.MappedRows`: uint8 pixels are divided by 255 as each slice is read.
 - ``.csv`` (or ``.csv.gz``): one image per line. The first line is a header when it names a
   label column ("label", "class", "target" or "y") or is mostly non-numeric; the label is the
   column so named, and a header without one (Kaggle's test.csv) gives ``y = None``. Without a
@@ -38,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import check_npz_sizes
+from .mapped import MappedRows
 
 # IDX type byte -> big-endian NumPy dtype
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -46,7 +52,8 @@ LABEL_NAMES = ("label", "labels", "class", "target", "y")
 MAX_CLASS = 1_000_000
 FORMATS = (
     "a directory of MNIST IDX files, one IDX images file (.gz or raw), "
-    ".npz with X and y (or Keras' x_train, y_train, x_test, y_test), .csv, or 'digits'"
+    ".npz with X and y (or Keras' x_train, y_train, x_test, y_test), .npy images with their "
+    "labels .npy beside them, .csv, or 'digits'"
 )
 
 
@@ -76,7 +83,8 @@ class Dataset:
 def load(path=None, *, labels=None, split=None):
     """Load a data set from ``path`` (see the module docstring) as a :class:`Dataset`.
 
-    ``labels`` names the labels file of a single IDX images file when it is not beside it.
+    ``labels`` names the labels file of a single IDX or .npy images file when it is not beside
+    it.
     ``split`` (0 < split < 1) holds out that fraction of the train set as the test set,
     stratified, with seed 0; it applies to data without a test set of its own, and sets the
     test fraction of the built-in digits (default 0.2).
@@ -85,7 +93,8 @@ def load(path=None, *, labels=None, split=None):
         raise ValueError(f"split={split!r} must be a fraction between 0 and 1, e.g. 0.2")
     if path is None or str(path) == "digits":
         if labels is not None:
-            raise ValueError("labels= applies to an IDX images file, not to the built-in digits")
+            raise ValueError("labels= applies to an IDX or .npy images file, not to the built-in "
+                             "digits")
         return _load_digits(0.2 if split is None else split)
 
     path = Path(path).expanduser()
@@ -208,7 +217,8 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
     split in that proportion on its own, and a class of 2 or more samples gets at least one on
     each side. The same seed gives the same split; ``y`` may be None.
     """
-    X = np.asarray(X)
+    if not isinstance(X, MappedRows):
+        X = np.asarray(X)
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction={test_fraction!r} must be between 0 and 1, e.g. 0.2")
     if len(X) < 2:
@@ -234,9 +244,10 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
         rows_b.append(rows[:n_b])
     a = rng.permutation(np.concatenate(rows_a))
     b = rng.permutation(np.concatenate(rows_b))
+    X_a, X_b = (X.subset(a), X.subset(b)) if isinstance(X, MappedRows) else (X[a], X[b])
     if y is None:
-        return X[a], None, X[b], None
-    return X[a], y[a], X[b], y[b]
+        return X_a, None, X_b, None
+    return X_a, y[a], X_b, y[b]
 
 
 # ---------------------------------------------------------------- readers
@@ -260,17 +271,14 @@ def _load_path(path, labels):
     if not path.exists():
         raise DataError(f"{path}: no such file or directory; give {FORMATS}")
     suffix = _suffix(path)
-    if labels is not None and (path.is_dir() or suffix in (".npz", ".npy", ".csv")):
-        raise ValueError(f"labels= applies to an IDX images file, not to {path}")
+    if labels is not None and (path.is_dir() or suffix in (".npz", ".csv")):
+        raise ValueError(f"labels= applies to an IDX or .npy images file, not to {path}")
     if path.is_dir():
         return _load_idx_dir(path)
     if suffix == ".npz":
         return _load_npz(path)
     if suffix == ".npy":
-        raise DataError(
-            f"{path}: a .npy file holds one array, but training needs images X and labels y "
-            f"together; save both in a .npz: np.savez('data.npz', X=X, y=y)"
-        )
+        return _load_npy(path, labels)
     if suffix == ".csv":
         return _csv_loader()(path)
     if _looks_like_idx(path) or "idx" in path.name.lower() or "ubyte" in path.name.lower():
@@ -360,6 +368,46 @@ def _check_idx_pair(images, images_path, labels, labels_path):
         raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
                         f"{len(labels)} labels; use the images and labels files of one set")
     return _images(images, images_path), _labels(labels, labels_path)
+
+
+def _load_npy(path, labels_path):
+    """A .npy images file, memory-mapped, with its labels from ``labels_path`` or beside it."""
+    try:
+        X = MappedRows.open(path)
+    except (TypeError, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot map it as an images array: {exc}") from None
+    if labels_path is None:
+        tried = [path.with_name(name) for name in _npy_labels_names(path.name)]
+        labels_path = next((p for p in tried if p.is_file() and p != path), None)
+        if labels_path is None:
+            raise DataError(f"{path}: no labels file found beside it (looked for "
+                            f"{', '.join(p.name for p in tried)}); pass it as "
+                            f"load(path, labels='labels.npy') or --labels")
+    labels_path = Path(labels_path).expanduser()
+    try:
+        labels = np.load(labels_path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{labels_path}: cannot read it as a .npy array of labels: {exc}") from None
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: holds an array of shape {labels.shape}, not 1-D labels")
+    if len(labels) != len(X):
+        raise DataError(f"{path} has {len(X)} images but {labels_path} has {len(labels)} "
+                        f"labels; use the images and labels files of one set")
+    return Dataset(X, _labels(labels, labels_path), name=_stem_name(path), source=str(path))
+
+
+def _npy_labels_names(name):
+    """Names the labels .npy of images file ``name`` may have, most likely first: x -> y,
+    x_train -> y_train, images -> labels, train_images -> train_labels, NAME -> NAME_labels."""
+    stem = name[:-len(".npy")]
+    names = []
+    if stem[:1] in "xX" and stem[1:2] in ("", "_", "-"):
+        names.append("y" + stem[1:])
+    for old, new in (("images", "labels"), ("image", "label"), ("Images", "Labels")):
+        if old in stem:
+            names.append(stem.replace(old, new))
+    names += [f"{stem}_labels", f"{stem}-labels", f"{stem}.labels"]
+    return [n + ".npy" for n in dict.fromkeys(names)]
 
 
 def _load_npz(path):

@@ -63,6 +63,11 @@ class MappedRows:
         return (f"MappedRows(shape={self.shape}, dtype={self.array.dtype}, pixels={self.pixels}, "
                 f"file={getattr(self.array, 'filename', None)!r})")
 
+    def __getitem__(self, key):
+        """Rows by index or slice, read and converted to float32 (as the loaders give them)."""
+        rows = np.arange(len(self))[key]
+        return self.take(np.atleast_1d(rows), np.float32)[0 if np.ndim(rows) == 0 else slice(None)]
+
     def subset(self, rows):
         """These rows (indices into this matrix), still mapped."""
         rows = np.asarray(rows, dtype=np.int64)

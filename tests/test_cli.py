@@ -423,3 +423,23 @@ def test_render_images_ascii_side_by_side():
 def test_render_image_scales_each_image_to_its_maximum():
     lines = cli.render_image(np.array([[0.0, 0.5], [0.25, 0.5]]), ramp=" .:-=")
     assert lines == ["  ==", "::=="]
+
+
+def test_train_evaluate_predict_from_a_npy_file_read_from_disk(tmp_path):
+    images, y = synthetic_images(300, 8, 4)
+    np.save(tmp_path / "train_images.npy", images)
+    np.save(tmp_path / "classes.npy", y)
+    out = ok(run("train", "--data", "train_images.npy", "--labels", "classes.npy",
+                 "--test-split", "0.2", "--epochs", "4", "--shuffle-block", "50", "--out", "m.npz",
+                 cwd=tmp_path))
+    assert "--labels classes.npy --test-split 0.2" in out
+    accuracy = float(out.split("test: accuracy ")[1].split(",")[0])
+    assert accuracy > 0.9
+    out = ok(run("evaluate", "m.npz", "--data", "train_images.npy", "--labels", "classes.npy",
+                 "--test-split", "0.2", cwd=tmp_path))
+    assert f"accuracy {accuracy:.4f}" in out and "60 images" in out
+    ok(run("predict", "m.npz", "--data", "train_images.npy", "--labels", "classes.npy",
+           "--out", "p.csv", "--show", "2", cwd=tmp_path))
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
+    assert_one_line_error(run("train", "--data", "train_images.npy", cwd=tmp_path),
+                          "no labels file found beside it", "train_labels.npy")

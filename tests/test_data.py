@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastmlp.data import DataError, Dataset, as_float_images, load, read_idx, train_test_split
+from fastmlp.mapped import MappedRows
 from helpers import MNIST_DIR
 
 IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C,
@@ -416,11 +417,44 @@ def test_idx_images_without_labels(tmp_path):
     assert str(path) in message and "labels" in message
 
 
-def test_npy_alone_is_refused_with_a_hint(tmp_path):
+def test_npy_without_labels_names_the_files_it_looked_for(tmp_path):
     path = tmp_path / "X.npy"
     np.save(path, np.zeros((3, 4)))
     message = error_of(load, path)
-    assert str(path) in message and "np.savez" in message and "y" in message
+    assert str(path) in message and "y.npy" in message and "labels=" in message
+
+
+@pytest.mark.parametrize("images,labels", [("X.npy", "y.npy"), ("x_train.npy", "y_train.npy"),
+                                           ("train_images.npy", "train_labels.npy"),
+                                           ("big.npy", "big_labels.npy")])
+def test_npy_images_are_mapped_with_the_labels_beside_them(tmp_path, images, labels):
+    raw, y = make_images(6)
+    np.save(tmp_path / images, raw)
+    np.save(tmp_path / labels, y)
+    data = load(tmp_path / images)
+    assert isinstance(data.X_train, MappedRows) and data.X_train.shape == (6, 16)
+    assert np.array_equal(data.X_train[:], as_float_images(raw))
+    assert np.array_equal(data.y_train, y) and data.y_train.dtype == np.int64
+    assert data.X_test is None
+    split = load(tmp_path / images, split=0.5)
+    assert isinstance(split.X_train, MappedRows) and len(split.X_train) + len(split.X_test) == 6
+    assert np.array_equal(np.sort(np.r_[split.y_train, split.y_test]), np.sort(y))
+
+
+def test_npy_labels_given_and_bad(tmp_path):
+    raw, y = make_images(6)
+    np.save(tmp_path / "a.npy", raw)
+    np.save(tmp_path / "b.npy", y)
+    assert np.array_equal(load(tmp_path / "a.npy", labels=tmp_path / "b.npy").y_train, y)
+    np.save(tmp_path / "short.npy", y[:4])
+    message = error_of(load, tmp_path / "a.npy", labels=tmp_path / "short.npy")
+    assert "6 images" in message and "4 labels" in message
+    np.save(tmp_path / "two.npy", np.zeros((6, 2)))
+    assert "not 1-D labels" in error_of(load, tmp_path / "a.npy", labels=tmp_path / "two.npy")
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:-10])
+    assert "cut.npy" in error_of(load, tmp_path / "cut.npy", labels=tmp_path / "b.npy")
+    np.save(tmp_path / "flat.npy", y)
+    assert "flat.npy" in error_of(load, tmp_path / "flat.npy", labels=tmp_path / "b.npy")
 
 
 def test_npz_without_x_and_y(tmp_path):
