@@ -13,11 +13,11 @@
 
 As Spark MLlib trains its perceptron: the data stays on the workers, the driver holds the model.
 Each chunk of rows is checked and converted once, on the worker that holds it. Then, per
-iteration, the driver sends the weights out (``scatter``), each chunk's loss and gradient summed
-over its rows are computed there by fastmlp's compiled engine, and the chunks' sums are added
-pairwise on the workers in a fixed tree (chunk 0 + chunk 1, chunk 2 + chunk 3, ..., then those
-pairs), so only the total comes back and the result does not depend on which worker finished
-first. The driver steps with :func:`fastmlp.fullbatch.minimize`:
+iteration, the driver sends the weights with each chunk's task, each chunk's loss and gradient
+summed over its rows are computed there by fastmlp's compiled engine, and the chunks' sums are
+added pairwise on the workers in a fixed tree (chunk 0 + chunk 1, chunk 2 + chunk 3, ..., then
+those pairs), so only the total comes back and the result does not depend on which worker
+finished first. The driver steps with :func:`fastmlp.fullbatch.minimize`:
 
 - ``solver="lbfgs"``: SciPy's L-BFGS-B on the full-batch loss;
 - ``solver="gd"``: full-batch gradient descent, ``max_iter`` steps of ``lr``;
@@ -35,8 +35,15 @@ import time
 
 import numpy as np
 
-from .fullbatch import (SOLVERS, Totals, check_solver_args, chunk_totals, minimize, network_at,
-                        record_iteration)
+from .fullbatch import (
+    SOLVERS,
+    Totals,
+    check_solver_args,
+    chunk_totals,
+    minimize,
+    network_at,
+    record_iteration,
+)
 from .model import MLP
 from .validation import check_features, check_number
 
@@ -60,8 +67,9 @@ def _client(client, distributed):
         return distributed.default_client()
     except ValueError:
         raise ValueError("fastmlp.dask.fit needs a dask.distributed client: start one first "
-                         "(Client() for a cluster on this machine, Client('scheduler-address:8786') "
-                         "for a running one) or pass client=.") from None
+                         "(Client() for a cluster on this machine, "
+                         "Client('scheduler-address:8786') for a running one) or pass "
+                         "client=.") from None
 
 
 def _template(model, threads):
@@ -134,7 +142,8 @@ def tree_sum(client, futures):
     """The sum of ``futures`` added pairwise in a fixed order on the workers: (0+1)+(2+3)..."""
     level = list(futures)
     while len(level) > 1:
-        pairs = [client.submit(_add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        pairs = [client.submit(_add, level[i], level[i + 1], pure=False)
+                 for i in range(0, len(level) - 1, 2)]
         level = pairs + level[len(level) - len(level) % 2:]
     return level[0]
 
@@ -174,13 +183,16 @@ def fit(model, X, y, *, solver="lbfgs", max_iter=100, client=None, lr=0.1, tol=1
             raise type(exc)(f"chunk {i} (rows {starts[i]} to {starts[i + 1] - 1}): {exc}") from None
     del raw
 
-    def scattered(flat):
-        return client.scatter(np.ascontiguousarray(flat, dtype=model.dtype), broadcast=True)
+    def weights(flat):
+        # sent inside each chunk's task: one message per task instead of a scatter first (a
+        # round trip fewer; docs/performance.md, "fastmlp.dask: one round per iteration")
+        return np.ascontiguousarray(flat, dtype=model.dtype)
 
     if solver != "averaged-sgd":
         def totals_at(flat):
-            at = scattered(flat)
-            return tree_sum(client, [client.submit(_totals, template, at, c) for c in chunks]).result()
+            at = weights(flat)
+            return tree_sum(client, [client.submit(_totals, template, at, c, pure=False)
+                                     for c in chunks]).result()
 
         return minimize(model, totals_at, solver, max_iter, lr, tol, weight_decay, verbose)
 
@@ -188,9 +200,10 @@ def fit(model, X, y, *, solver="lbfgs", max_iter=100, client=None, lr=0.1, tol=1
     model.fitted_ = True
     for round_ in range(max_iter):
         started = time.perf_counter()
-        at = scattered(model._flat)
+        at = weights(model._flat)
         total = tree_sum(client, [
-            client.submit(_local_epoch, template, at, c, round_, i, batch_size, lr, fit_kwargs)
+            client.submit(_local_epoch, template, at, c, round_, i, batch_size, lr, fit_kwargs,
+                          pure=False)
             for i, c in enumerate(chunks)]).result()
         model._flat[...] = (total.grad_sum / total.samples).astype(model.dtype)
         n = max(total.samples, 1)

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .model import TrainingDiverged, _engine
 from .mapped import MappedRows
+from .model import TrainingDiverged, _engine
 from .params import weight_mask
 from .progress import echo
 from .validation import check_number, check_rows, check_same_length

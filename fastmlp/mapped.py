@@ -118,7 +118,8 @@ class MappedRows:
         while raw is None and isinstance(base, np.ndarray) and base.base is not None:
             base = base.base
             raw = base if isinstance(base, mmap.mmap) else getattr(base, "_mmap", None)
-        if isinstance(raw, mmap.mmap) and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        if (isinstance(raw, mmap.mmap) and hasattr(raw, "madvise")
+                and hasattr(mmap, "MADV_DONTNEED")):
             raw.madvise(mmap.MADV_DONTNEED)
 
     def checked_finite(self, dtype):

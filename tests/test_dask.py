@@ -8,9 +8,10 @@ import pytest
 da = pytest.importorskip("dask.array", reason="fastmlp[dask] is not installed")
 distributed = pytest.importorskip("distributed", reason="fastmlp[dask] is not installed")
 
-import fastmlp.dask as fdask  # noqa: E402
-from fastmlp import MLP, fullbatch  # noqa: E402
-from helpers import blobs  # noqa: E402
+from helpers import blobs
+
+import fastmlp.dask as fdask
+from fastmlp import MLP, fullbatch
 
 
 def test_no_client_is_a_clear_error():
@@ -32,10 +33,10 @@ def client():
     fullbatch.fit(MLP([6, 16, 3], dtype="float64"), X, y, solver="gd", max_iter=1)
     fullbatch.fit(MLP([6, 16, 3]), X, y, solver="gd", max_iter=1)
     MLP([6, 16, 3]).fit(X, y, epochs=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
-            yield c
+    with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None) as cluster,
+          distributed.Client(cluster) as c):
+        yield c
 
 
 def chunked(X, y, rows=150):
@@ -94,6 +95,7 @@ def test_regression_and_string_labels(client):
 
 def test_averaged_sgd_reaches_the_accuracy_of_one_process(client):
     from sklearn.datasets import load_digits
+
     from fastmlp.data import train_test_split
 
     X, y = load_digits(return_X_y=True)
@@ -136,6 +138,7 @@ def test_grid_search_under_joblibs_dask_backend_equals_a_local_one(client):
     import joblib
     from sklearn.datasets import load_digits
     from sklearn.model_selection import GridSearchCV
+
     from fastmlp.sklearn import MLPClassifier
 
     X, y = load_digits(return_X_y=True)
@@ -155,6 +158,7 @@ def test_grid_search_under_joblibs_dask_backend_equals_a_local_one(client):
 def test_dask_ml_incremental_trains_through_partial_fit(client):
     wrappers = pytest.importorskip("dask_ml.wrappers", reason="dask-ml is not installed")
     from sklearn.datasets import load_digits
+
     from fastmlp.sklearn import MLPClassifier
 
     X, y = load_digits(return_X_y=True)

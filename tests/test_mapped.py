@@ -3,13 +3,12 @@ from the array in memory, a slice at a time, with clear errors for bad files."""
 
 import numpy as np
 import pytest
+from helpers import blobs
 
 from fastmlp import MLP, mapped, reference
 from fastmlp.data import as_float_images
 from fastmlp.engine.kernels import gather_convert
 from fastmlp.mapped import MappedRows
-
-from helpers import blobs
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_validation_data_from_a_file(tmp_path, small_slices):
 
 
 def test_checkpoint_resume_from_a_file_is_bitwise(tmp_path, small_slices):
-    path, X, y = pixel_file(tmp_path)
+    path, _, y = pixel_file(tmp_path)
     whole = MLP([16, 12, 3], seed=2)
     whole.fit(MappedRows.open(path), y, epochs=3, batch_size=10)
     def crash(model, epoch, logs):

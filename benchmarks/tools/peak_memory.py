@@ -58,8 +58,8 @@ def write_big_file(folder, mib):
     header = {"descr": "|u1", "fortran_order": False, "shape": (n, images.shape[1])}
     with open(path, "wb") as f:     # plain writes: the file's pages never count in this process
         np.lib.format.write_array_header_1_0(f, header)
-        for start in range(0, n, len(images)):
-            f.write(images[:min(n, start + len(images)) - start].tobytes())
+        f.writelines(images[:min(n, start + len(images)) - start].tobytes()
+                     for start in range(0, n, len(images)))
     return path, np.resize(data.y_train, n)
 
 
