@@ -236,6 +236,8 @@ class MLP:
             resume=None, sample_weight=None, shuffle_block=None):
         """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
         accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
+        X (and validation X) may be memory-mapped, an ``np.memmap`` or a
+        :class:`~fastmlp.mapped.MappedRows`: it is then read a slice of rows at a time.
 
         Calling ``fit`` again continues from the current weights, and from the optimizer's
         momentum / Adam moments when the same optimizer is used (a different one starts fresh).
