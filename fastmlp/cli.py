@@ -581,6 +581,9 @@ class _option_names:
         text = re.sub(r"\b(" + "|".join(OPTION_NAMES) + r")\b(?=[=<> ])",
                       lambda m: OPTION_NAMES[m.group(1)], _message(exc))
         text = text.replace(" or None for full batch", "")     # no such value on the command line
+        # a resumed run's advice for Python, as the command line has it
+        text = text.replace(" (to train further afterwards, call fit again)", "")
+        text = text.replace("call fit without --resume=", "run train without --resume")
         raise CLIError(text) from None
 
 

@@ -443,3 +443,16 @@ def test_train_evaluate_predict_from_a_npy_file_read_from_disk(tmp_path):
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
     assert_one_line_error(run("train", "--data", "train_images.npy", cwd=tmp_path),
                           "no labels file found beside it", "train_labels.npy")
+
+
+def test_resume_mismatch_advice_reads_as_the_command_line(tmp_path):
+    from helpers import blobs
+
+    X, y = blobs(n=30)
+    MLP([4, 3, 3]).fit(X, y, epochs=1, checkpoint=tmp_path / "c.npz")
+    for kwargs in ({"epochs": 2}, {"epochs": 1, "batch_size": 5}):
+        with pytest.raises(cli.CLIError) as info, cli._option_names():
+            MLP([4, 3, 3]).fit(X, y, resume=tmp_path / "c.npz", **kwargs)
+        assert "call fit" not in str(info.value) and "--" in str(info.value), str(info.value)
+    with pytest.raises(cli.CLIError, match="run train without --resume"), cli._option_names():
+        MLP([4, 3, 3]).fit(X[::-1], y[::-1], epochs=1, resume=tmp_path / "c.npz")
