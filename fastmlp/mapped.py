@@ -41,7 +41,7 @@ class MappedRows:
             raise TypeError("a mapped (n, h, w) array must be in C order to be read as rows.")
         self.array = array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
         self.pixels = bool(pixels)
-        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.rows = None if rows is None else _check_rows(rows, self.array.shape[0])
         self._finite = set()        # dtypes whose conversion was checked for NaN / Inf
 
     @classmethod
@@ -70,7 +70,7 @@ class MappedRows:
 
     def subset(self, rows):
         """These rows (indices into this matrix), still mapped."""
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = _check_rows(rows, len(self))
         return MappedRows(self.array, self.pixels, rows if self.rows is None else self.rows[rows])
 
     def slice_rows(self, dtype):
@@ -112,14 +112,12 @@ class MappedRows:
 
     def release(self):
         """Drop the mapped pages from this process's resident memory (they stay in the page
-        cache, and are mapped again when read). A no-op where the platform has no madvise."""
+        cache, and are mapped again when read). Only for an np.memmap shared with its file:
+        in a copy-on-write one (mode "c") it would discard the changes made in memory. A no-op
+        elsewhere and where the platform has no madvise."""
         raw = getattr(self.array, "_mmap", None)
-        base = self.array
-        while raw is None and isinstance(base, np.ndarray) and base.base is not None:
-            base = base.base
-            raw = base if isinstance(base, mmap.mmap) else getattr(base, "_mmap", None)
-        if (isinstance(raw, mmap.mmap) and hasattr(raw, "madvise")
-                and hasattr(mmap, "MADV_DONTNEED")):
+        if (isinstance(raw, mmap.mmap) and getattr(self.array, "mode", "c") != "c"
+                and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED")):
             raw.madvise(mmap.MADV_DONTNEED)
 
     def checked_finite(self, dtype):
@@ -127,6 +125,18 @@ class MappedRows:
         done = np.dtype(dtype) in self._finite
         self._finite.add(np.dtype(dtype))
         return done
+
+
+def _check_rows(rows, n):
+    """Row indices as int64, each in 0..n-1: the compiled reads do no bounds checking."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype.kind not in "iu":
+        raise TypeError(f"rows must be a 1-D array of row indices; got {rows.dtype} of shape "
+                        f"{rows.shape}.")
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][0]
+        raise IndexError(f"row {bad} is out of range for {n} rows (0..{n - 1}).")
+    return rows.astype(np.int64, copy=False)
 
 
 def _gather_convert(engine):

@@ -193,3 +193,26 @@ def test_every_uint8_value_converts_as_the_loaders_do():
     got = np.empty((1, 256), np.float32)
     gather_convert(got, values, np.zeros(1, np.int64), np.zeros(1, np.int64), np.bool_(True))
     assert np.array_equal(got, as_float_images(values))
+
+
+def test_subsets_out_of_range_are_refused(tmp_path):
+    np.save(tmp_path / "f.npy", np.zeros((10, 4), np.uint8))
+    X = MappedRows.open(tmp_path / "f.npy")
+    with pytest.raises(IndexError, match="row 10 is out of range for 10 rows"):
+        X.subset([0, 10])
+    with pytest.raises(IndexError, match="row -1"):
+        X.subset(np.array([-1]))
+    with pytest.raises(TypeError, match="row indices"):
+        X.subset([0.5])
+    with pytest.raises(IndexError, match="row 3 is out of range for 3 rows"):
+        X.subset([1, 2, 3]).subset([3])
+
+
+def test_a_copy_on_write_memmap_keeps_its_changes(tmp_path, small_slices):
+    X, y = blobs(n=60)
+    np.save(tmp_path / "f.npy", X)
+    mapped_copy = np.load(tmp_path / "f.npy", mmap_mode="c")
+    mapped_copy[:, 0] = 7.0     # changed in memory only: madvise(DONTNEED) would drop it
+    MLP([4, 5, 3]).fit(mapped_copy, y, epochs=2)
+    assert (mapped_copy[:, 0] == 7.0).all()
+    assert np.array_equal(np.load(tmp_path / "f.npy"), X)
