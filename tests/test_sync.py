@@ -57,6 +57,27 @@ def test_run_on_threads_gives_each_call_its_own_thread_and_reraises():
         run_on_threads(fail, 2)
 
 
+def test_the_pool_keeps_nothing_of_a_call_once_it_returns():
+    """A call's closure (its data and buffers) is freed when the call is done, not when the
+    pool's threads get their next call."""
+    import gc
+    import weakref
+
+    class Buffers:
+        pass
+
+    held = Buffers()
+    ref = weakref.ref(held)
+
+    def work(t, held=held):
+        held.seen = t
+
+    run_on_threads(work, 2)
+    del work, held
+    gc.collect()
+    assert ref() is None
+
+
 def test_buffers_start_on_cache_lines():
     for shape, dtype in [((7,), np.float32), ((3, 5), np.float64), ((1000,), np.int64)]:
         buf = aligned_empty(shape, dtype)

@@ -102,10 +102,14 @@ def _worker_loop(tasks):
         work, t, done = tasks.get()
         try:
             work(t)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            done.put(error)
-        else:
-            done.put(None)
+            error = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            error = exc
+        # dropped before the caller hears of it, not kept until the next item: ``work`` holds
+        # the call's data and buffers (a slice of rows read from a file, say)
+        del work
+        done.put(error)
+        del done, error
 
 
 def run_on_threads(work, n_threads):
