@@ -17,9 +17,9 @@ import mmap
 import numpy as np
 
 # Bytes of converted rows read from the file per compiled call (training) or chunk (predictions)
-MAPPED_SLICE_BYTES = 32 * 2**20
+MAPPED_SLICE_BYTES = 64 * 2**20
 # Bytes of the file mapped at most at once while a slice's rows are read (see MappedRows.take)
-MAPPED_SPAN_BYTES = 16 * 2**20
+MAPPED_SPAN_BYTES = 32 * 2**20
 
 
 class MappedRows:
