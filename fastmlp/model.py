@@ -376,7 +376,8 @@ class MLP:
                     self.stop_training = True
                     break
                 logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e),
-                                         shuffle_block or bool(shuffle), replacement, epoch, verbose, interrupt, weights,
+                                         shuffle_block or bool(shuffle), replacement, epoch,
+                                         verbose, interrupt, weights,
                                          callbacks if callbacks.wants_batches else None)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
@@ -471,8 +472,6 @@ class MLP:
                                      _slice_batches(X, y_idx, Y, weights, rows, batch, n, self.dtype,
                                                     self.engine),
                                      hyper, self.threads, self.engine, loss_limit=self._loss_limit)
-                if isinstance(X, MappedRows):
-                    X.release()
                 if callbacks is None:
                     rate = stats.samples / max(time.perf_counter() - called, 1e-6)
                     per_call = min(whole_batches(rate * SLICE_SECONDS, batch), most)
