@@ -22,9 +22,10 @@ finished first. The driver steps with :func:`fastmlp.fullbatch.minimize`:
 - ``solver="lbfgs"``: SciPy's L-BFGS-B on the full-batch loss;
 - ``solver="gd"``: full-batch gradient descent, ``max_iter`` steps of ``lr``;
 - ``solver="averaged-sgd"``: model averaging, not full-batch: in each of ``max_iter`` rounds
-  every chunk's worker runs one epoch of minibatch SGD (``MLP.fit`` with ``batch_size``, ``lr``
-  and ``fit_kwargs``) on its chunk from the current weights, and the new weights are the chunks'
-  weights averaged, each weighted by its rows (the optimizer's state starts afresh each round).
+  every chunk's worker runs one epoch of minibatch SGD (``MLP.fit`` with ``batch_size``, ``lr``,
+  ``weight_decay`` and ``fit_kwargs``) on its chunk from the current weights, and the new
+  weights are the chunks' weights averaged, each weighted by its rows (the optimizer's state
+  starts afresh each round).
 
 Results depend on the seed, the data and its chunking only: each chunk's work runs on
 ``threads`` compiled threads (default 1: a worker's threads take chunks side by side).
@@ -164,10 +165,12 @@ def fit(model, X, y, *, solver="lbfgs", max_iter=100, client=None, lr=0.1, tol=1
     threads = check_number(threads, "threads", low=1, integer=True, example=1)
     batch_size = check_number(batch_size, "batch_size", low=1, integer=True, example=32)
     fit_kwargs = dict(fit_kwargs or {})
-    taken = {"epochs", "batch_size", "lr"} & set(fit_kwargs)
+    taken = {"epochs", "batch_size", "lr", "weight_decay"} & set(fit_kwargs)
     if taken:
         raise ValueError(f"fit_kwargs may not set {sorted(taken)}: averaged-sgd runs one epoch "
-                         f"per round; pass batch_size= and lr= to fastmlp.dask.fit.")
+                         f"per round; pass batch_size=, lr= and weight_decay= to "
+                         f"fastmlp.dask.fit.")
+    fit_kwargs["weight_decay"] = weight_decay     # averaged-sgd's local epochs decay as fit's
     client = _client(client, distributed)
     X, y = _rows_of(da, X, y)
     _targets_on_driver(da, model, y)

@@ -125,6 +125,9 @@ def test_bad_chunks_and_arguments_are_clear(client, problem):
     with pytest.raises(ValueError, match="fit_kwargs may not set"):
         fdask.fit(MLP([6, 4, 3]), *chunked(*problem), solver="averaged-sgd",
                   fit_kwargs={"epochs": 3}, client=client)
+    with pytest.raises(ValueError, match="weight_decay="):
+        fdask.fit(MLP([6, 4, 3]), *chunked(*problem), solver="averaged-sgd",
+                  fit_kwargs={"weight_decay": 0.1}, client=client)
     with pytest.raises(TypeError, match="model must be a fastmlp.MLP"):
         fdask.fit("mlp", *chunked(*problem), client=client)
     with pytest.raises(ValueError, match="600 samples but y has 599"):
