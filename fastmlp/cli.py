@@ -523,10 +523,15 @@ def _describe_lr(args):
 
 def _load_data(args):
     """The data of --data, with --test-split held out when the data has no test set."""
-    from .data import load
+    from .data import DataError, load
 
-    return load(args.data, labels=getattr(args, "labels", None),
-                split=getattr(args, "test_split", None))
+    try:
+        return load(args.data, labels=getattr(args, "labels", None),
+                    split=getattr(args, "test_split", None))
+    except DataError:
+        raise
+    except ValueError as exc:       # load's labels= refused: say it as this command's option
+        raise CLIError(str(exc).replace("labels=", "--labels")) from None
 
 
 def parse_layers(text, n_features, n_classes, data_name="the data"):

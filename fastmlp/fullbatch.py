@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .mapped import MappedRows
-from .model import TrainingDiverged, _engine
+from .model import TrainingDiverged, _engine, _pick
 from .params import weight_mask
 from .progress import echo
 from .validation import check_number, check_rows, check_same_length
@@ -43,8 +43,7 @@ class Totals(NamedTuple):
 
 def network_at(model, flat):
     """The engine's network of ``model`` with the parameters ``flat`` (cast to its dtype)."""
-    return _engine().Network(np.ascontiguousarray(flat, dtype=model.dtype), tuple(model.layers),
-                             model._network().act, model._network().head)
+    return model._network()._replace(flat=np.ascontiguousarray(flat, dtype=model.dtype))
 
 
 def chunk_totals(net, X, y_idx, Y, threads=None, engine="numba"):
@@ -56,9 +55,8 @@ def chunk_totals(net, X, y_idx, Y, threads=None, engine="numba"):
     for start, part in parts:
         rows = slice(start, start + part.shape[0])
         m = part.shape[0]
-        loss, correct = _engine().loss_and_grad(
-            net, part, y_idx[rows] if len(y_idx) else y_idx, Y[rows] if len(Y) else Y, grad,
-            None, threads, engine)
+        loss, correct = _engine().loss_and_grad(net, part, _pick(y_idx, rows), _pick(Y, rows),
+                                                grad, None, threads, engine)
         # loss_and_grad gives means over the m rows
         total += Totals(float(loss) * m, grad.astype(np.float64) * m, float(correct), m)
     return total

@@ -93,8 +93,9 @@ def check_rows(X, name="X", n_features=None, dtype=np.float32):
     if X.array.dtype.kind == "f" and not X.checked_finite(dtype):
         try:
             for start, part in X.blocks(dtype):
-                _check_finite(part, X.take(np.arange(start, start + len(part)), X.array.dtype),
-                              name, dtype, start)
+                if not _all_finite(part):       # the stored values only to name the culprit
+                    stored = X.take(np.arange(start, start + len(part)), X.array.dtype)
+                    _check_finite(part, stored, name, dtype, start)
         except ValueError:
             X._finite.discard(np.dtype(dtype))
             raise

@@ -443,6 +443,8 @@ def test_train_evaluate_predict_from_a_npy_file_read_from_disk(tmp_path):
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
     assert_one_line_error(run("train", "--data", "train_images.npy", cwd=tmp_path),
                           "no labels file found beside it", "train_labels.npy")
+    assert_one_line_error(run("train", "--labels", "classes.npy", cwd=tmp_path),
+                          "--labels applies to an IDX or .npy images file")
 
 
 def test_resume_mismatch_advice_reads_as_the_command_line(tmp_path):
