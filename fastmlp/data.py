@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import check_npz_sizes
-from .mapped import MappedRows
+from .mapped import MappedRows, select_rows
 
 # IDX type byte -> big-endian NumPy dtype
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -244,7 +244,7 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
         rows_b.append(rows[:n_b])
     a = rng.permutation(np.concatenate(rows_a))
     b = rng.permutation(np.concatenate(rows_b))
-    X_a, X_b = (X.subset(a), X.subset(b)) if isinstance(X, MappedRows) else (X[a], X[b])
+    X_a, X_b = select_rows(X, a), select_rows(X, b)
     if y is None:
         return X_a, None, X_b, None
     return X_a, y[a], X_b, y[b]
@@ -361,13 +361,19 @@ def _check_idx_pair(images, images_path, labels, labels_path):
     if images.ndim < 2:
         raise DataError(f"{images_path}: holds a 1-D array {images.shape}, which looks like "
                         f"labels; pass the images file (images-idx3)")
+    _check_labels_match(len(images), images_path, labels, labels_path,
+                        "; pass the labels file (labels-idx1)")
+    return _images(images, images_path), _labels(labels, labels_path)
+
+
+def _check_labels_match(n_images, images_path, labels, labels_path, hint=""):
+    """Labels read from their own file: 1-D, one per image."""
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: holds an array of shape {labels.shape}, not 1-D "
-                        f"labels; pass the labels file (labels-idx1)")
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
+                        f"labels{hint}")
+    if len(labels) != n_images:
+        raise DataError(f"{images_path} has {n_images} images but {labels_path} has "
                         f"{len(labels)} labels; use the images and labels files of one set")
-    return _images(images, images_path), _labels(labels, labels_path)
 
 
 def _load_npy(path, labels_path):
@@ -388,11 +394,7 @@ def _load_npy(path, labels_path):
         labels = np.load(labels_path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{labels_path}: cannot read it as a .npy array of labels: {exc}") from None
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: holds an array of shape {labels.shape}, not 1-D labels")
-    if len(labels) != len(X):
-        raise DataError(f"{path} has {len(X)} images but {labels_path} has {len(labels)} "
-                        f"labels; use the images and labels files of one set")
+    _check_labels_match(len(X), path, labels, labels_path)
     return Dataset(X, _labels(labels, labels_path), name=_stem_name(path), source=str(path))
 
 

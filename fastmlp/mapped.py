@@ -42,7 +42,7 @@ class MappedRows:
         self.array = array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
         self.pixels = bool(pixels)
         self.rows = None if rows is None else _check_rows(rows, self.array.shape[0])
-        self._finite = set()        # dtypes whose conversion was checked for NaN / Inf
+        self.finite_as = set()      # dtypes whose conversion was checked for NaN / Inf
 
     @classmethod
     def open(cls, path, pixels="auto"):
@@ -120,12 +120,6 @@ class MappedRows:
                 and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED")):
             raw.madvise(mmap.MADV_DONTNEED)
 
-    def checked_finite(self, dtype):
-        """Whether every row was already checked finite as ``dtype``; marks it so."""
-        done = np.dtype(dtype) in self._finite
-        self._finite.add(np.dtype(dtype))
-        return done
-
 
 def _check_rows(rows, n):
     """Row indices as int64, each in 0..n-1: the compiled reads do no bounds checking."""
@@ -146,6 +140,11 @@ def _gather_convert(engine):
     else:
         from .engine.kernels import gather_convert
     return gather_convert
+
+
+def select_rows(X, rows):
+    """X[rows] of an array in memory; of a MappedRows, those rows still mapped."""
+    return X.subset(rows) if isinstance(X, MappedRows) else X[rows]
 
 
 def is_mapped(X):

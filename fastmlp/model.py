@@ -29,7 +29,7 @@ from .params import init_params, layer_views, param_count
 from .schedules import BUILT_IN_SCHEDULES, make_schedule
 from .progress import StopOnCtrlC, echo, format_logs, progress_bar
 from .callbacks import Callbacks
-from .mapped import MappedRows
+from .mapped import MappedRows, select_rows
 from .validation import (check_batch_size, check_classes, check_fit_args, check_label_matrix,
                          check_labels, check_layers, check_memory, check_number, check_rows,
                          check_same_length, check_sample_weight, check_targets, class_indices,
@@ -84,8 +84,7 @@ def _slice_batches(X, y_idx, Y, weights, rows, batch, n, dtype, engine):
     """The engine's Batches for the minibatches of ``rows`` (an epoch of n samples). From a
     :class:`MappedRows` the rows are read from the file first, in the order they are visited,
     so minibatch k is still rows[k*B:(k+1)*B]."""
-    from .engine import Batches
-
+    Batches = _engine().Batches
     if not isinstance(X, MappedRows):
         return Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n)
     return Batches(X.take(rows, dtype, engine), _pick(y_idx, rows), _pick(Y, rows),
@@ -311,8 +310,7 @@ class MLP:
             rows, t_train, rows_val, t_val = train_test_split(
                 np.arange(X.shape[0]), Y if self._takes_Y else y_idx, validation_split, self.seed,
                 stratify=not self._takes_Y)
-            X, X_val = ((X.subset(rows), X.subset(rows_val)) if isinstance(X, MappedRows)
-                        else (X[rows], X[rows_val]))
+            X, X_val = select_rows(X, rows), select_rows(X, rows_val)
             weights, val_weights = (None, None) if weights is None else (weights[rows], weights[rows_val])
             if len(X_val) == 0 or len(X) == 0:
                 raise ValueError(

@@ -90,15 +90,12 @@ def check_rows(X, name="X", n_features=None, dtype=np.float32):
             f"{name} has {features} features but the model's input layer has {n_features}; "
             f"pass data with {n_features} columns or build the model with layers=[{features}, ...]."
         )
-    if X.array.dtype.kind == "f" and not X.checked_finite(dtype):
-        try:
-            for start, part in X.blocks(dtype):
-                if not _all_finite(part):       # the stored values only to name the culprit
-                    stored = X.take(np.arange(start, start + len(part)), X.array.dtype)
-                    _check_finite(part, stored, name, dtype, start)
-        except ValueError:
-            X._finite.discard(np.dtype(dtype))
-            raise
+    if X.array.dtype.kind == "f" and np.dtype(dtype) not in X.finite_as:
+        for start, part in X.blocks(dtype):
+            if not _all_finite(part):           # the stored values only to name the culprit
+                stored = X.take(np.arange(start, start + len(part)), X.array.dtype)
+                _check_finite(part, stored, name, dtype, start)
+        X.finite_as.add(np.dtype(dtype))
     return X
 
 
