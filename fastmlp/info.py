@@ -30,6 +30,10 @@ def report_rows():
     rows.append(("cores", f"{available_cores()} available to this process "
                           f"({os.cpu_count()} in the machine)"))
     rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
+    from .engine.plan import planned_cores
+
+    rows.append(("plans for", f"{planned_cores()} cores (FASTMLP_PLAN_CORES; results depend on "
+                              "it, not on threads)"))
     rows.append(("threading layer", _threading_layer()))
     try:
         from .engine.lowlevel.blas import blas_name

@@ -48,7 +48,8 @@ JOBS = [
 LAYERS = [12, 512, 256, 3]
 
 
-def test_the_jobs_run_on_the_threads_they_ask_for():
+def test_the_jobs_run_on_the_threads_they_ask_for(monkeypatch):
+    monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)             # whatever the machine has
     for job in JOBS:
         assert engine.plan_training(job["threads"], 64, LAYERS, 600).threads == job["threads"]
 

@@ -4,10 +4,11 @@
 
 Trains 2048 random rows for one epoch with each scheme forced (``engine.plan.FORCE_SCHEME``), from
 the same weights and order, with plain SGD and with Adam, minibatches of 32 and 256, on
-784-128-10 and 784-64-48-10, at 1, 2 and 3 compiled threads (``MIN_MACS_PER_THREAD`` lowered so
-that the plan takes them), and prints per case the largest difference from the 1-thread weights
-and whether 2 and 3 threads agree bitwise. Numba runs at most NUMBA_NUM_THREADS threads
-(default: the cores), so on a 2-core machine set it to 3 or more, or "3 threads" runs 2.
+784-128-10 and 784-64-48-10, planned for 4 cores (``engine.plan.PLAN_CORES``) and run on 1, 2
+and 3 compiled threads (``MIN_MACS_PER_THREAD`` lowered so that the plan takes them), and prints
+per case the largest difference from the 1-thread weights and whether 2 and 3 threads agree
+bitwise. Numba runs at most NUMBA_NUM_THREADS threads (default: the cores), so on a 2-core
+machine set it to 3 or more, or "3 threads" runs 2.
 """
 
 import numpy as np
@@ -23,8 +24,8 @@ ROWS = 2048
 
 def epoch_weights(layers, scheme, opt, batch, threads, X, y):
     """The weights after one epoch of ``scheme`` on ``threads`` threads."""
-    forced, floor = plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD
-    plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD = scheme, 1
+    forced, floor, cores = plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD, plan.PLAN_CORES
+    plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD, plan.PLAN_CORES = scheme, 1, 4
     try:
         flat = init_params(layers, "he", np.random.default_rng(0), np.float32)
         net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
@@ -35,7 +36,7 @@ def epoch_weights(layers, scheme, opt, batch, threads, X, y):
                      engine.Hyper.of(opt, 0.01), threads=threads)
         return flat
     finally:
-        plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD = forced, floor
+        plan.FORCE_SCHEME, plan.MIN_MACS_PER_THREAD, plan.PLAN_CORES = forced, floor, cores
 
 
 def main():

@@ -185,7 +185,7 @@ def session(layers, batch_size, threads=None):
 def train_batches(net, state, batches, hyper):
     """The compiled twin of :func:`fastmlp.reference.train_batches`: every minibatch of
     ``batches`` in one compiled call, on the Numba threads in force, in the scheme
-    :func:`.plan.scheme` picks. Returns the raw statistics (see :mod:`.minibatch`); does not
+    :func:`.plan.plan_training` picks. Returns the raw statistics (see :mod:`.minibatch`); does not
     advance ``state.step``."""
     import numba
 
@@ -198,9 +198,8 @@ def train_batches(net, state, batches, hyper):
         # validate X pass it so already: no copy)
         X = np.ascontiguousarray(X, dtype=flat.dtype)
     data = Data(X, batches.y, batches.Y, _weights(batches.w, flat, X.shape[0]), batches.order)
-    n_threads = numba.get_num_threads()
-    how_shared = plan.scheme(n_threads, batches.batch_size, layers, batches.planned_rows)
-    how = Plan(n_threads, 1, how_shared, plan.piece_rows(how_shared, batches.batch_size))
+    # the plan's pieces, on at most the Numba threads in force
+    how = plan_training(numba.get_num_threads(), batches.batch_size, layers, batches.planned_rows)
     # a minibatch taken in pieces (units) or blocks (rows) adds dW up over them: no fused step
     in_pieces = how.scheme == "rows" or (how.scheme == "units" and how.chunk < batches.batch_size)
     slots = slots_for(flat, layers, hyper, state, can_fuse(hyper) and not in_pieces)
@@ -244,14 +243,13 @@ def _infer(net, X, targets, out, want_loss, threads, engine, chunk):
                 return reference.evaluate_batches(net, X, *targets, chunk)
             out[...] = reference.predict_batches(net, X, chunk)
             return 0.0, 0.0
-        import numba
-
         from .lowlevel.blas import blas_handle
 
         X = np.ascontiguousarray(X, dtype=net.flat.dtype)
-        return infer.run_infer(numba.get_num_threads(),
-                         Net(net.flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
-                         X, targets, chunk, out, want_loss, blas_handle())
+        return infer.run_infer(chosen.parts,
+                               Net(net.flat, offsets(net.layers), np.int64(net.act),
+                                   np.int64(net.head)),
+                               X, targets, chunk, out, want_loss, blas_handle())
 
 
 PREDICT_CHUNK = 4096   # rows per thread at a time in inference: bounds the activations held

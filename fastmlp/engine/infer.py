@@ -10,22 +10,23 @@ from .lowlevel.fpenv import flush_denormals, restore_fpenv
 @njit(cache=True, nogil=True, parallel=True)
 def infer(net, X, targets, chunk, out, part_loss, part_correct, want_loss, blas):
     """Forward over X, ``chunk`` rows at a time (only one chunk's activations per thread exist at
-    once), thread t taking a fixed run of chunks: head outputs into ``out`` (when it has rows)
-    and, when ``want_loss``, per-thread (summed loss, correct) of ``targets`` = (y, Y, w)."""
+    once), part t taking a fixed run of chunks: head outputs into ``out`` (when it has rows)
+    and, when ``want_loss``, per-part (summed loss, correct) of ``targets`` = (y, Y, w). The
+    parts run on the Numba threads in force, however many."""
     flat, offs, act, head = net
     y, Y, w = targets
     n = X.shape[0]
     L = offs.shape[0]
-    n_threads = part_loss.shape[0]
+    n_parts = part_loss.shape[0]
     max_width = offs[0, 2]
     for l in range(L):
         max_width = max(max_width, offs[l, 3])
     n_chunks = (n + chunk - 1) // chunk
-    per_thread = (n_chunks + n_threads - 1) // n_threads
-    for t in prange(n_threads):
+    per_part = (n_chunks + n_parts - 1) // n_parts
+    for t in prange(n_parts):
         fpenv = flush_denormals()
         buf = np.empty((2, chunk * max_width), dtype=flat.dtype)
-        for c in range(t * per_thread, min((t + 1) * per_thread, n_chunks)):
+        for c in range(t * per_part, min((t + 1) * per_part, n_chunks)):
             r0 = c * chunk
             r1 = min(r0 + chunk, n)
             m = r1 - r0
@@ -50,12 +51,13 @@ def infer(net, X, targets, chunk, out, part_loss, part_correct, want_loss, blas)
         restore_fpenv(fpenv)
 
 
-def run_infer(n_threads, net, X, targets, chunk, out, want_loss, blas):
-    """Run :func:`infer` on ``n_threads`` threads; returns (summed loss, correct)."""
-    # equal chunks, a whole number of them per thread, none longer than ``chunk``
-    per_thread = max(1, -(-X.shape[0] // (n_threads * chunk)))
-    chunk = max(1, -(-X.shape[0] // (n_threads * per_thread)))
-    part_loss = np.zeros(n_threads)
-    part_correct = np.zeros(n_threads, dtype=np.int64)
+def run_infer(n_parts, net, X, targets, chunk, out, want_loss, blas):
+    """Run :func:`infer` in ``n_parts`` parts (a thread count does not change the chunks, so it
+    does not change a bit); returns (summed loss, correct)."""
+    # equal chunks, a whole number of them per part, none longer than ``chunk``
+    per_part = max(1, -(-X.shape[0] // (n_parts * chunk)))
+    chunk = max(1, -(-X.shape[0] // (n_parts * per_part)))
+    part_loss = np.zeros(n_parts)
+    part_correct = np.zeros(n_parts, dtype=np.int64)
     infer(net, X, targets, chunk, out, part_loss, part_correct, want_loss, blas)
     return float(part_loss.sum()), float(part_correct.sum())

@@ -1,12 +1,15 @@
-"""The "parts" scheme: each minibatch in two parallel loops over ``n_parts`` threads.
+"""The "parts" scheme: each minibatch in two parallel loops over ``n_parts`` parts.
 
-1. rows: each thread takes a fixed, contiguous part of the minibatch's rows and runs gather,
-   forward, the head's loss and dz, and the hidden layers' dz for them (rows are independent);
-2. parameters: each thread takes a fixed slice of every layer (rows s0:s1 of W, biases j0:j1)
-   and computes its gradient from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
+1. rows: each part is a fixed, contiguous run of the minibatch's rows, through gather,
+   forward, the head's loss and dz, and the hidden layers' dz (rows are independent);
+2. parameters: each part is a fixed slice of every layer (rows s0:s1 of W, biases j0:j1),
+   whose gradient comes from the whole minibatch, ``a_prev[:, s0:s1].T @ dz``, with the
    optimizer step folded in where it can be (:func:`.optimizer.update_block`).
-The threads' losses are summed in a fixed order, and no thread writes what another writes, so
-a seed, data and thread count give bitwise identical weights. Also the whole-data loss and
+The parts are planned for the machine's cores (:func:`.plan.plan_training`) and run on any
+number of threads up to ``n_parts``. BLAS picks its kernels by shape, so the parts' shapes,
+not the threads, fix the arithmetic: the parts' losses are summed in part order, and no part
+writes what another writes, so a seed and data give bitwise identical weights on any number of
+threads. Also the whole-data loss and
 gradient (:func:`loss_and_grad`), which is phase 1 and phase 2 on one part without a step.
 """
 
@@ -125,9 +128,9 @@ train_parallel = njit(cache=True, nogil=True, parallel=True)(
 
 
 def train_parts(plan, net, data, batch_size, slots, hyper, step, blas, stats):
-    """Run all minibatches in the parts scheme on ``plan.threads`` threads."""
+    """Run all minibatches in ``plan.parts`` parts on ``plan.threads`` threads."""
     kernel = train_parallel if plan.threads > 1 else train_serial
-    kernel(net, data, batch_size, slots, hyper, step, plan.threads, blas, stats)
+    kernel(net, data, batch_size, slots, hyper, step, plan.parts, blas, stats)
 
 
 @njit(cache=True, nogil=True)

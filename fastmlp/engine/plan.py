@@ -9,9 +9,18 @@ Three schemes share a minibatch between threads:
   one pass, the blocks' gradients summed in a fixed order (full-batch gradient descent).
 Each constant below is a measured crossover; docs/performance.md has a section per constant
 with its figures and the command that measures it.
+
+The pieces a call's work is cut into (the scheme, the parts of the minibatch's rows and of the
+parameters, the blocks of units, inference's chunks) are planned for the cores this process may
+use, never for the ``threads`` a call asks for: ``threads`` only says how many threads run
+those pieces, and every sum over pieces is taken in piece order, so the thread count never
+changes a bit of the result.
 """
 
+import os
 from typing import NamedTuple
+
+from .lowlevel.threads import available_cores
 
 # a second thread pays only from this many multiply-adds per minibatch and thread
 MIN_MACS_PER_THREAD = 250_000
@@ -41,14 +50,35 @@ MAX_GROUPS = 32
 GRADIENT_BYTES = 64 << 20
 # "parts", "units" or "rows" instead of scheme()'s choice: for tests and measurements
 FORCE_SCHEME = None
+# the cores pieces are planned for instead of available_cores(): for tests and measurements
+PLAN_CORES = None
 
 
 class Plan(NamedTuple):
-    """Numba threads, BLAS threads, and for training the scheme and the rows per piece."""
+    """Numba threads, BLAS threads, and for training the scheme and the rows per piece;
+    ``parts``: how many pieces the work is cut into (the parts scheme's parts, the units
+    scheme's blocks of units, inference's chunk runs), which ``threads`` <= ``parts`` run."""
     threads: int
     blas_threads: int
     scheme: str = "parts"
     chunk: int = 0
+    parts: int = 1
+
+
+def planned_cores():
+    """The cores the pieces of every call are planned for (see the module doc): the environment
+    variable FASTMLP_PLAN_CORES when set (a process that runs on 1 thread beside others, as in
+    a grid search, plans for 1 and gets the 1-core plan's speed), else the cores this process
+    may use."""
+    if PLAN_CORES:
+        return int(PLAN_CORES)
+    given = os.environ.get("FASTMLP_PLAN_CORES", "").strip()
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise ValueError(f"FASTMLP_PLAN_CORES must be a whole number of cores >= 1; got "
+                             f"{given!r}. Unset it to plan for the cores this process may use.")
+        return int(given)
+    return available_cores()
 
 
 def macs_per_row(layers):
@@ -64,11 +94,11 @@ def thread_plan(threads, batch_size, layers):
     return max(1, min(threads, macs // MIN_MACS_PER_THREAD)), 1
 
 
-def scheme(n_threads, batch_size, layers, n_samples):
-    """How ``n_threads`` threads share minibatches of ``batch_size`` rows of a net of ``layers``
-    units in a call on ``n_samples`` samples: "parts" (of rows), "units" (of every hidden
-    layer; a net without one has only parts) or "rows" (blocks of rows, for large minibatches
-    of narrow nets)."""
+def scheme(n_parts, batch_size, layers, n_samples):
+    """How minibatches of ``batch_size`` rows of a net of ``layers`` units are cut into
+    ``n_parts`` parts (one a thread when every planned core runs) in a call on ``n_samples``
+    samples: "parts" (of rows), "units" (of every hidden layer; a net without one has only
+    parts) or "rows" (blocks of rows, for large minibatches of narrow nets)."""
     if FORCE_SCHEME is not None and (len(layers) >= 3 or FORCE_SCHEME != "units"):
         return FORCE_SCHEME
     hidden = [int(w) for w in layers[1:-1]]
@@ -76,23 +106,25 @@ def scheme(n_threads, batch_size, layers, n_samples):
         return "rows"
     if not hidden or n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
         return "parts"
-    if n_threads > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_threads:
+    if n_parts > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_parts:
         return "parts"
     macs = batch_size * macs_per_row(layers)
-    enough_work = macs >= MIN_MACS_PER_PART * n_threads
-    enough_rows = (n_threads == 1 or batch_size >= MIN_ROWS_PER_PART * n_threads
-                   or macs >= MIN_MACS_PER_PART_ANY_ROWS * n_threads)
-    too_little = (n_threads > 1 and batch_size >= 64 * n_threads
-                  and macs < MIN_MACS_PER_UNIT * n_threads)
+    enough_work = macs >= MIN_MACS_PER_PART * n_parts
+    enough_rows = (n_parts == 1 or batch_size >= MIN_ROWS_PER_PART * n_parts
+                   or macs >= MIN_MACS_PER_PART_ANY_ROWS * n_parts)
+    too_little = (n_parts > 1 and batch_size >= 64 * n_parts
+                  and macs < MIN_MACS_PER_UNIT * n_parts)
     return "parts" if (enough_work and enough_rows) or too_little else "units"
 
 
 def plan_training(threads, batch_size, layers, n_samples):
     """The :class:`Plan` of a training call of ``n_samples`` samples in minibatches of
-    ``batch_size`` rows, on at most ``threads`` threads."""
-    n_threads, blas_threads = thread_plan(threads, batch_size, layers)
-    how = scheme(n_threads, batch_size, layers, n_samples)
-    return Plan(n_threads, blas_threads, how, piece_rows(how, batch_size))
+    ``batch_size`` rows, on at most ``threads`` threads. The scheme and its parts are those of
+    :func:`planned_cores` threads, whatever ``threads`` is."""
+    n_parts, blas_threads = thread_plan(planned_cores(), batch_size, layers)
+    how = scheme(n_parts, batch_size, layers, n_samples)
+    return Plan(max(1, min(int(threads), n_parts)), blas_threads, how, piece_rows(how, batch_size),
+                n_parts)
 
 
 def piece_rows(how, batch_size):
@@ -102,5 +134,7 @@ def piece_rows(how, batch_size):
 
 
 def plan_inference(threads, chunk, layers):
-    """The :class:`Plan` of a forward-only call, ``chunk`` rows at a time."""
-    return Plan(*thread_plan(threads, chunk, layers))
+    """The :class:`Plan` of a forward-only call, ``chunk`` rows at a time, in the chunk runs of
+    :func:`planned_cores` threads whatever ``threads`` is."""
+    n_parts, blas_threads = thread_plan(planned_cores(), chunk, layers)
+    return Plan(max(1, min(int(threads), n_parts)), blas_threads, parts=n_parts)
