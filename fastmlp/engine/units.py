@@ -95,7 +95,7 @@ def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, 
     state1, state2, grad, decay = slots
     hid, hdz, hstarts, hld, part, pstarts = shared
     local, loffs, addr, z_own, dz_own, y_own, Y_own, w_own = own
-    b0, b1 = span(n_blocks, t, n_threads)       # this thread's blocks of units
+    b0, b1 = own_blocks(team)
     fpenv = flush_denormals()
     L = offs.shape[0]
     lflat = local[0]
@@ -245,10 +245,16 @@ def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, 
 
 
 @njit(cache=True, nogil=True, inline="always")
+def own_blocks(team):
+    """The run b0:b1 of the ``team.n_blocks`` blocks of units that thread ``team.t`` owns."""
+    return span(team.n_blocks, team.t, team.n)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def own_units(n, team):
-    """Thread ``team.t``'s units of a layer of ``n``: those of its run of the ``team.n_blocks``
-    blocks (near-equal runs of range(n)), so that a block is never split between threads."""
-    b0, b1 = span(team.n_blocks, team.t, team.n)
+    """Thread ``team.t``'s units of a layer of ``n``: those of its blocks (:func:`own_blocks`;
+    block b is ``span(n, b, team.n_blocks)``), so that a block is never split between threads."""
+    b0, b1 = own_blocks(team)
     return n * b0 // team.n_blocks, n * b1 // team.n_blocks
 
 
@@ -297,7 +303,7 @@ def own_columns(local, loffs, glob, offs, team, to_local):
         W_blk = W.T if last else W              # the output layer's blocks are of its rows
         width, rows = (n_in, n_out) if last else (n_out, n_in)
         c0 = own_units(width, team)[0]
-        for blk in range(*span(team.n_blocks, team.t, team.n)):
+        for blk in range(*own_blocks(team)):
             u0, u1 = span(width, blk, team.n_blocks)
             bw0, bb0 = unit_block(loffs[l, 0], rows, u0 - c0, u1 - c0, not last)
             exchange(W_blk[:, u0:u1], local[bw0:bb0].reshape((rows, u1 - u0)), to_local)
@@ -310,9 +316,9 @@ def own_columns(local, loffs, glob, offs, team, to_local):
 
 def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats):
     """Run :func:`units_worker` on ``plan.threads`` pool threads (:func:`run_on_threads`; a
-    single worker runs in the calling thread) over ``plan.parts`` blocks of units, minibatches in pieces of ``plan.chunk`` rows,
-    with every buffer allocated here, before any worker starts: a worker that failed alone
-    would leave the others waiting at a barrier."""
+    single worker runs in the calling thread) over ``plan.parts`` blocks of units, minibatches
+    in pieces of ``plan.chunk`` rows, with every buffer allocated here, before any worker
+    starts: a worker that failed alone would leave the others waiting at a barrier."""
     n_threads, n_blocks, chunk = plan.threads, plan.parts, plan.chunk
     offs = net.offs
     L = offs.shape[0]
