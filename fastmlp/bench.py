@@ -26,6 +26,7 @@ import numpy as np
 
 from .codes import ACTIVATIONS, ENGINES, HEADS, code_of
 from .params import init_params
+from .engine import background
 from .engine.lowlevel.threads import available_cores
 # the report's parts, importable from here too (tests and benchmarks/ use them so)
 from .firstcall import first_fit_child, first_fit_seconds  # noqa: F401
@@ -209,6 +210,7 @@ def compare_epochs(case, reference, rtol=None):
 
 # ---------------------------------------------------------------- the report
 
+@background.waiting()      # times compiled code: compile it first, in this process
 def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=None,
                samples=EPOCH_SAMPLES, ref_fraction=0.1, repeats=1, peers=("torch", "sklearn"),
                data=None, gemm_size=GEMM_SIZE, progress=None):

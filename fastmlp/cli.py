@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from ._version import __version__
-from .info import kernels_cached, report_rows
+from .info import compile_note, kernels_cached, report_rows
 from .io import write_atomic
 from .terminal import (ASCII_RAMP, UNICODE_RAMP, format_confusion, format_per_class,  # noqa: F401
                        render_image, render_images)
@@ -461,7 +461,7 @@ def cmd_train(args):
             print(f"note: {data.source} has no test set, so none is reported; hold one out "
                   f"with --test-split 0.2")
     if not args.quiet and args.engine == "numba" and kernels_cached() is False:
-        print("compiling the Numba kernels, once: 20-40 s (later runs load them from the cache)")
+        print(compile_note())
     with _option_names():
         history = model.fit(data.X_train, data.y_train, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,

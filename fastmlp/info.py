@@ -42,6 +42,11 @@ def report_rows():
     except Exception as exc:        # noqa: BLE001 - a report, not a failure
         rows.append(("BLAS", f"unavailable ({_message(exc)})"))
     rows.append(("numba cache", cache_dir()))
+    from .engine import background
+
+    rows.append(("compile mode", f"{background.mode()} (FASTMLP_COMPILE: 'background' runs the "
+                                 "NumPy reference while kernels missing from the cache compile, "
+                                 "'wait' waits for them)"))
     return rows
 
 
@@ -58,12 +63,14 @@ def _threading_layer():
     """The layer Numba's parallel kernels run on, found by running a tiny prediction."""
     import numba
 
+    from .engine import background
     from .model import MLP
 
     try:
         model = MLP([4, 2], engine="numba", threads=1)
         model.params = model.params         # mark as fitted
-        model.predict(np.zeros((2, 4), dtype=np.float32))
+        with background.waiting():          # a compiled call, whatever the compile mode
+            model.predict(np.zeros((2, 4), dtype=np.float32))
         layer = numba.threading_layer()
     except Exception as exc:        # noqa: BLE001 - a report, not a failure
         return f"unknown ({_message(exc)})"
@@ -81,6 +88,19 @@ def kernels_cached():
         return any(folder.rglob("units.units_worker-*.nbi"))
     except OSError:
         return None
+
+
+def compile_note():
+    """What a first run with an empty cache does, for the command line to say (see
+    :mod:`fastmlp.engine.background`)."""
+    from .engine import background
+
+    if background.mode() == "wait":
+        return ("compiling the Numba kernels, once: 20-40 s (later runs load them from the "
+                "cache)")
+    return ("compiling the Numba kernels in the background, once (20-40 s; later runs load them "
+            "from the cache): until they are ready, the NumPy reference runs (set "
+            "FASTMLP_COMPILE=wait to wait for them instead)")
 
 
 def cache_dir():

@@ -382,9 +382,9 @@ class MLP:
                     val_logs = self._evaluate_arrays(*val)
                     logs.update({"val_" + k: v for k, v in val_logs.items()})
                 self._record(history, logs)
-                log.info(format_logs(logs, n))
+                log.info(format_logs(logs, n, self.engine))
                 if verbose:
-                    echo(format_logs(logs, n))
+                    echo(format_logs(logs, n, self.engine))
                 if early_stopping is not None:
                     if best is None or logs["val_loss"] < best[0]:
                         best = (logs["val_loss"], self._flat.copy(), logs["epoch"])
@@ -515,6 +515,7 @@ class MLP:
         logs["lr"] = hyper.lr
         logs["seconds"] = time.perf_counter() - start
         logs["samples"] = int(totals.samples)
+        logs["engine"] = totals.engine or self.engine
         return logs
 
     def _record(self, history, logs):

@@ -4,9 +4,10 @@ import signal
 import threading
 
 
-def format_logs(logs, n_samples=None):
+def format_logs(logs, n_samples=None, engine=None):
     """One line for an epoch's logs; an epoch that trained fewer than ``n_samples`` samples
-    (stopped by Ctrl-C or a callback) is marked as partial."""
+    (stopped by Ctrl-C or a callback) is marked as partial, one that ran (in part) on another
+    engine than the model's ``engine`` (the NumPy reference while the kernels compile) says so."""
     parts = [f"epoch {logs['epoch']}"]
     if n_samples is not None and logs.get("samples", n_samples) < n_samples:
         parts[0] += f" (partial: {logs['samples']:,} of {n_samples:,} samples)"
@@ -15,6 +16,8 @@ def format_logs(logs, n_samples=None):
             parts.append(f"{key} {logs[key]:.4f}")
     parts.append(f"lr {logs['lr']:.4g}")
     parts.append(f"{logs['seconds']:.2f}s")
+    if engine is not None and logs.get("engine", engine) != engine:
+        parts.append(f"engine {logs['engine']} (the kernels were compiling)")
     return "  ".join(parts)
 
 

@@ -581,7 +581,7 @@ def test_callbacks_called_each_epoch_and_can_stop(engine):
     history = model.fit(X, y, epochs=10, batch_size=8, callbacks=[record, stopper])
     assert [e for e, _ in calls] == [1, 2, 3]
     assert stopper.epochs == [1, 2, 3]
-    assert calls[0][1] == ["accuracy", "epoch", "loss", "lr", "samples", "seconds"]
+    assert calls[0][1] == ["accuracy", "engine", "epoch", "loss", "lr", "samples", "seconds"]
     assert history["epoch"] == [1, 2, 3]
 
     # Setting model.stop_training from a callback stops too.
@@ -630,7 +630,7 @@ def test_keras_style_callbacks_get_every_hook_and_the_same_weights(engine):
                             ("batch_end", 2, 10), ("epoch_end", 0, 1),
                             ("epoch_begin", 1), ("batch_end", 0, 25), ("batch_end", 1, 25),
                             ("batch_end", 2, 10), ("epoch_end", 1, 2),
-                            ("train_end", ["accuracy", "epoch", "loss", "lr", "samples", "seconds"])]
+                            ("train_end", ["accuracy", "engine", "epoch", "loss", "lr", "samples", "seconds"])]
     assert history["samples"] == [60, 60]
     # on_batch_end makes each minibatch an engine call of its own: the same steps, the same bits
     plain = MLP([4, 8, 3], engine=engine, seed=3)
@@ -643,7 +643,7 @@ def test_keras_style_callback_stops_after_a_minibatch(engine):
     keras = KerasStyle(stop_at_batch=1)
     history = MLP([4, 8, 3], engine=engine).fit(X, y, epochs=5, batch_size=10, callbacks=keras)
     assert history["epoch"] == [1] and history["samples"] == [20]
-    assert keras.events[-2:] == [("epoch_end", 0, 1), ("train_end", ["accuracy", "epoch", "loss", "lr", "samples", "seconds"])]
+    assert keras.events[-2:] == [("epoch_end", 0, 1), ("train_end", ["accuracy", "engine", "epoch", "loss", "lr", "samples", "seconds"])]
 
 
 def test_ctrl_c_mid_epoch_keeps_a_partial_epoch_marked_as_such(engine):

@@ -104,7 +104,8 @@ def test_callbacks_receive_logs_function_and_object():
                                                            ("f", 3), ("o", 3)]
     for kind, epoch, logs in seen:
         assert set(logs) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                             "samples"}
+                             "samples", "engine"}
+        assert logs["engine"] == "numba"            # FASTMLP_COMPILE=wait (conftest.py)
         assert logs["epoch"] == epoch
         assert logs["loss"] == history["loss"][epoch - 1]
         assert logs["val_loss"] == history["val_loss"][epoch - 1]

@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import reference
-from . import infer, parts, plan, rows, units
+from . import background, infer, parts, plan, rows, units
 from .lowlevel.threads import available_cores, thread_limits
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
                         new_stats, offsets)
@@ -65,7 +65,9 @@ class Stats(NamedTuple):
     updates made. ``diverged_at``: the index (in this call) of the minibatch whose loss was
     not finite, where training stopped without its update, else None. ``overflowed``: the
     weights left the finite range or the loss exploded (with ``guard``, they were put back as
-    before the call; ``why`` says which)."""
+    before the call; ``why`` says which). ``engine``: which engine ran, "numba" or "numpy" (the
+    NumPy reference, also for engine "numba" while its kernel compiles: see :mod:`.background`),
+    joined with "+" over several calls that differ."""
     loss_sum: float
     correct: float
     samples: int
@@ -75,6 +77,7 @@ class Stats(NamedTuple):
     bad_loss: float = 0.0
     overflowed: bool = False
     why: str = ""
+    engine: str = ""
 
     @property
     def mean_loss(self):
@@ -92,7 +95,14 @@ class Stats(NamedTuple):
                      self.weight + other.weight,
                      self.diverged_at if self.diverged_at is not None else other.diverged_at,
                      self.bad_loss if self.diverged_at is not None else other.bad_loss,
-                     self.overflowed or other.overflowed, self.why or other.why)
+                     self.overflowed or other.overflowed, self.why or other.why,
+                     _joined(self.engine, other.engine))
+
+
+def _joined(first, then):
+    """The engines of two calls in the order they first ran: "numba", "numpy+numba", ..."""
+    ran = [e for e in first.split("+") if e]
+    return "+".join(ran + [e for e in then.split("+") if e and e not in ran])
 
 
 def _stats(raw, overflowed):
@@ -103,6 +113,25 @@ def _stats(raw, overflowed):
 
 def _threads(threads):
     return int(threads) if threads else available_cores()
+
+
+# the compiled functions the engine calls from Python (the others are called by these)
+ENTRY_KERNELS = frozenset((units.units_worker, parts.train_serial, parts.train_parallel,
+                           rows.train_serial, rows.train_parallel, parts.loss_and_grad_all,
+                           infer.infer))
+
+
+def _run(site, chosen, threads, engine, compiled, in_numpy):
+    """``compiled()`` for engine "numba", ``in_numpy()`` (the reference) for "numpy" or while
+    the compiled kernel is being compiled in the background; each under its thread limits.
+    Returns (result, the engine that ran)."""
+    if engine != "numpy":
+        with _limits(chosen, threads, engine):
+            ran, result = background.attempt(site, compiled, ENTRY_KERNELS)
+        if ran:
+            return result, "numba"
+    with _limits(chosen, threads, "numpy"):
+        return in_numpy(), "numpy"
 
 
 def _limits(chosen, threads, engine):
@@ -144,18 +173,17 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
     if batches.batch_size < 1 or len(batches.order) == 0:
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
-    with _limits(chosen, threads, engine), np.errstate(over="ignore", invalid="ignore"):
-        if engine == "numpy":
-            raw = reference.train_batches(net, state, batches, hyper)
-        else:
-            raw = train_batches(net, state, batches, hyper)
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw, ran = _run("train", chosen, threads, engine,
+                        lambda: train_batches(net, state, batches, hyper),
+                        lambda: reference.train_batches(net, state, batches, hyper))
     state.step += int(raw[STEPS])
     stats = _stats(raw, False)
     why = _blown_up(net.flat, stats, loss_limit) if guard else ""
     if why:
         net.flat[...] = saved[0]
         state.restore(saved[1])
-    return stats._replace(overflowed=bool(why), why=why)
+    return stats._replace(overflowed=bool(why), why=why, engine=ran)
 
 
 def _blown_up(flat, stats, loss_limit):
@@ -223,33 +251,41 @@ def loss_and_grad(net, X, y, Y, grad, w=None, threads=None, engine="numba"):
     total = float(X.shape[0]) if w.shape[0] == 0 else float(w.sum(dtype=np.float64))
     scale = 1.0 / total if total > 0 else 0.0
     chosen = plan_training(_threads(threads), X.shape[0], net.layers, X.shape[0])
-    with _limits(chosen, threads, engine):
-        if engine == "numpy":
-            loss_sum, correct = reference.loss_and_grad_all(net, X, y, Y, w, grad)
-            return loss_sum * scale, correct
+
+    def compiled():
         from .lowlevel.blas import blas_handle
 
         loss, correct = parts.loss_and_grad_all(
             Net(flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
             Data(X, y, Y, w, np.zeros(0, np.int64)), scale, grad, blas_handle())
-    return (loss / X.shape[0] if w.shape[0] == 0 else loss * scale), correct
+        return (loss / X.shape[0] if w.shape[0] == 0 else loss * scale), correct
+
+    def in_numpy():
+        loss_sum, correct = reference.loss_and_grad_all(net, X, y, Y, w, grad)
+        return loss_sum * scale, correct
+
+    return _run("loss_and_grad", chosen, threads, engine, compiled, in_numpy)[0]
 
 
 def _infer(net, X, targets, out, want_loss, threads, engine, chunk):
     chosen = plan_inference(_threads(threads), chunk, net.layers)
-    with _limits(chosen, threads, engine):
-        if engine == "numpy":
-            if want_loss:
-                return reference.evaluate_batches(net, X, *targets, chunk)
-            out[...] = reference.predict_batches(net, X, chunk)
-            return 0.0, 0.0
+
+    def compiled():
         from .lowlevel.blas import blas_handle
 
-        X = np.ascontiguousarray(X, dtype=net.flat.dtype)
         return infer.run_infer(chosen.parts,
                                Net(net.flat, offsets(net.layers), np.int64(net.act),
                                    np.int64(net.head)),
-                               X, targets, chunk, out, want_loss, blas_handle())
+                               np.ascontiguousarray(X, dtype=net.flat.dtype), targets, chunk, out,
+                               want_loss, blas_handle())
+
+    def in_numpy():
+        if want_loss:
+            return reference.evaluate_batches(net, X, *targets, chunk)
+        out[...] = reference.predict_batches(net, X, chunk)
+        return 0.0, 0.0
+
+    return _run("infer", chosen, threads, engine, compiled, in_numpy)[0]
 
 
 PREDICT_CHUNK = 4096   # rows per thread at a time in inference: bounds the activations held
