@@ -139,6 +139,7 @@ class EpochCase:
         self.reset()
         time.sleep(SETTLE_SECONDS)
 
+    @background.waiting()      # timed: the compiled kernel runs, compiled first if need be
     def run(self, n=None):
         """Train on the first ``n`` samples of the epoch's order (all by default), through the
         engine's one call with the thread plan fastmlp.MLP gets; returns its Stats."""
@@ -210,7 +211,6 @@ def compare_epochs(case, reference, rtol=None):
 
 # ---------------------------------------------------------------- the report
 
-@background.waiting()      # times compiled code: compile it first, in this process
 def run_report(models=DEFAULT_MODELS, batch_sizes=DEFAULT_BATCH_SIZES, threads=None,
                samples=EPOCH_SAMPLES, ref_fraction=0.1, repeats=1, peers=("torch", "sklearn"),
                data=None, gemm_size=GEMM_SIZE, progress=None):
