@@ -4,6 +4,12 @@ forced, PyTorch (eager, same model, weights, rows and plain SGD) at each count, 
 floor at the most threads; written as Markdown and JSON.
 
     python -m benchmarks.scaling [--rounds 3] [--out scaling]      # or: bash benchmarks/scaling.sh
+    python -m benchmarks.scaling --matrix [--only b10 tabular]       # the workload matrix's rows
+
+``--matrix`` times every row of the workload matrix (:mod:`fastmlp.matrix`: the notebooks'
+full-batch and small-batch work, the benchmark rows, wide, deep, tabular) in milliseconds per
+step instead. Every table has "default / best": the default plan's time over the fastest forced
+count's, the threads issue's check that the default is never much slower than a count forced.
 
 Each row's runs alternate in every round (paired, interleaved), over the matrix's 8000 rows of
 synthetic data; a step's median time is scaled to an epoch of 60,000 rows (60,000 / batch
@@ -22,7 +28,8 @@ from fastmlp.bench import SETTLE_SECONDS
 from fastmlp.engine.lowlevel.threads import available_cores, max_threads
 from fastmlp.flops import gemm_gflops, matmul_flops, model_name
 from fastmlp.io import write_atomic
-from fastmlp.matrix import EngineRun, TorchRun, Workload, workload_data, workload_order
+from fastmlp.matrix import (EngineRun, TorchRun, Workload, select_workloads, workload_data,
+                            workload_order)
 from fastmlp.peers import torch_version
 
 EPOCH_ROWS = 60_000
@@ -38,11 +45,10 @@ def thread_counts():
     return sorted({t for t in COUNTS if t <= most} | {most})
 
 
-def run_row(layers, batch, counts, rounds, peers):
-    """{column: seconds per epoch} of one row, all columns timed in each round in turn."""
-    work = Workload(f"{model_name(layers)} b{batch}", layers, "relu", "softmax", batch,
-                    DATA_ROWS // batch)
-    X, y = workload_data(layers)
+def run_row(work, counts, rounds, peers):
+    """{column: median seconds per step} of one workload, all columns timed in each round in
+    turn (the order reversed every other round)."""
+    X, y = workload_data(work.layers)
     order = workload_order(work)
     runs = {"fastmlp default": EngineRun("numba", work, X, y, order, None)}
     runs.update({f"fastmlp {t}": EngineRun("numba", work, X, y, order, t) for t in counts})
@@ -57,29 +63,32 @@ def run_row(layers, batch, counts, rounds, peers):
             runs[name]()
             if r:
                 times[name].append((time.perf_counter() - start) / work.steps)
-    per_epoch = EPOCH_ROWS / batch
-    return {name: statistics.median(ts) * per_epoch for name, ts in times.items()}
+    row = {name: statistics.median(ts) for name, ts in times.items()}
+    row["default / best"] = row["fastmlp default"] / min(row[f"fastmlp {t}"] for t in counts)
+    return row
 
 
 def markdown(result):
-    """The table as Markdown."""
-    counts, peers = result["meta"]["threads"], result["meta"]["torch"]
+    """The table as Markdown: seconds per 60,000-row epoch, or with ``--matrix`` ms per step."""
+    meta = result["meta"]
+    counts, peers, matrix = meta["threads"], meta["torch"], meta["matrix"]
     most = max(counts)
-    head = (["model, batch", "default"] + [f"{t} thr" for t in counts]
-            + ([f"PyTorch {t} thr" for t in counts] if peers else []) + [f"floor at {most} thr"])
+    head = (["workload, model, batch" if matrix else "model, batch", "default"]
+            + [f"{t} thr" for t in counts] + ([f"PyTorch {t} thr" for t in counts] if peers else [])
+            + [f"floor at {most} thr", "default / best"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
-        cells = [f"{row['model']}, {row['batch']}", f"{row['fastmlp default']:.3f}"]
+        name = f"{row['model']}, {row['batch']}"
+        cells = [f"{row['workload']}, {name}" if matrix else name, f"{row['fastmlp default']:.3f}"]
         cells += [f"{row[f'fastmlp {t}']:.3f}" for t in counts]
         cells += [f"{row[f'torch {t}']:.3f}" for t in counts] if peers else []
-        cells.append(f"{row['floor']:.3f}")
+        cells += [f"{row['floor']:.3f}", f"{row['default / best']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    meta = result["meta"]
     lines.append("")
-    lines.append(f"Seconds per epoch of {EPOCH_ROWS} rows, medians of {meta['rounds']} "
-                 f"interleaved rounds; {meta['cores']} cores, planned for {meta['plan_cores']}; "
-                 f"sgemm {meta['gemm_gflops']:.0f} GFLOP/s at {most} threads; torch "
-                 f"{meta['torch'] or 'not installed'}.")
+    unit = "Milliseconds per step" if matrix else f"Seconds per epoch of {EPOCH_ROWS} rows"
+    lines.append(f"{unit}, medians of {meta['rounds']} interleaved rounds; {meta['cores']} cores, "
+                 f"planned for {meta['plan_cores']}; sgemm {meta['gemm_gflops']:.0f} GFLOP/s at "
+                 f"{most} threads; torch {meta['torch'] or 'not installed'}.")
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +97,11 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="scaling", help="writes OUT.md and OUT.json")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--matrix", action="store_true",
+                        help="the workload matrix's rows (ms per step) instead of the six "
+                             "benchmark rows (seconds per epoch)")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="with --matrix: the rows whose name or model contains one of these")
     args = parser.parse_args(argv)
     from fastmlp.engine.plan import planned_cores
 
@@ -96,16 +110,26 @@ def main(argv=None):
     gflops = gemm_gflops(max(counts))
     result = {"meta": {"threads": counts, "rounds": args.rounds, "cores": available_cores(),
                        "plan_cores": planned_cores(), "torch": peers, "gemm_gflops": gflops,
-                       "epoch_rows": EPOCH_ROWS, "data_rows": DATA_ROWS},
+                       "epoch_rows": EPOCH_ROWS, "data_rows": DATA_ROWS,
+                       "matrix": bool(args.matrix)},
               "rows": []}
-    for layers in MODELS:
-        for batch in BATCHES:
-            row = run_row(layers, batch, counts, args.rounds, bool(peers))
-            row.update(model=model_name(layers), batch=batch,
-                       floor=matmul_flops(layers, EPOCH_ROWS) / (gflops * 1e9))
-            result["rows"].append(row)
-            print(f"{row['model']} b{batch}: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+    if args.matrix:
+        workloads = select_workloads(args.only)
+    else:
+        workloads = [Workload(f"{model_name(layers)} b{batch}", layers, "relu", "softmax", batch,
+                              DATA_ROWS // batch) for layers in MODELS for batch in BATCHES]
+    for work in workloads:
+        batch = work.batch or DATA_ROWS
+        # seconds per 60,000-row epoch, or with --matrix ms per step
+        scale = 1e3 if args.matrix else EPOCH_ROWS / batch
+        row = {k: v * scale if k != "default / best" else v
+               for k, v in run_row(work, counts, args.rounds, bool(peers)).items()}
+        row.update(workload=work.name, model=model_name(work.layers), batch=batch,
+                   floor=matmul_flops(work.layers, batch if args.matrix else EPOCH_ROWS)
+                   / (gflops * 1e9) * (1e3 if args.matrix else 1))
+        result["rows"].append(row)
+        print(f"{work.name} {row['model']} b{batch}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
     table = markdown(result)
     write_atomic(args.out + ".json", lambda f: f.write(json.dumps(result, indent=1)), binary=False)
     write_atomic(args.out + ".md", lambda f: f.write(table), binary=False)

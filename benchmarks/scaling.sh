@@ -3,7 +3,8 @@
 # each count forced, PyTorch beside it), as OUT.md and OUT.json (default: scaling.md/.json in
 # the current folder). Needs numpy, numba, scipy and threadpoolctl (torch if installed), run
 # from a checkout: the repository goes on PYTHONPATH, nothing is installed.
-# Usage: bash benchmarks/scaling.sh [OUT] [--rounds N]
+# Usage: bash benchmarks/scaling.sh [OUT] [--rounds N] [--matrix [--only TEXT...]] [--no-torch]
+# (--matrix: every row of the workload matrix, ms per step, instead of the six benchmark rows)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-scaling}"
