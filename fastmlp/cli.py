@@ -24,7 +24,8 @@ import sys
 import numpy as np
 
 from ._version import __version__
-from .info import compile_note, kernels_cached, report_rows
+from .info import compile_note, kernels_cached, plan_rows, report_rows
+from .flops import parse_model
 from .io import write_atomic
 from .terminal import (ASCII_RAMP, UNICODE_RAMP, format_confusion, format_per_class,  # noqa: F401
                        render_image, render_images)
@@ -194,6 +195,14 @@ def _fit_default(name):
     return inspect.signature(MLP.fit).parameters[name].default
 
 
+def _model(text):
+    """--model: layer widths such as 784-128-10."""
+    try:
+        return parse_model(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _batch_size(text):
     """--batch-size: a whole number >= 1, or 'full' (None: the whole data in each step)."""
     return None if text.strip().lower() == "full" else _int_at_least(1)(text)
@@ -238,7 +247,16 @@ def build_parser():
         formatter_class=_Formatter,
         description=_wrap("Show the versions of fastmlp, Python, NumPy and Numba, the cores and Numba "
                     "threads available, Numba's threading layer, the BLAS the compiled engine "
-                    "calls, and where Numba caches compiled kernels."))
+                    "calls, and where Numba caches compiled kernels; with --model, the thread "
+                    "plan of that model's training and inference calls and why."))
+    info.add_argument("--model", type=_model, metavar="LAYERS",
+                      help="show the plan for this model, e.g. 784-128-10")
+    info.add_argument("--batch-size", type=_batch_size, default=_fit_default("batch_size"),
+                      help="with --model: rows per minibatch, or 'full'")
+    info.add_argument("--rows", type=_int_at_least(1), default=60000,
+                      help="with --model: rows of data (an epoch is planned as one call)")
+    info.add_argument("--threads", type=_int_at_least(1), metavar="N",
+                      help="with --model: at most this many threads (default: all cores)")
     info.set_defaults(handler=cmd_info)
     from .bench import add_subcommand as _add_bench   # `fastmlp bench`: options in fastmlp/bench.py
     _add_bench(commands, _Formatter)
@@ -753,6 +771,8 @@ def cmd_export(args):
 
 def cmd_info(args):
     rows = report_rows()
+    if args.model is not None:
+        rows += plan_rows(args.model, args.batch_size or args.rows, args.rows, args.threads)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -50,6 +50,37 @@ def report_rows():
     return rows
 
 
+def plan_rows(layers, batch_size, n_rows, threads=None):
+    """(name, value) rows of ``fastmlp info --model``: the plan of a training call over
+    ``n_rows`` rows in minibatches of ``batch_size`` and of an inference call, and why."""
+    from .engine import PREDICT_CHUNK
+    from .engine.lowlevel.threads import available_cores
+    from .engine.plan import explain_training, plan_inference
+    from .flops import model_name
+
+    threads = threads or available_cores()
+    batch_size = min(batch_size, n_rows)
+    chosen, why = explain_training(threads, batch_size, layers, n_rows)
+    on = f"on {_count(chosen.threads, 'thread')}"
+    training = {"units": f"{_count(chosen.parts, 'block')} of units {on}, minibatches in pieces "
+                         f"of {chosen.chunk} rows",
+                "parts": f"each minibatch in {_count(chosen.parts, 'part')} {on}",
+                "rows": f"blocks of {chosen.chunk} rows {on}"}[chosen.scheme]
+    inference = plan_inference(threads, min(PREDICT_CHUNK, n_rows), layers)
+    return [("plan for", f"{model_name(layers)}, minibatches of {batch_size} rows, {n_rows:,} rows "
+                         f"a call, at most {_count(threads, 'thread')}"),
+            ("training", f"the {chosen.scheme} scheme: {training}; BLAS on "
+                         f"{_count(chosen.blas_threads, 'thread')}"),
+            ("  threads", why[0]),
+            ("  scheme", why[1]),
+            ("inference", f"{_count(inference.parts, 'run')} of chunks of up to {PREDICT_CHUNK} "
+                          f"rows on {_count(inference.threads, 'thread')}")]
+
+
+def _count(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _version_of(module, extra):
     import importlib
 

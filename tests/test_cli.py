@@ -153,6 +153,21 @@ def test_info(tmp_path):
     assert "unknown" not in out.split("threading layer")[1].splitlines()[0]
 
 
+def test_info_shows_the_plan_of_a_model_and_why(tmp_path):
+    from fastmlp.engine.plan import plan_training
+
+    out = ok(run("info", "--model", "784-512-256-10", "--batch-size", "128", cwd=tmp_path))
+    chosen = plan_training(2, 128, (784, 512, 256, 10), 60000)
+    lines = {line.strip().split("  ")[0]: line for line in out.splitlines()}
+    assert f"the {chosen.scheme} scheme" in lines["training"]
+    assert "MIN_MACS_PER_THREAD" in lines["threads"]
+    assert "MIN_" in lines["scheme"] and "inference" in lines
+    full = ok(run("info", "--model", "784-20-10", "--batch-size", "full", "--rows", "8000",
+                  "--threads", "1", cwd=tmp_path))
+    assert "the rows scheme" in full and "ROWS_MIN_BATCH" in full and "on 1 thread;" in full
+    assert_one_line_error(run("info", "--model", "784-x", cwd=tmp_path), "--model", "784-128-10")
+
+
 def test_train_on_an_npz_file_with_validation_and_plot(tmp_path):
     rng = np.random.default_rng(0)
     y = np.arange(300) % 4

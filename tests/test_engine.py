@@ -629,3 +629,17 @@ def test_the_reference_engine_gets_the_threads_as_blas_threads(monkeypatch):
                  engine.Batches(X, y, np.zeros((0, 3)), np.arange(64), 16),
                  engine.Hyper.of("sgd", 0.1), threads=2, engine="numpy")
     assert seen == [(1, 2)]
+
+
+@pytest.mark.parametrize("layers", [(784, 128, 10), (784, 512, 256, 10), (784, 20, 10), (54, 64, 64, 7),
+                                    (10, 3), (784, 16, 10)])
+@pytest.mark.parametrize("batch_size", [1, 10, 32, 128, 512, 4096])
+@pytest.mark.parametrize("n_samples", [600, 60000])
+def test_the_explained_plan_is_the_plan(layers, batch_size, n_samples):
+    """fastmlp info --model shows plan_training's plan and a reason naming the rule's constant."""
+    from fastmlp.engine.plan import explain_training
+
+    chosen, why = explain_training(2, batch_size, layers, n_samples)
+    assert chosen == engine.plan_training(2, batch_size, layers, n_samples)
+    assert len(why) == 2 and "MIN_MACS_PER_THREAD" in why[0]
+    assert any(word in why[1] for word in ("MIN_", "ROWS_", "no hidden layer"))

@@ -99,22 +99,44 @@ def scheme(n_parts, batch_size, layers, n_samples):
     ``n_parts`` parts (one a thread when every planned core runs) in a call on ``n_samples``
     samples: "parts" (of rows), "units" (of every hidden layer; a net without one has only
     parts) or "rows" (blocks of rows, for large minibatches of narrow nets)."""
+    return _scheme_and_why(n_parts, batch_size, layers, n_samples)[0]
+
+
+def _scheme_and_why(n_parts, batch_size, layers, n_samples):
+    """:func:`scheme`'s choice and the rule that made it, in words."""
     if FORCE_SCHEME is not None and (len(layers) >= 3 or FORCE_SCHEME != "units"):
-        return FORCE_SCHEME
+        return FORCE_SCHEME, "forced (plan.FORCE_SCHEME)"
     hidden = [int(w) for w in layers[1:-1]]
     if batch_size >= ROWS_MIN_BATCH and max(hidden, default=0) <= ROWS_MAX_WIDTH:
-        return "rows"
-    if not hidden or n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
-        return "parts"
+        return "rows", (f"minibatches of at least ROWS_MIN_BATCH = {ROWS_MIN_BATCH} rows, hidden "
+                        f"layers at most ROWS_MAX_WIDTH = {ROWS_MAX_WIDTH} wide")
+    if not hidden:
+        return "parts", "no hidden layer: only the parts scheme applies"
+    if n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
+        return "parts", (f"a call of fewer than MIN_BATCHES_FOR_UNITS = {MIN_BATCHES_FOR_UNITS} "
+                         "minibatches does not win back the units scheme's set-up")
     if n_parts > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_parts:
-        return "parts"
+        return "parts", (f"a hidden layer of {min(hidden)} units has fewer than "
+                         f"MIN_UNITS_PER_THREAD = {MIN_UNITS_PER_THREAD} per part")
     macs = batch_size * macs_per_row(layers)
     enough_work = macs >= MIN_MACS_PER_PART * n_parts
     enough_rows = (n_parts == 1 or batch_size >= MIN_ROWS_PER_PART * n_parts
                    or macs >= MIN_MACS_PER_PART_ANY_ROWS * n_parts)
     too_little = (n_parts > 1 and batch_size >= 64 * n_parts
                   and macs < MIN_MACS_PER_UNIT * n_parts)
-    return "parts" if (enough_work and enough_rows) or too_little else "units"
+    if enough_work and enough_rows:
+        return "parts", (f"{macs:,} multiply-adds a minibatch: at least MIN_MACS_PER_PART = "
+                         f"{MIN_MACS_PER_PART:,} per part, with rows enough (MIN_ROWS_PER_PART = "
+                         f"{MIN_ROWS_PER_PART} per part, or MIN_MACS_PER_PART_ANY_ROWS)")
+    if too_little:
+        return "parts", (f"at least 64 rows per part but under MIN_MACS_PER_UNIT = "
+                         f"{MIN_MACS_PER_UNIT:,} multiply-adds per part")
+    if not enough_work:
+        return "units", (f"{macs:,} multiply-adds a minibatch: under MIN_MACS_PER_PART = "
+                         f"{MIN_MACS_PER_PART:,} per part")
+    return "units", (f"{batch_size // n_parts} rows per part: under MIN_ROWS_PER_PART = "
+                     f"{MIN_ROWS_PER_PART}, and {macs // n_parts:,} multiply-adds per part, under "
+                     f"MIN_MACS_PER_PART_ANY_ROWS = {MIN_MACS_PER_PART_ANY_ROWS:,}")
 
 
 def plan_training(threads, batch_size, layers, n_samples):
@@ -125,6 +147,18 @@ def plan_training(threads, batch_size, layers, n_samples):
     how = scheme(n_parts, batch_size, layers, n_samples)
     return Plan(max(1, min(int(threads), n_parts)), blas_threads, how, piece_rows(how, batch_size),
                 n_parts)
+
+
+def explain_training(threads, batch_size, layers, n_samples):
+    """(:func:`plan_training`'s plan, [why it has its parts, why its scheme]) in words, for
+    ``fastmlp info --model``."""
+    chosen = plan_training(threads, batch_size, layers, n_samples)
+    macs, cores = batch_size * macs_per_row(layers), planned_cores()
+    parts_why = (f"{chosen.parts} part{'s' if chosen.parts > 1 else ''} = max(1, min({cores} planned "
+                 f"core{'s' if cores > 1 else ''}, {macs:,} multiply-adds a minibatch // "
+                 f"MIN_MACS_PER_THREAD = {MIN_MACS_PER_THREAD:,})), run on {chosen.threads} "
+                 f"thread{'s' if chosen.threads > 1 else ''} (any count gives the same result)")
+    return chosen, [parts_why, _scheme_and_why(chosen.parts, batch_size, layers, n_samples)[1]]
 
 
 def piece_rows(how, batch_size):
