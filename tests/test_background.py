@@ -76,6 +76,11 @@ def test_serve_compiles_each_request_and_answers_its_number():
     assert sig in activate.overloads
 
 
+def test_a_child_that_imported_another_fastmlp_compiles_nothing(tmp_path):
+    with pytest.raises(SystemExit, match="not the parent's"):
+        background.serve(["never read"], io.StringIO(), package=str(tmp_path))
+
+
 def test_a_failed_child_leaves_the_kernel_to_the_caller(monkeypatch, caplog):
     from fastmlp.engine.kernels import activate
 

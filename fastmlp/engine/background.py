@@ -85,7 +85,7 @@ def attempt(site, call, kernels):
     """Run ``call()`` (which calls one of the compiled ``kernels``); returns (True, its result),
     or (False, None) when its kernel is being compiled in the background and nothing ran.
     ``site``: the engine function, for :data:`RETRY_SECONDS`."""
-    if mode() == "wait":
+    if mode() == "wait" or os.name != "posix":     # the child's pipes need POSIX
         return True, call()
     if _COMPILER.retry_at.get(site, 0.0) > time.monotonic():
         return False, None
@@ -192,10 +192,13 @@ def request_line(number, kernel, sig):
 IDLE_SECONDS = 60
 
 
-def serve(lines=None, answer=None):
+def serve(lines=None, answer=None, package=None):
     """The child's loop: compile each requested kernel (into the cache: they are all
     ``cache=True``), answer with its request number; return at the end of the input or after
-    :data:`IDLE_SECONDS` without a request."""
+    :data:`IDLE_SECONDS` without a request. ``package``: the folder the parent's fastmlp was
+    imported from; a child that imported another copy compiles nothing (exit code 2)."""
+    if package is not None and Path(package) != _PACKAGE:
+        sys.exit(f"fastmlp's background compiler imported {_PACKAGE}, not the parent's {package}")
     lines = _requests(sys.stdin.fileno()) if lines is None else lines
     answer = answer or sys.stdout
     for line in lines:
@@ -226,7 +229,9 @@ def _requests(fd):
         unread += chunk
 
 
-_CHILD_PROGRAM = "from fastmlp.engine.background import serve; serve()"
+# the child's program; {package}: the parent's fastmlp folder
+_CHILD_PROGRAM = "from fastmlp.engine.background import serve; serve(package={package})"
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 class _Compiler:
@@ -331,16 +336,15 @@ class _Compiler:
 
 
 def _start_child():
-    """A Python process running :func:`serve` on fastmlp's own files (the parent's, whatever
-    the working folder) with the parent's environment, so the same Numba cache; in a session
-    of its own, so that Ctrl-C in a terminal stops the parent but lets the child finish."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    """A Python process running :func:`serve` with the parent's interpreter, environment (so
+    the same Numba cache), working folder and module search path (so the same fastmlp, which
+    it checks); in a session of its own, so that Ctrl-C in a terminal stops the parent but
+    lets the child finish."""
+    program = (f"import sys; sys.path[:] = {sys.path!r}; "
+               + _CHILD_PROGRAM.format(package=repr(str(_PACKAGE))))
     errors = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, "-c", _CHILD_PROGRAM], cwd=root, env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-                               start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
     process.errors = errors
     os.set_blocking(process.stdout.fileno(), False)
     return process
