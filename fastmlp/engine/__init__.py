@@ -9,7 +9,9 @@ functional API, the benchmark report).
 Each call plans its threads (:mod:`.plan`) under one process-wide lock
 (:func:`.lowlevel.threads.thread_limits`) and runs one compiled call: the "parts"
 (:mod:`.parts`) or "units" (:mod:`.units`) scheme for training, :mod:`.infer` for predictions.
-``engine="numpy"`` runs :mod:`fastmlp.reference` instead, the same math in plain NumPy.
+``engine="numpy"`` runs :mod:`fastmlp.reference` instead, the same math in plain NumPy; so does
+``engine="numba"`` while the call's kernel is missing from Numba's cache and being compiled in
+a background process (:mod:`.background`; ``Stats.engine`` says which ran).
 Inputs are checked by the front ends (:mod:`fastmlp.validation`) before they get here; this
 module only converts what the compiled code needs (dtype, contiguity).
 """
