@@ -21,7 +21,9 @@ or step by step, as a from-scratch notebook does::
 Every function runs the compiled code of :class:`fastmlp.MLP`: ``forward`` and ``backward`` call
 its Numba kernels layer by layer (``engine.kernels.dense_forward`` / ``dense_backward`` /
 ``head_backward``), ``loss_and_grad``, ``train_epoch`` and ``predict`` call the engine
-(``engine.loss_and_grad`` / ``train`` / ``predict``), one compiled call each.
+(``engine.loss_and_grad`` / ``train`` / ``predict``), one compiled call each. On a first run, a
+kernel missing from Numba's cache is compiled in the background while its NumPy twin runs
+(:mod:`fastmlp.engine.background`).
 
 Copies, honestly:
 - ``init`` returns views into one flat buffer (fastmlp's layout). Given such params,
@@ -42,11 +44,12 @@ import numpy as np
 
 from . import engine
 from .codes import ACT_IDENTITY, ACTIVATIONS, HEAD_IDENTITY, HEAD_LOGISTIC, HEADS, Y_HEADS, code_of
-from .engine import kernels
+from .engine import background, kernels
 from .engine.lowlevel.blas import blas_handle
 from .engine.lowlevel.threads import available_cores, thread_limits
 from .model import BATCH_SIZE, TrainingDiverged
 from .params import init_params, layer_offsets, layer_views, param_count
+from .reference import twins
 from .validation import (check_batch_size, check_features, check_label_matrix, check_labels,
                          check_layers, check_number, check_same_length, check_targets)
 
@@ -87,16 +90,20 @@ def forward(params, X, activation="relu", output="softmax", threads=None):
     act, head = _codes(activation, output, layers)
     X = check_features(X, "X", layers[0], dtype)
     blas = blas_handle()
-    acts = [X]
-    with thread_limits(1, threads or available_cores()):
+
+    def run(k):
+        acts = [X]
         for l, (W, b) in enumerate(params):
             out = np.empty((X.shape[0], W.shape[1]), dtype=dtype)
-            kernels.dense_forward(out, acts[-1], np.ascontiguousarray(W), np.ascontiguousarray(b),
-                                  act if l < len(params) - 1 else ACT_IDENTITY, blas)
+            k.dense_forward(out, acts[-1], np.ascontiguousarray(W), np.ascontiguousarray(b),
+                            act if l < len(params) - 1 else ACT_IDENTITY, blas)
             acts.append(out)
         result = np.empty_like(acts[-1])
-        kernels.head_forward(result, acts[-1], head)
-    return Forward(acts, result)
+        k.head_forward(result, acts[-1], head)
+        return Forward(acts, result)
+
+    with thread_limits(1, threads or available_cores()):
+        return _compiled_or_twins("forward", run)
 
 
 def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
@@ -112,21 +119,52 @@ def backward(params, fwd, y, activation="relu", output="softmax", threads=None):
     y_idx, Y = _targets(y, layers, head, dtype)
     check_same_length(z, Y if head in Y_HEADS else y_idx, "X", "y")
     blas = blas_handle()
-    grads = [None] * len(params)
-    dout = np.empty_like(z)
-    with thread_limits(1, threads or available_cores()):
-        kernels.head_backward(dout, z, y_idx, Y, np.zeros(0, dtype), head, dtype.type(1.0 / n))
+
+    def run(k):
+        grads = [None] * len(params)
+        dout = np.empty_like(z)
+        k.head_backward(dout, z, y_idx, Y, np.zeros(0, dtype), head, dtype.type(1.0 / n))
         for l in range(len(params) - 1, -1, -1):
             W, b = params[l]
             dW = np.empty(W.shape, dtype=dtype)
             db = np.empty(b.shape, dtype=dtype)
             dinp = np.empty(acts[l].shape if l > 0 else (0, W.shape[0]), dtype=dtype)
-            kernels.dense_backward(dinp, dW, db, acts[l], np.ascontiguousarray(W), dout, l > 0, blas)
+            k.dense_backward(dinp, dW, db, acts[l], np.ascontiguousarray(W), dout, l > 0, blas)
             if l > 0:
-                kernels.activation_backward(dinp, acts[l], act)   # dz of layer l - 1, in place
+                k.activation_backward(dinp, acts[l], act)   # dz of layer l - 1, in place
             grads[l] = (dW, db)
             dout = dinp
-    return grads
+        return grads
+
+    with thread_limits(1, threads or available_cores()):
+        return _compiled_or_twins("backward", run)
+
+
+# the compiled kernels forward and backward call, layer by layer
+_LAYER_KERNELS = frozenset((kernels.dense_forward, kernels.head_forward, kernels.head_backward,
+                            kernels.dense_backward, kernels.activation_backward))
+
+
+def _compiled_or_twins(site, run):
+    """``run(kernels)``; while one of the kernels is missing from Numba's cache and being
+    compiled in the background (:mod:`fastmlp.engine.background`), ``run`` again with each
+    kernel call compiled or, if that kernel is not ready, its NumPy twin (the same math), so
+    that every missing kernel is asked for at once. ``run`` only writes arrays it allocates,
+    so a run stopped before a kernel can start again."""
+    ran, result = background.attempt(site, lambda: run(kernels), _LAYER_KERNELS)
+    return result if ran else run(_KernelOrTwin())
+
+
+class _KernelOrTwin:
+    """The layer kernels one call at a time: compiled, or the twin while it compiles."""
+
+    def __getattr__(self, name):
+        compiled, twin = getattr(kernels, name), getattr(twins, name)
+
+        def call(*args):
+            ran, result = background.attempt(name, lambda: compiled(*args), _LAYER_KERNELS)
+            return result if ran else twin(*args)
+        return call
 
 
 def loss_and_grad(params, X, y, activation="relu", output="softmax", threads=None):

@@ -166,3 +166,33 @@ def test_requests_arriving_together_are_all_read_before_the_idle_end(monkeypatch
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_functional_layers_fall_back_to_their_twins_one_kernel_at_a_time(monkeypatch):
+    """A step-by-step loop (F.forward, F.backward) whose kernels are compiling runs each missing
+    kernel's NumPy twin and the ready ones compiled, asking for every missing one at once."""
+    from fastmlp import functional as F
+
+    params = F.init([6, 5, 3], seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.random((8, 6), dtype=np.float32)
+    y = np.arange(8) % 3
+    want_fwd = F.forward(params, X)
+    want = F.backward(params, want_fwd, y)
+    tried = []
+    missing = {"forward", "backward", "head_forward", "dense_backward"}
+
+    def attempt(site, call, kernels):
+        tried.append(site)
+        return (False, None) if site in missing else (True, call())
+
+    monkeypatch.setattr(background, "attempt", attempt)
+    fwd = F.forward(params, X)
+    got = F.backward(params, fwd, y)
+    assert tried == ["forward", "dense_forward", "dense_forward", "head_forward",
+                     "backward", "head_backward", "dense_backward", "activation_backward",
+                     "dense_backward"]
+    np.testing.assert_allclose(fwd.output, want_fwd.output, atol=1e-6)
+    for (dW, db), (wW, wb) in zip(got, want):
+        np.testing.assert_allclose(dW, wW, atol=1e-6)
+        np.testing.assert_allclose(db, wb, atol=1e-6)

@@ -84,17 +84,21 @@ class NotCompiled(Exception):
 def attempt(site, call, kernels):
     """Run ``call()`` (which calls one of the compiled ``kernels``); returns (True, its result),
     or (False, None) when its kernel is being compiled in the background and nothing ran.
-    ``site``: the engine function, for :data:`RETRY_SECONDS`."""
+    ``site``: the caller's name, for :data:`RETRY_SECONDS`. Calls run one at a time (under the
+    engine's lock, :func:`~fastmlp.engine.lowlevel.threads.thread_limits`)."""
+    global _ARMED
     if mode() == "wait" or os.name != "posix":     # the child's pipes need POSIX
         return True, call()
     if _COMPILER.retry_at.get(site, 0.0) > time.monotonic():
         return False, None
+    _ARMED = kernels
     try:
-        with event.install_listener("numba:compile", _Refuse(kernels)):
-            return True, call()
+        return True, call()
     except NotCompiled:
         _COMPILER.retry_at[site] = time.monotonic() + RETRY_SECONDS
         return False, None
+    finally:
+        _ARMED = None
 
 
 def wait(timeout=None):
@@ -110,19 +114,24 @@ def pending():
         return len(_COMPILER.pending)
 
 
-class _Refuse(event.Listener):
-    """Stops the compilation of one of ``kernels`` when the background compiler takes it."""
+_ARMED = None      # the kernels the call in progress in attempt() must not compile
 
-    def __init__(self, kernels):
-        self.kernels = kernels
+
+class _Refuse(event.Listener):
+    """Stops the compilation of one of the kernels armed by :func:`attempt` when the background
+    compiler takes it (registered once: a listener costs nothing until Numba compiles)."""
 
     def on_start(self, ev):
+        kernels = _ARMED
         kernel, sig = ev.data["dispatcher"], tuple(ev.data["args"])
-        if kernel in self.kernels and _COMPILER.takes(kernel, sig):
+        if kernels is not None and kernel in kernels and _COMPILER.takes(kernel, sig):
             raise NotCompiled(kernel, sig)
 
     def on_end(self, ev):
         pass
+
+
+event.register("numba:compile", _Refuse())
 
 
 # ---------------------------------------------------------------- argument types as JSON
