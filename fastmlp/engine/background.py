@@ -11,9 +11,10 @@ is loaded and run, as before. ``FASTMLP_COMPILE=wait`` compiles in the calling p
 every call runs compiled, bit for bit the same whether or not the cache was warm.
 
 How a call is kept from compiling: Numba announces every compilation with a "numba:compile"
-event after looking in memory and in the cache, and before compiling; a listener installed
-around the call raises :class:`NotCompiled` there for the engine's entry kernels, so the call
-stops before any of its code has run.
+event after looking in memory and in the cache, and before compiling; a listener, armed by
+:func:`attempt` for the duration of a call, raises :class:`NotCompiled` there for the kernels
+the call may start with (the engine's entry kernels), so the call stops before any of its code
+has run. POSIX only; elsewhere every call compiles first.
 
 The child (:func:`serve`) reads one JSON request a line: the kernel (module and attribute) and
 its argument types (see :func:`encode_type`), compiles it, answers with the request's number,
@@ -248,7 +249,7 @@ class _Compiler:
 
     def __init__(self):
         self.lock = threading.RLock()
-        self.child = None           # (Popen, its stderr file, bytes of answers not yet read)
+        self.child = None           # [Popen (its stderr file as .errors), answers not yet read]
         self.requests = 0           # requests made: the last one's number
         self.numbers = {}           # (kernel, sig) -> request number
         self.pending = {}           # request number -> (kernel, sig)
@@ -333,6 +334,7 @@ class _Compiler:
         self.closing.append(process)
 
     def wait(self, timeout=None):
+        """See the module's :func:`wait`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self.lock:
