@@ -1,6 +1,6 @@
 """Compiling the engine's kernels in a background process, so that a first fit starts at once.
 
-A fresh install has an empty Numba cache, and compiling one of the engine's kernels takes 5-30 s.
+A fresh install has an empty Numba cache, and compiling one of the engine's kernels takes seconds.
 In the default mode, ``FASTMLP_COMPILE=background``, a compiled call whose kernel is neither in
 memory nor in the cache does not compile it: :func:`attempt` reports the call as not run, the
 engine runs the NumPy reference (:mod:`fastmlp.reference`, the same math) instead, and a child
@@ -41,8 +41,8 @@ from numba.np.numpy_support import from_dtype
 
 MODE_VARIABLE = "FASTMLP_COMPILE"
 MODES = ("background", "wait")
-# after a call found its kernel compiling, the engine site goes straight to the NumPy reference
-# for this long before it looks in the cache again (a look costs about a millisecond)
+# after a call found its kernel compiling, its site goes straight to the NumPy reference for
+# this long before it looks in the cache again (docs/performance.md, "RETRY_SECONDS")
 RETRY_SECONDS = 0.2
 
 log = logging.getLogger("fastmlp")
