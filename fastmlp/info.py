@@ -91,7 +91,8 @@ def _version_of(module, extra):
 
 
 def _threading_layer():
-    """The layer Numba's parallel kernels run on, found by running a tiny prediction."""
+    """The layer Numba's parallel kernels run on, found by running a tiny prediction (or the
+    one asked for, while that prediction's kernel compiles in the background)."""
     import numba
 
     from .engine import background
@@ -100,8 +101,10 @@ def _threading_layer():
     try:
         model = MLP([4, 2], engine="numba", threads=1)
         model.params = model.params         # mark as fitted
-        with background.waiting():          # a compiled call, whatever the compile mode
-            model.predict(np.zeros((2, 4), dtype=np.float32))
+        model.predict(np.zeros((2, 4), dtype=np.float32))
+        if background.pending():
+            return (f"{numba.config.THREADING_LAYER} (NUMBA_THREADING_LAYER; it starts with the "
+                    "first compiled call: the kernels are compiling in the background)")
         layer = numba.threading_layer()
     except Exception as exc:        # noqa: BLE001 - a report, not a failure
         return f"unknown ({_message(exc)})"

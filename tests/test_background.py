@@ -196,3 +196,25 @@ def test_functional_layers_fall_back_to_their_twins_one_kernel_at_a_time(monkeyp
     for (dW, db), (wW, wb) in zip(got, want):
         np.testing.assert_allclose(dW, wW, atol=1e-6)
         np.testing.assert_allclose(db, wb, atol=1e-6)
+
+
+_INFO_WHILE_COMPILING = textwrap.dedent("""
+    from fastmlp.engine import background
+    from fastmlp import info
+
+    background._COMPILER.takes = lambda kernel, sig: True      # as if a child took it
+    background._COMPILER.pending = {1: None}
+    print(info._threading_layer())
+""")
+
+
+def test_info_names_the_requested_threading_layer_while_the_kernels_compile(tmp_path):
+    """`fastmlp info` does not wait for the inference kernel on a first run: a fresh process
+    whose prediction runs on the reference reports the layer asked for."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTMLP_COMPILE="background",
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", _INFO_WHILE_COMPILING], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "workqueue" in done.stdout and "compiling in the background" in done.stdout
