@@ -63,9 +63,7 @@ def run_row(work, counts, rounds, peers):
             runs[name]()
             if r:
                 times[name].append((time.perf_counter() - start) / work.steps)
-    row = {name: statistics.median(ts) for name, ts in times.items()}
-    row["default / best"] = row["fastmlp default"] / min(row[f"fastmlp {t}"] for t in counts)
-    return row
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def markdown(result):
@@ -120,13 +118,12 @@ def main(argv=None):
                               DATA_ROWS // batch) for layers in MODELS for batch in BATCHES]
     for work in workloads:
         batch = work.batch or DATA_ROWS
-        # seconds per 60,000-row epoch, or with --matrix ms per step
+        # seconds a step to seconds per 60,000-row epoch, or with --matrix ms per step
         scale = 1e3 if args.matrix else EPOCH_ROWS / batch
-        row = {k: v * scale if k != "default / best" else v
-               for k, v in run_row(work, counts, args.rounds, bool(peers)).items()}
+        row = {k: v * scale for k, v in run_row(work, counts, args.rounds, bool(peers)).items()}
         row.update(workload=work.name, model=model_name(work.layers), batch=batch,
-                   floor=matmul_flops(work.layers, batch if args.matrix else EPOCH_ROWS)
-                   / (gflops * 1e9) * (1e3 if args.matrix else 1))
+                   floor=matmul_flops(work.layers, batch) / (gflops * 1e9) * scale)
+        row["default / best"] = row["fastmlp default"] / min(row[f"fastmlp {t}"] for t in counts)
         result["rows"].append(row)
         print(f"{work.name} {row['model']} b{batch}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)

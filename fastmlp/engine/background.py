@@ -206,7 +206,7 @@ def serve(lines=None, answer=None, package=None):
     """The child's loop: compile each requested kernel (into the cache: they are all
     ``cache=True``), answer with its request number; return at the end of the input or after
     :data:`IDLE_SECONDS` without a request. ``package``: the folder the parent's fastmlp was
-    imported from; a child that imported another copy compiles nothing (exit code 2)."""
+    imported from; a child that imported another copy compiles nothing (exit code 1)."""
     if package is not None and Path(package) != _PACKAGE:
         sys.exit(f"fastmlp's background compiler imported {_PACKAGE}, not the parent's {package}")
     lines = _requests(sys.stdin.fileno()) if lines is None else lines

@@ -103,21 +103,23 @@ def scheme(n_parts, batch_size, layers, n_samples):
 
 
 def _scheme_and_why(n_parts, batch_size, layers, n_samples):
-    """:func:`scheme`'s choice and the rule that made it, in words."""
+    """:func:`scheme`'s choice and a function that says, in words, the rule that made it (only
+    called by :func:`explain_training`: planning runs on every engine call)."""
     if FORCE_SCHEME is not None and (len(layers) >= 3 or FORCE_SCHEME != "units"):
-        return FORCE_SCHEME, "forced (plan.FORCE_SCHEME)"
+        return FORCE_SCHEME, lambda: "forced (plan.FORCE_SCHEME)"
     hidden = [int(w) for w in layers[1:-1]]
     if batch_size >= ROWS_MIN_BATCH and max(hidden, default=0) <= ROWS_MAX_WIDTH:
-        return "rows", (f"minibatches of at least ROWS_MIN_BATCH = {ROWS_MIN_BATCH} rows, hidden "
-                        f"layers at most ROWS_MAX_WIDTH = {ROWS_MAX_WIDTH} wide")
+        return "rows", lambda: (f"minibatches of at least ROWS_MIN_BATCH = {ROWS_MIN_BATCH} rows, "
+                                f"hidden layers at most ROWS_MAX_WIDTH = {ROWS_MAX_WIDTH} wide")
     if not hidden:
-        return "parts", "no hidden layer: only the parts scheme applies"
+        return "parts", lambda: "no hidden layer: only the parts scheme applies"
     if n_samples < MIN_BATCHES_FOR_UNITS * batch_size:
-        return "parts", (f"a call of fewer than MIN_BATCHES_FOR_UNITS = {MIN_BATCHES_FOR_UNITS} "
-                         "minibatches does not win back the units scheme's set-up")
+        return "parts", lambda: (f"a call of fewer than MIN_BATCHES_FOR_UNITS = "
+                                 f"{MIN_BATCHES_FOR_UNITS} minibatches does not win back the units "
+                                 "scheme's set-up")
     if n_parts > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_parts:
-        return "parts", (f"a hidden layer of {min(hidden)} units has fewer than "
-                         f"MIN_UNITS_PER_THREAD = {MIN_UNITS_PER_THREAD} per part")
+        return "parts", lambda: (f"a hidden layer of {min(hidden)} units has fewer than "
+                                 f"MIN_UNITS_PER_THREAD = {MIN_UNITS_PER_THREAD} per part")
     macs = batch_size * macs_per_row(layers)
     enough_work = macs >= MIN_MACS_PER_PART * n_parts
     enough_rows = (n_parts == 1 or batch_size >= MIN_ROWS_PER_PART * n_parts
@@ -125,18 +127,20 @@ def _scheme_and_why(n_parts, batch_size, layers, n_samples):
     too_little = (n_parts > 1 and batch_size >= 64 * n_parts
                   and macs < MIN_MACS_PER_UNIT * n_parts)
     if enough_work and enough_rows:
-        return "parts", (f"{macs:,} multiply-adds a minibatch: at least MIN_MACS_PER_PART = "
-                         f"{MIN_MACS_PER_PART:,} per part, with rows enough (MIN_ROWS_PER_PART = "
-                         f"{MIN_ROWS_PER_PART} per part, or MIN_MACS_PER_PART_ANY_ROWS)")
+        return "parts", lambda: (f"{macs:,} multiply-adds a minibatch: at least MIN_MACS_PER_PART "
+                                 f"= {MIN_MACS_PER_PART:,} per part, with rows enough "
+                                 f"(MIN_ROWS_PER_PART = {MIN_ROWS_PER_PART} per part, or "
+                                 "MIN_MACS_PER_PART_ANY_ROWS)")
     if too_little:
-        return "parts", (f"at least 64 rows per part but under MIN_MACS_PER_UNIT = "
-                         f"{MIN_MACS_PER_UNIT:,} multiply-adds per part")
+        return "parts", lambda: (f"at least 64 rows per part but under MIN_MACS_PER_UNIT = "
+                                 f"{MIN_MACS_PER_UNIT:,} multiply-adds per part")
     if not enough_work:
-        return "units", (f"{macs:,} multiply-adds a minibatch: under MIN_MACS_PER_PART = "
-                         f"{MIN_MACS_PER_PART:,} per part")
-    return "units", (f"{batch_size // n_parts} rows per part: under MIN_ROWS_PER_PART = "
-                     f"{MIN_ROWS_PER_PART}, and {macs // n_parts:,} multiply-adds per part, under "
-                     f"MIN_MACS_PER_PART_ANY_ROWS = {MIN_MACS_PER_PART_ANY_ROWS:,}")
+        return "units", lambda: (f"{macs:,} multiply-adds a minibatch: under MIN_MACS_PER_PART = "
+                                 f"{MIN_MACS_PER_PART:,} per part")
+    return "units", lambda: (f"{batch_size // n_parts} rows per part: under MIN_ROWS_PER_PART = "
+                             f"{MIN_ROWS_PER_PART}, and {macs // n_parts:,} multiply-adds per "
+                             f"part, under MIN_MACS_PER_PART_ANY_ROWS = "
+                             f"{MIN_MACS_PER_PART_ANY_ROWS:,}")
 
 
 def plan_training(threads, batch_size, layers, n_samples):
@@ -154,11 +158,12 @@ def explain_training(threads, batch_size, layers, n_samples):
     ``fastmlp info --model``."""
     chosen = plan_training(threads, batch_size, layers, n_samples)
     macs, cores = batch_size * macs_per_row(layers), planned_cores()
-    parts_why = (f"{chosen.parts} part{'s' if chosen.parts > 1 else ''} = max(1, min({cores} planned "
-                 f"core{'s' if cores > 1 else ''}, {macs:,} multiply-adds a minibatch // "
+    parts_why = (f"{chosen.parts} part{'s' if chosen.parts > 1 else ''} = max(1, min({cores} "
+                 f"planned core{'s' if cores > 1 else ''}, {macs:,} multiply-adds a minibatch // "
                  f"MIN_MACS_PER_THREAD = {MIN_MACS_PER_THREAD:,})), run on {chosen.threads} "
                  f"thread{'s' if chosen.threads > 1 else ''} (any count gives the same result)")
-    return chosen, [parts_why, _scheme_and_why(chosen.parts, batch_size, layers, n_samples)[1]]
+    says = _scheme_and_why(chosen.parts, batch_size, layers, n_samples)[1]
+    return chosen, [parts_why, says()]
 
 
 def piece_rows(how, batch_size):
