@@ -142,12 +142,14 @@ class EpochCase:
     @background.waiting()      # timed: the compiled kernel runs, compiled first if need be
     def run(self, n=None):
         """Train on the first ``n`` samples of the epoch's order (all by default), through the
-        engine's one call with the thread plan fastmlp.MLP gets; returns its Stats."""
+        engine's one call with the thread plan fastmlp.MLP gets for ``threads``, on exactly that
+        many threads (not the fastest count up to it); returns its Stats."""
         order = self.order if n is None else self.order[:n]
-        self.stats = self._engine.train(
-            self.net, self.state, self._engine.Batches(self.X, self.y, self._Y, order,
-                                                       self.batch_size),
-            self.hyper, self.threads, self.engine_name, guard=False)
+        with self._engine.tuner.fixed():    # on exactly the threads of the row, as its peers
+            self.stats = self._engine.train(
+                self.net, self.state, self._engine.Batches(self.X, self.y, self._Y, order,
+                                                           self.batch_size),
+                self.hyper, self.threads, self.engine_name, guard=False)
         return self.stats
 
     def warm_up(self):

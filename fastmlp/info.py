@@ -47,6 +47,11 @@ def report_rows():
     rows.append(("compile mode", f"{background.mode()} (FASTMLP_COMPILE: 'background' runs the "
                                  "NumPy reference while kernels missing from the cache compile, "
                                  "'wait' waits for them)"))
+    from .engine import tuner
+
+    rows.append(("thread count", f"{tuner.mode()} (FASTMLP_TUNE: 'on' times the counts up to the "
+                                 "threads allowed on a training call's first minibatches and "
+                                 "keeps the fastest, 'off' uses them all)"))
     return rows
 
 
@@ -61,7 +66,10 @@ def plan_rows(layers, batch_size, n_rows, threads=None):
     threads = threads or available_cores()
     batch_size = min(batch_size, n_rows)
     chosen, why = explain_training(threads, batch_size, layers, n_rows)
-    on = f"on {_count(chosen.threads, 'thread')}"
+    from .engine import tuner
+
+    up_to = "up to " if chosen.threads > 1 and tuner.mode() == "on" else ""
+    on = f"on {up_to}{_count(chosen.threads, 'thread')}"
     training = {"units": f"{_count(chosen.parts, 'block')} of units {on}, minibatches in pieces "
                          f"of {chosen.chunk} rows",
                 "parts": f"each minibatch in {_count(chosen.parts, 'part')} {on}",

@@ -12,6 +12,7 @@ step's matrix-product FLOPs at this machine's sgemm rate on as many threads
 
 import statistics
 import time
+from contextlib import nullcontext
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -95,12 +96,14 @@ def workload_order(work, seed=1):
 
 
 class EngineRun:
-    """fastmlp (compiled or reference) on a workload: one timed call trains all its steps."""
+    """fastmlp (compiled or reference) on a workload: one timed call trains all its steps, on
+    exactly ``threads`` threads (``exact``) or on the fastest count up to them (None: up to all
+    cores), timed by :mod:`fastmlp.engine.tuner`."""
 
-    def __init__(self, engine, work, X, y, order, threads):
+    def __init__(self, engine, work, X, y, order, threads, exact=True):
         from . import engine as fast
 
-        self.fast, self.engine_name, self.threads = fast, engine, threads
+        self.fast, self.engine_name, self.threads, self.exact = fast, engine, threads, exact
         self.start = init_params(work.layers, "he", np.random.default_rng(0), np.float32)
         self.flat = self.start.copy()
         self.net = fast.Network(self.flat, work.layers, ACTIVATIONS.index(work.act),
@@ -113,8 +116,9 @@ class EngineRun:
     @background.waiting()      # timed: the compiled kernel runs, compiled first if need be
     def __call__(self):
         self.flat[...] = self.start
-        return self.fast.train(self.net, self.state, self.batches, self.hyper, self.threads,
-                               self.engine_name, guard=False).mean_loss
+        with self.fast.tuner.fixed() if self.exact else nullcontext():
+            return self.fast.train(self.net, self.state, self.batches, self.hyper, self.threads,
+                                   self.engine_name, guard=False).mean_loss
 
 
 class TorchRun:

@@ -148,7 +148,7 @@ def test_predict_show_out_writes_a_png(digits_model):
 def test_info(tmp_path):
     out = ok(run("info", cwd=tmp_path))
     for key in ("fastmlp", "python", "numpy", "numba", "cores", "numba threads", "threading layer",
-                "BLAS", "numba cache"):
+                "BLAS", "numba cache", "thread count"):
         assert any(line.startswith(key + " ") for line in out.splitlines()), key
     assert "unknown" not in out.split("threading layer")[1].splitlines()[0]
 
@@ -161,6 +161,8 @@ def test_info_shows_the_plan_of_a_model_and_why(tmp_path):
     lines = {line.strip().split("  ")[0]: line for line in out.splitlines()}
     assert f"the {chosen.scheme} scheme" in lines["training"]
     assert "MIN_MACS_PER_THREAD" in lines["threads"]
+    if chosen.threads > 1:          # counts up to the threads allowed are timed
+        assert "the fastest of" in lines["threads"] and "FASTMLP_TUNE" in lines["threads"]
     assert "MIN_" in lines["scheme"] and "inference" in lines
     full = ok(run("info", "--model", "784-20-10", "--batch-size", "full", "--rows", "8000",
                   "--threads", "1", cwd=tmp_path))

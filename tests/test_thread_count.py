@@ -36,8 +36,9 @@ def fit_weights(scheme, batch, opt, threads, dtype="float32", cores=4):
         rng = np.random.default_rng(0)
         X, y = rng.random((400, LAYERS[0])).astype(dtype), rng.integers(0, LAYERS[-1], 400)
         model = MLP(LAYERS, seed=5, threads=threads, dtype=dtype)
-        model.fit(X, y, epochs=2, batch_size=batch, optimizer="adam" if opt == "adam" else "sgd",
-                  **OPTIMIZERS[opt])
+        with engine.tuner.fixed():      # exactly ``threads``, not the fastest count up to it
+            model.fit(X, y, epochs=2, batch_size=batch,
+                      optimizer="adam" if opt == "adam" else "sgd", **OPTIMIZERS[opt])
         return np.concatenate([model._flat, model.predict_proba(X[:50]).ravel()])
     finally:
         (engine.plan.FORCE_SCHEME, engine.plan.PLAN_CORES, engine.plan.MIN_MACS_PER_THREAD,

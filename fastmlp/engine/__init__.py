@@ -16,14 +16,15 @@ Inputs are checked by the front ends (:mod:`fastmlp.validation`) before they get
 module only converts what the compiled code needs (dtype, contiguity).
 """
 
+import time
 from contextlib import contextmanager
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from .. import reference
-from . import background, infer, parts, plan, rows, units
-from .lowlevel.threads import available_cores, thread_limits
+from . import background, infer, parts, plan, rows, tuner, units
+from .lowlevel.threads import available_cores, max_threads, thread_limits
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
                         new_stats, offsets)
 from .optimizer import Hyper, OptimizerState, can_fuse, slots_for
@@ -126,12 +127,15 @@ ENTRY_KERNELS = frozenset((units.units_worker, parts.train_serial, parts.train_p
 def _run(site, chosen, threads, engine, compiled, in_numpy):
     """``compiled()`` for engine "numba", ``in_numpy()`` (the reference) for "numpy" or while
     the compiled kernel is being compiled in the background; each under its thread limits.
-    Returns (result, the engine that ran)."""
+    Returns (result, the engine that ran); (None, "") when the kernel is compiling and
+    ``in_numpy`` is None."""
     if engine != "numpy":
         with _limits(chosen, threads, engine):
             ran, result = background.attempt(site, compiled, ENTRY_KERNELS)
         if ran:
             return result, "numba"
+        if in_numpy is None:
+            return None, ""
     with _limits(chosen, threads, "numpy"):
         return in_numpy(), "numpy"
 
@@ -164,28 +168,84 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
     """Train ``net`` in place on every minibatch of ``batches`` with the optimizer ``hyper``,
     continuing from ``state`` (advanced in place); returns :class:`Stats`.
 
-    Plans up to ``threads`` threads (default: all cores). A non-finite loss stops training
-    before that minibatch's update (``Stats.diverged_at``). With ``guard``, the parameters and
-    the optimizer state are also put back as they were before the call when an update left
-    the finite range, or beyond :data:`WEIGHT_LIMIT`, or the call's mean loss went above
-    ``loss_limit`` while staying finite (``Stats.overflowed``); without it they are left as they
-    are, unchecked.
+    Runs on the fastest count of threads up to ``threads`` (default: all cores), found by
+    timing the first minibatches of calls of this kind (:mod:`.tuner`); the count never changes
+    the result. A non-finite loss stops training before that minibatch's update
+    (``Stats.diverged_at``). With ``guard``, the parameters and the optimizer state are also put
+    back as they were before the call when an update left the finite range, or beyond
+    :data:`WEIGHT_LIMIT`, or the call's mean loss went above ``loss_limit`` while staying finite
+    (``Stats.overflowed``); without it they are left as they are, unchecked.
     """
     saved = (net.flat.copy(), state.copy()) if guard else None
     if batches.batch_size < 1 or len(batches.order) == 0:
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
+    search = None if engine == "numpy" else _search(net, batches.batch_size, chosen)
     with np.errstate(over="ignore", invalid="ignore"):
-        raw, ran = _run("train", chosen, threads, engine,
-                        lambda: train_batches(net, state, batches, hyper),
-                        lambda: reference.train_batches(net, state, batches, hyper))
-    state.step += int(raw[STEPS])
-    stats = _stats(raw, False)
+        if search is None:
+            raw, ran = _run("train", chosen, threads, engine,
+                            lambda: train_batches(net, state, batches, hyper),
+                            lambda: reference.train_batches(net, state, batches, hyper))
+            state.step += int(raw[STEPS])
+            stats = _stats(raw, False)._replace(engine=ran)
+        else:
+            stats = _train_timed(net, state, batches, hyper, chosen, threads, engine, search)
     why = _blown_up(net.flat, stats, loss_limit) if guard else ""
     if why:
         net.flat[...] = saved[0]
         state.restore(saved[1])
-    return stats._replace(overflowed=bool(why), why=why, engine=ran)
+    return stats._replace(overflowed=bool(why), why=why)
+
+
+def _kind(layers, batch_size, dtype, chosen):
+    """(the kind of a training call, whose calls share one timed thread count; the most threads
+    it may run on)."""
+    most = min(chosen.threads, max_threads())
+    return (tuple(layers), int(batch_size), np.dtype(dtype).str, chosen.scheme, chosen.chunk,
+            chosen.parts, most), most
+
+
+def _search(net, batch_size, chosen):
+    """The :class:`.tuner.Search` of a training call's thread count, or None (nothing to time)."""
+    return tuner.search_for(*_kind(net.layers, batch_size, net.flat.dtype, chosen))
+
+
+def _train_timed(net, state, batches, hyper, chosen, threads, engine, search):
+    """:func:`train`'s work in pieces of whole minibatches, each on the thread count ``search``
+    asks for and timed for it. Neither the cut nor the count changes a bit: the pieces add to
+    one running sum of statistics, as one call would. Returns the call's :class:`Stats`."""
+    size = batches.batch_size
+    n_batches = -(-len(batches.order) // size)
+    raw, done, engines, ran = new_stats(), 0, "", "numba"
+    while done < n_batches and raw[DIVERGED_AT] < 0:
+        if ran == "numba":
+            count, steps, timed = search.piece(n_batches - done)
+        else:       # the kernel is compiling: the rest on the reference, in one piece
+            steps, timed = n_batches - done, False
+        piece = batches._replace(order=batches.order[done * size:(done + steps) * size],
+                                 plan_rows=batches.planned_rows)
+        before = int(raw[STEPS])
+        started = time.perf_counter()
+        # another count than the best may need a kernel of its own (the serial build): when it
+        # is still compiling, that count loses and nothing of the piece has run
+        on_numpy = (lambda: reference.train_batches(net, state, piece, hyper, raw)) if (
+            not timed or count == search.best) else None
+        _, ran = _run("train", chosen._replace(threads=count), threads, engine,
+                      lambda: train_batches(net, state, piece, hyper, raw), on_numpy)
+        if not ran:
+            search.missing(count, time.monotonic())
+            ran = "numba"
+            continue
+        made = int(raw[STEPS]) - before
+        if timed and ran == "numba":
+            search.record(count, time.perf_counter() - started, made, time.monotonic(),
+                          whole=steps == n_batches)
+        state.step += made
+        if raw[DIVERGED_AT] >= 0:
+            raw[DIVERGED_AT] += done          # counted in the piece: count it in the call
+        done += steps
+        engines = _joined(engines, ran)
+    return _stats(raw, False)._replace(engine=engines)
 
 
 def _blown_up(flat, stats, loss_limit):
@@ -203,20 +263,24 @@ def _blown_up(flat, stats, loss_limit):
 
 
 @contextmanager
-def session(layers, batch_size, threads=None):
+def session(layers, batch_size, threads=None, dtype=np.float64):
     """Hold the thread settings of training calls on minibatches of ``batch_size`` rows for the
-    body: a loop that calls :func:`train` once per minibatch (scikit-learn's) then sets them once.
-    Yields the :class:`Plan`."""
+    body: a loop that calls :func:`train` once per minibatch (scikit-learn's) then sets them once,
+    to the count timed for such calls (:mod:`.tuner`) once one is found. Yields the
+    :class:`Plan`."""
     chosen = plan_training(_threads(threads), batch_size, layers, batch_size)
+    timed = tuner.found(_kind(layers, batch_size, dtype, chosen)[0])
+    chosen = chosen._replace(threads=timed or chosen.threads)
     with thread_limits(chosen.threads, chosen.blas_threads):
         yield chosen
 
 
-def train_batches(net, state, batches, hyper):
+def train_batches(net, state, batches, hyper, stats=None):
     """The compiled twin of :func:`fastmlp.reference.train_batches`: every minibatch of
     ``batches`` in one compiled call, on the Numba threads in force, in the scheme
-    :func:`.plan.plan_training` picks. Returns the raw statistics (see :mod:`.minibatch`); does not
-    advance ``state.step``."""
+    :func:`.plan.plan_training` picks. Returns the raw statistics (see :mod:`.minibatch`): new
+    ones, or ``stats`` added to (a running sum over calls, the same bits as one call's); does
+    not advance ``state.step``."""
     import numba
 
     from .lowlevel.blas import blas_handle
@@ -233,7 +297,7 @@ def train_batches(net, state, batches, hyper):
     # a minibatch taken in pieces (units) or blocks (rows) adds dW up over them: no fused step
     in_pieces = how.scheme == "rows" or (how.scheme == "units" and how.chunk < batches.batch_size)
     slots = slots_for(flat, layers, hyper, state, can_fuse(hyper) and not in_pieces)
-    stats = new_stats()
+    stats = new_stats() if stats is None else stats
     run = {"units": units.train_units, "rows": rows.train_rows}.get(how.scheme, parts.train_parts)
     run(how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
         int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)

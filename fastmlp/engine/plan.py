@@ -20,6 +20,7 @@ changes a bit of the result.
 import os
 from typing import NamedTuple
 
+from . import tuner
 from .lowlevel.threads import available_cores
 
 # a second thread pays only from this many multiply-adds per minibatch and thread
@@ -160,8 +161,14 @@ def explain_training(threads, batch_size, layers, n_samples):
     macs, cores = batch_size * macs_per_row(layers), planned_cores()
     parts_why = (f"{chosen.parts} part{'s' if chosen.parts > 1 else ''} = max(1, min({cores} "
                  f"planned core{'s' if cores > 1 else ''}, {macs:,} multiply-adds a minibatch // "
-                 f"MIN_MACS_PER_THREAD = {MIN_MACS_PER_THREAD:,})), run on {chosen.threads} "
-                 f"thread{'s' if chosen.threads > 1 else ''} (any count gives the same result)")
+                 f"MIN_MACS_PER_THREAD = {MIN_MACS_PER_THREAD:,})), run on ")
+    if chosen.threads > 1 and tuner.mode() == "on":
+        counts = ", ".join(map(str, tuner.counts_from(chosen.threads)))
+        parts_why += (f"the fastest of {counts} threads, timed on the first minibatches "
+                      "(FASTMLP_TUNE=off: all of them); any count gives the same result")
+    else:
+        parts_why += (f"{chosen.threads} thread{'s' if chosen.threads > 1 else ''} (any count "
+                      "gives the same result)")
     says = _scheme_and_why(chosen.parts, batch_size, layers, n_samples)[1]
     return chosen, [parts_why, says()]
 

@@ -13,7 +13,7 @@ __all__ = ["evaluate_batches", "loss_and_grad_all", "predict_batches", "train_ba
 
 
 
-def train_batches(net, state, batches, hyper):
+def train_batches(net, state, batches, hyper, stats=None):
     """Train on the minibatches ``order[k*B:(k+1)*B]`` in turn (the last one may be shorter):
     the twin of :func:`fastmlp.engine.train_batches`, with the same arguments (see
     :class:`fastmlp.engine.Network`, ``Batches``, ``Hyper``, ``OptimizerState``).
@@ -22,7 +22,8 @@ def train_batches(net, state, batches, hyper):
     caller adds the steps made). Per-sample weights make each minibatch's loss their weighted
     mean. Returns the statistics as float64 [sum of batch loss * batch weight, correct
     predictions, samples, batches, index of the first batch whose loss was not finite (it made
-    no update and training stopped there) or -1, that batch's loss, weight of the samples].
+    no update and training stopped there) or -1, that batch's loss, weight of the samples]:
+    new, or ``stats`` continued (sums running on from an earlier call's, in place).
     """
     act, head = ACTIVATIONS[net.act], HEADS[net.head]
     flat, layers = net.flat, net.layers
@@ -33,7 +34,8 @@ def train_batches(net, state, batches, hyper):
     decay = (weight_mask(layers) * hyper.weight_decay).astype(flat.dtype) if hyper.weight_decay else None
     weighted = w is not None and len(w) > 0
     n_batches = -(-len(order) // batch_size)
-    loss_sum = correct = samples = weight = 0.0
+    stats = np.array([0, 0, 0, 0, -1, 0, 0], dtype=np.float64) if stats is None else stats
+    loss_sum, correct, samples, steps, _, _, weight = (float(v) for v in stats)
     for k in range(n_batches):
         idx = order[k * batch_size:(k + 1) * batch_size]
         xb = X[idx].astype(dtype, copy=False)
@@ -45,7 +47,8 @@ def train_batches(net, state, batches, hyper):
         acts = forward(params, xb, act, head)
         loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head, wb)
         if not np.isfinite(loss):
-            return np.array([loss_sum, correct, samples, k, k, loss, weight], dtype=np.float64)
+            stats[:] = loss_sum, correct, samples, steps + k, k, loss, weight
+            return stats
         grads = backward(params, acts, dz, act)
         g = np.concatenate([t.ravel() for pair in grads for t in pair])
         optimizer_update(flat, g, decay, state.state1, state.state2, hyper, state.step + k + 1)
@@ -56,7 +59,8 @@ def train_batches(net, state, batches, hyper):
             correct += subset_correct(acts[-1], Yb)
         elif head != "identity":
             correct += float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
-    return np.array([loss_sum, correct, samples, n_batches, -1, 0.0, weight], dtype=np.float64)
+    stats[:] = loss_sum, correct, samples, steps + n_batches, -1, 0.0, weight
+    return stats
 
 
 def loss_and_grad_all(net, X, y, Y, w, grad):

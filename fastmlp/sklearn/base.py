@@ -262,7 +262,7 @@ class _BaseMLP(BaseEstimator):
                 order = np.ascontiguousarray(order, dtype=np.int64)
                 accumulated_loss = 0.0
                 # one minibatch per engine call, under one thread setting for the epoch
-                with engine.session(units, batch_size, hp.threads):
+                with engine.session(units, batch_size, hp.threads, flat.dtype):
                     for start in range(0, n_train, batch_size):
                         rows = order[start:start + batch_size]
                         B = rows.shape[0]
