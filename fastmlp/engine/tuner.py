@@ -13,8 +13,8 @@ minibatches, and a timed minibatch is trained as any other:
   least TRIAL_SECONDS of minibatches each, or of one whole call; a count's first minibatch is
   not timed (it warms the caches up, and may load another kernel: one thread runs the serial
   build of the parts and rows schemes), and a count whose kernel is not compiled yet loses;
-- the fewer threads win when their fastest sample beats the best's by MARGIN, and lose at once
-  when a sample takes CLEARLY_SLOWER times the best's; the search stops at the first count that
+- the fewer threads win when their fastest sample beats the best's by MARGIN in WINS_NEEDED
+  comparisons in a row, and lose at once when a sample takes CLEARLY_SLOWER times the best's; the search stops at the first count that
   does not win;
 - the count found serves every later call of the same kind (model, minibatch, dtype, plan, most
   threads) in this process, and is timed again after RETRIAL_SECONDS.
@@ -38,7 +38,9 @@ TRIAL_SECONDS = 0.02
 TRIAL_ROUNDS = 3
 # fewer threads are taken when they are at least this much faster ...
 MARGIN = 0.03
-# ... and lose at once, unsampled again, when a sample is this many times the best's
+# ... in this many comparisons in a row (a machine busy for a moment does not make the pick),
+WINS_NEEDED = 2
+# and lose at once, unsampled again, when a sample is this many times the best's
 CLEARLY_SLOWER = 1.25
 # a count found is timed again after this many seconds (the machine's load changes)
 RETRIAL_SECONDS = 5.0
@@ -90,7 +92,7 @@ class Search:
         self.warm = set()            # counts that have run an untimed first piece
         self.per_step = {}           # count -> seconds per minibatch of its last piece timed
         self.last = None             # the last piece's seconds per minibatch, on any count
-        self.best, self.rival = counts[0], 1
+        self.best, self.rival, self.wins = counts[0], 1, 0
         self.found, self.found_at = None, 0.0
         self._compare()
 
@@ -110,7 +112,7 @@ class Search:
 
     def restart_if_due(self, now):
         if self.found is not None and now - self.found_at > RETRIAL_SECONDS:
-            self.best, self.rival, self.found = self.counts[0], 1, None
+            self.best, self.rival, self.wins, self.found = self.counts[0], 1, 0, None
             self._compare()
 
     def piece(self, left):
@@ -157,7 +159,11 @@ class Search:
         if self.todo:
             return
         if fastest[rival] < (1.0 - MARGIN) * fastest[self.best]:
-            self.best, self.rival = rival, self.rival + 1
+            self.wins += 1
+            if self.wins < WINS_NEEDED:
+                self._compare()                     # the same two counts again
+                return
+            self.best, self.rival, self.wins = rival, self.rival + 1, 0
             if self.rival < len(self.counts):
                 self._compare()
                 return
