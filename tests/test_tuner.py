@@ -144,6 +144,12 @@ def test_fastmlp_tune_switches_timing_off(monkeypatch):
     assert tuner.search_for(("some kind",), 1) is None       # one thread: nothing to time
 
 
+@pytest.fixture(autouse=True)
+def timing_on(monkeypatch):
+    """These tests are about the timed count, whatever FASTMLP_TUNE the run was started with."""
+    monkeypatch.setenv("FASTMLP_TUNE", "on")
+
+
 @pytest.fixture
 def every_minibatch_a_sample(monkeypatch):
     """Samples of one minibatch each, so that a short fit runs pieces on every count."""
