@@ -39,9 +39,10 @@ def fit_seconds(work, X, y, epochs, threads, timed):
     pieces = []
     record = tuner.Search.record
 
-    def keep(search, count, seconds, steps, now, whole=False):
-        pieces.append((search, count, seconds, steps))
-        record(search, count, seconds, steps, now, whole)
+    def keep(search, count, seconds, steps, whole=False):
+        if search.found is None:                    # a piece of the search
+            pieces.append((search, count, seconds, steps))
+        record(search, count, seconds, steps, whole)
 
     tuner.Search.record = keep
     try:

@@ -32,7 +32,7 @@ def run_search(counts, per_step, left=10_000):
         steps.append(n)
         if not timed:
             return count, threads, steps
-        search.record(count, per_step[count] * n, n, now=0.0)
+        search.record(count, per_step[count] * n, n)
     raise AssertionError("the search never ended")
 
 
@@ -70,7 +70,7 @@ def test_a_sample_spans_pieces_until_it_lasts_trial_seconds():
         count, n, timed = search.piece(1)
         assert n == 1 and timed
         pieces.append(count)
-        search.record(count, {2: 1e-3, 1: 0.4e-3}[count], 1, now=0.0)
+        search.record(count, {2: 1e-3, 1: 0.4e-3}[count], 1)
     assert search.found == 1
     assert pieces.count(2) > TRIAL_ROUNDS * TRIAL_SECONDS / 1e-3
     assert pieces.count(1) >= TRIAL_ROUNDS * TRIAL_SECONDS / 0.4e-3
@@ -83,7 +83,7 @@ def test_a_whole_call_is_a_sample():
     while search.found is None:
         count, n, timed = search.piece(1)
         pieces.append(count)
-        search.record(count, {2: 1e-3, 1: 0.4e-3}[count], 1, now=0.0, whole=True)
+        search.record(count, {2: 1e-3, 1: 0.4e-3}[count], 1, whole=True)
     # each count's first call untimed, then WINS_NEEDED comparisons of TRIAL_ROUNDS samples each
     assert search.found == 1
     assert pieces == [2, 2, 1, 1] + [2, 1] * (TRIAL_ROUNDS * WINS_NEEDED - 1)
@@ -95,7 +95,7 @@ def test_fewer_threads_must_win_comparisons_in_a_row():
     while search.found is None:
         count, n, _ = search.piece(100)
         slow = 3.0 if count == 2 and search.wins == 0 else 1.0
-        search.record(count, {2: 1e-3 * slow, 1: 1.5e-3}[count] * n, n, now=0.0)
+        search.record(count, {2: 1e-3 * slow, 1: 1.5e-3}[count] * n, n)
         won_once = won_once or search.wins == 1
     assert won_once and search.found == 2
 
@@ -104,31 +104,33 @@ def test_a_count_whose_kernel_is_compiling_loses():
     search = Search([4, 2, 1])
     while search.piece(100)[0] == 4:
         count, n, _ = search.piece(100)
-        search.record(count, 1e-3 * n, n, now=0.0)
-    search.missing(4, now=1.0)                  # the best's own kernel: not for the search to judge
+        search.record(count, 1e-3 * n, n)
+    search.missing(4)                  # the best's own kernel: not for the search to judge
     assert search.found is None
-    search.missing(2, now=1.0)
-    assert search.found == 4 and search.found_at == 1.0
+    search.missing(2)
+    assert search.found == 4
 
 
 def test_a_piece_on_another_count_is_not_a_sample():
     search = Search([2, 1])
-    search.record(2, 1e-3, 1, now=0.0)          # the untimed first piece
+    search.record(2, 1e-3, 1)          # the untimed first piece
     expected = search.piece(100)[0]
-    search.record(3 - expected, 1.0, 100, now=0.0)
+    search.record(3 - expected, 1.0, 100)
     assert search.seconds == 0.0 and search.found is None
 
 
-def test_a_count_found_is_timed_again_later():
+def test_a_count_found_is_timed_again_after_training_a_while_on_it():
     search = Search([2, 1])
     while search.found is None:
         count, n, _ = search.piece(100)
-        search.record(count, {2: 1e-3, 1: 0.5e-3}[count] * n, n, now=5.0)
+        search.record(count, {2: 1e-3, 1: 0.5e-3}[count] * n, n)
     assert search.found == 1
-    search.restart_if_due(5.0 + RETRIAL_SECONDS / 2)
-    assert search.found == 1
-    search.restart_if_due(5.0 + 2 * RETRIAL_SECONDS)
-    assert search.found is None and search.piece(100)[0] == 2 and search.warm
+    search.record(1, RETRIAL_SECONDS / 2, 100)
+    search.restart_if_due()
+    assert search.found == 1                    # idle time does not count, training does
+    search.record(1, RETRIAL_SECONDS, 100)
+    search.restart_if_due()
+    assert search.found is None and search.piece(100)[0] == 2 and search.warm == {1, 2}
 
 
 def test_fastmlp_tune_switches_timing_off(monkeypatch):

@@ -233,13 +233,12 @@ def _train_timed(net, state, batches, hyper, chosen, threads, engine, search):
         _, ran = _run("train", chosen._replace(threads=count), threads, engine,
                       lambda: train_batches(net, state, piece, hyper, raw), on_numpy)
         if not ran:
-            search.missing(count, time.monotonic())
+            search.missing(count)
             ran = "numba"
             continue
         made = int(raw[STEPS]) - before
-        if timed and ran == "numba":
-            search.record(count, time.perf_counter() - started, made, time.monotonic(),
-                          whole=steps == n_batches)
+        if ran == "numba":
+            search.record(count, time.perf_counter() - started, made, whole=steps == n_batches)
         state.step += made
         if raw[DIVERGED_AT] >= 0:
             raw[DIVERGED_AT] += done          # counted in the piece: count it in the call

@@ -17,7 +17,7 @@ minibatches, and a timed minibatch is trained as any other:
   comparisons in a row, and lose at once when a sample takes CLEARLY_SLOWER times the best's; the search stops at the first count that
   does not win;
 - the count found serves every later call of the same kind (model, minibatch, dtype, plan, most
-  threads) in this process, and is timed again after RETRIAL_SECONDS.
+  threads) in this process, and is timed again after RETRIAL_SECONDS of training on it.
 
 A search is cut into pieces at minibatch boundaries, which never changes a bit (see
 :class:`fastmlp.engine.Batches`); a call of one minibatch (full-batch gradient descent) is one
@@ -29,7 +29,6 @@ docs/performance.md, "Timing the thread count", has the figures behind each cons
 import math
 import os
 import threading
-import time
 from contextlib import contextmanager
 
 # a sample is at least this many seconds of minibatches on one count, or one whole call
@@ -42,7 +41,7 @@ MARGIN = 0.03
 WINS_NEEDED = 2
 # and lose at once, unsampled again, when a sample is this many times the best's
 CLEARLY_SLOWER = 1.25
-# a count found is timed again after this many seconds (the machine's load changes)
+# a count found is timed again after it has trained this many seconds (the load changes)
 RETRIAL_SECONDS = 5.0
 
 MODES = ("on", "off")
@@ -93,7 +92,7 @@ class Search:
         self.per_step = {}           # count -> seconds per minibatch of its last piece timed
         self.last = None             # the last piece's seconds per minibatch, on any count
         self.best, self.rival, self.wins = counts[0], 1, 0
-        self.found, self.found_at = None, 0.0
+        self.found, self.since = None, 0.0    # seconds trained on the count found since
         self._compare()
 
     def _compare(self):
@@ -103,15 +102,16 @@ class Search:
         self.times = {self.best: [], rival: []}
         self.seconds, self.steps = 0.0, 0          # the sample being taken
 
-    def missing(self, threads, now):
+    def missing(self, threads):
         """The kernel of ``threads`` threads is not compiled yet (it compiles in the background):
         that count loses, untimed, until the search is made again."""
         with self.lock:
             if self.found is None and threads != self.best and threads == self.todo[0]:
-                self.found, self.found_at = self.best, now
+                self.found, self.since = self.best, 0.0
 
-    def restart_if_due(self, now):
-        if self.found is not None and now - self.found_at > RETRIAL_SECONDS:
+    def restart_if_due(self):
+        """Search again once the count found has trained for RETRIAL_SECONDS."""
+        if self.found is not None and self.since > RETRIAL_SECONDS:
             self.best, self.rival, self.wins, self.found = self.counts[0], 1, 0, None
             self._compare()
 
@@ -131,14 +131,17 @@ class Search:
         steps = math.ceil(max(TRIAL_SECONDS - self.seconds, 0.0) / per_step) if per_step else 1
         return count, max(1, min(left, steps)), True
 
-    def record(self, threads, seconds, steps, now, whole=False):
-        """A timed piece of ``steps`` minibatches on ``threads`` took ``seconds``; ``whole``: the
+    def record(self, threads, seconds, steps, whole=False):
+        """A piece of ``steps`` minibatches on ``threads`` took ``seconds``; ``whole``: the
         piece was a whole call (a sample then ends with it: it paid what a call costs)."""
         with self.lock:
-            self._record(threads, seconds, steps, now, whole)
+            self._record(threads, seconds, steps, whole)
 
-    def _record(self, threads, seconds, steps, now, whole):
-        if self.found is not None or steps < 1:
+    def _record(self, threads, seconds, steps, whole):
+        if self.found is not None:
+            self.since += seconds
+            return
+        if steps < 1:
             return
         if threads != self.todo[0]:     # another call of this kind ran beside: not a sample
             return
@@ -167,7 +170,7 @@ class Search:
             if self.rival < len(self.counts):
                 self._compare()
                 return
-        self.found, self.found_at = self.best, now
+        self.found, self.since = self.best, 0.0
 
 
 def search_for(kind, most):
@@ -179,7 +182,7 @@ def search_for(kind, most):
         search = _SEARCHES.get(kind)
         if search is None:
             search = _SEARCHES[kind] = Search(counts_from(most))
-        search.restart_if_due(time.monotonic())
+        search.restart_if_due()
         return search
 
 
