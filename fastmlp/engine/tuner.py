@@ -4,8 +4,8 @@ fastest count up to all cores, ``threads=N`` on the fastest up to N.
 The plan (:mod:`.plan`) cuts a call's work into pieces for the cores this process may use, and
 any count of threads from 1 to the plan's ``parts`` runs those pieces to the same result, bit
 for bit. Which count is fastest is not the plan's to say: it depends on the machine, its
-memory, and what else runs on it (a core taken by another process makes threads that meet at
-barriers wait for it, many times slower than one thread). So it is timed, on the call's own
+memory, and what else runs on it (with a core taken by another process, threads that meet at
+barriers wait for it, and fewer threads are faster). So it is timed, on the call's own
 minibatches, and a timed minibatch is trained as any other:
 
 - counts are tried from the most down, halving: 16, 8, 4, 2, 1;
@@ -14,8 +14,8 @@ minibatches, and a timed minibatch is trained as any other:
   not timed (it warms the caches up, and may load another kernel: one thread runs the serial
   build of the parts and rows schemes), and a count whose kernel is not compiled yet loses;
 - the fewer threads win when their fastest sample beats the best's by MARGIN in WINS_NEEDED
-  comparisons in a row, and lose at once when a sample takes CLEARLY_SLOWER times the best's; the search stops at the first count that
-  does not win;
+  comparisons in a row, and lose at once when a sample takes CLEARLY_SLOWER times the best's;
+  the search stops at the first count that does not win;
 - the count found serves every later call of the same kind (model, minibatch, dtype, plan, most
   threads) in this process, and is timed again after RETRIAL_SECONDS of training on it.
 
@@ -111,9 +111,10 @@ class Search:
 
     def restart_if_due(self):
         """Search again once the count found has trained for RETRIAL_SECONDS."""
-        if self.found is not None and self.since > RETRIAL_SECONDS:
-            self.best, self.rival, self.wins, self.found = self.counts[0], 1, 0, None
-            self._compare()
+        with self.lock:
+            if self.found is not None and self.since > RETRIAL_SECONDS:
+                self.best, self.rival, self.wins, self.found = self.counts[0], 1, 0, None
+                self._compare()
 
     def piece(self, left):
         """(threads, minibatches, timed) of the next piece of a call with ``left`` minibatches
