@@ -48,7 +48,8 @@ def thread_counts():
 
 def run_row(work, counts, rounds, peers):
     """{column: median seconds per step} of one workload, all columns timed in each round in
-    turn (the order reversed every other round)."""
+    turn, the order rotated by one every round (each column runs in each place equally
+    often)."""
     X, y = workload_data(work.layers)
     order = workload_order(work)
     runs = {"fastmlp default": EngineRun("numba", work, X, y, order, None, exact=False)}
@@ -58,7 +59,7 @@ def run_row(work, counts, rounds, peers):
     times = {name: [] for name in runs}
     names = list(runs)
     for r in range(rounds + 1):                 # round 0 compiles and warms up, untimed
-        for name in (names if r % 2 else names[::-1]):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             time.sleep(SETTLE_SECONDS)          # the previous run's threads go idle
             start = time.perf_counter()
             runs[name]()
