@@ -166,9 +166,9 @@ def every_minibatch_a_sample(monkeypatch):
     tuner.forget()
 
 
-def fit(scheme, batch, opt, timed):
+def fit(scheme, batch, opt, timed, threads=2):
     """Weights and epoch losses after 2 epochs of ``scheme`` planned for 2 cores, on the fastest
-    count up to 2 (``timed``) or on 2."""
+    count up to ``threads`` (``timed``) or on ``threads``."""
     forced = (engine.plan.FORCE_SCHEME, engine.plan.PLAN_CORES, engine.plan.MIN_MACS_PER_THREAD,
               engine.plan.CHUNK_ROWS, engine.plan.BLOCK_ROWS)
     engine.plan.FORCE_SCHEME, engine.plan.PLAN_CORES = scheme, 2
@@ -176,7 +176,7 @@ def fit(scheme, batch, opt, timed):
     try:
         rng = np.random.default_rng(0)
         X, y = rng.random((400, LAYERS[0])).astype("float32"), rng.integers(0, LAYERS[-1], 400)
-        model = MLP(LAYERS, seed=5, threads=2)
+        model = MLP(LAYERS, seed=5, threads=threads)
         with nullcontext() if timed else tuner.fixed():
             model.fit(X, y, epochs=2, batch_size=batch,
                       optimizer="adam" if opt == "adam" else "sgd", **OPTIMIZERS[opt])
@@ -189,9 +189,11 @@ def fit(scheme, batch, opt, timed):
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 @pytest.mark.parametrize("scheme,batch", CASES)
 def test_timed_pieces_give_the_bits_of_one_call(scheme, batch, opt, every_minibatch_a_sample):
+    one = fit(scheme, batch, opt, timed=False, threads=1)   # (compiles the 1-thread kernel)
     timed = fit(scheme, batch, opt, timed=True)
     assert {1, 2} <= set(every_minibatch_a_sample)          # pieces ran on both counts
     assert np.array_equal(timed, fit(scheme, batch, opt, timed=False))
+    assert np.array_equal(timed, one)
 
 
 def test_a_divergence_in_a_later_piece_keeps_its_index(every_minibatch_a_sample, monkeypatch):
@@ -260,7 +262,8 @@ def test_while_the_kernel_compiles_the_rest_of_a_call_runs_on_the_reference(monk
     tuner.forget()
     pieces = []
     monkeypatch.setattr(background, "attempt",
-                        lambda site, call, kernels: (pieces.append(site), (False, None))[1])
+                        lambda site, call, kernels, request=True: (pieces.append(site),
+                                                                   (False, None))[1])
     rng = np.random.default_rng(3)
     X = rng.random((320, LAYERS[0])).astype("float32")
     y = rng.integers(0, LAYERS[-1], 320)
@@ -290,9 +293,15 @@ def test_a_count_whose_kernel_compiles_loses_and_the_call_stays_compiled(
 
     monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)
     monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)
-    attempt = background.attempt
-    monkeypatch.setattr(background, "attempt", lambda site, call, kernels: (
-        (False, None) if numba.get_num_threads() == 1 else attempt(site, call, kernels)))
+    attempt, asked = background.attempt, []
+
+    def missing_on_one_thread(site, call, kernels, request=True):
+        if numba.get_num_threads() > 1:
+            return attempt(site, call, kernels, request)
+        asked.append((site, request))
+        return False, None
+
+    monkeypatch.setattr(background, "attempt", missing_on_one_thread)
     rng = np.random.default_rng(4)
     X = rng.random((4096, LAYERS[0])).astype("float32")
     y = rng.integers(0, LAYERS[-1], 4096)
@@ -309,3 +318,4 @@ def test_a_count_whose_kernel_compiles_loses_and_the_call_stays_compiled(
     assert runs[0][0] == runs[1][0] == "numba" and runs[0][1] == runs[1][1]
     assert np.array_equal(runs[0][2], runs[1][2])
     assert [s.found for s in tuner._SEARCHES.values()] == [2]
+    assert asked == [("train on 1", False)]     # tried once, not compiled nor requested

@@ -127,11 +127,12 @@ ENTRY_KERNELS = frozenset((units.units_worker, parts.train_serial, parts.train_p
 def _run(site, chosen, threads, engine, compiled, in_numpy):
     """``compiled()`` for engine "numba", ``in_numpy()`` (the reference) for "numpy" or while
     the compiled kernel is being compiled in the background; each under its thread limits.
-    Returns (result, the engine that ran); (None, "") when the kernel is compiling and
-    ``in_numpy`` is None."""
+    With ``in_numpy`` None the compiled kernel runs only if it is ready (in memory or in the
+    cache), and is not compiled or requested: (None, "") when it is not."""
     if engine != "numpy":
         with _limits(chosen, threads, engine):
-            ran, result = background.attempt(site, compiled, ENTRY_KERNELS)
+            ran, result = background.attempt(site, compiled, ENTRY_KERNELS,
+                                             request=in_numpy is not None)
         if ran:
             return result, "numba"
         if in_numpy is None:
@@ -227,11 +228,15 @@ def _train_timed(net, state, batches, hyper, chosen, threads, engine, search):
         before = int(raw[STEPS])
         started = time.perf_counter()
         # another count than the best may need a kernel of its own (the serial build): when it
-        # is still compiling, that count loses and nothing of the piece has run
-        on_numpy = (lambda: reference.train_batches(net, state, piece, hyper, raw)) if (
-            not timed or count == search.best) else None
-        _, ran = _run("train", chosen._replace(threads=count), threads, engine,
-                      lambda: train_batches(net, state, piece, hyper, raw), on_numpy)
+        # is not compiled yet, that count loses, nothing of the piece has run, and nothing is
+        # compiled for it (a search is not worth a compile); its own site, so that the throttle
+        # of retries (background.RETRY_SECONDS) does not hold back the best count's pieces
+        rival = timed and count != search.best
+        on_numpy = None if rival else (
+            lambda: reference.train_batches(net, state, piece, hyper, raw))
+        _, ran = _run(f"train on {count}" if rival else "train", chosen._replace(threads=count),
+                      threads, engine, lambda: train_batches(net, state, piece, hyper, raw),
+                      on_numpy)
         if not ran:
             search.missing(count)
             ran = "numba"

@@ -82,17 +82,20 @@ class NotCompiled(Exception):
         self.kernel, self.sig = kernel, sig
 
 
-def attempt(site, call, kernels):
+def attempt(site, call, kernels, request=True):
     """Run ``call()`` (which calls one of the compiled ``kernels``); returns (True, its result),
     or (False, None) when its kernel is being compiled in the background and nothing ran.
-    ``site``: the caller's name, for :data:`RETRY_SECONDS`. Calls run one at a time (under the
-    engine's lock, :func:`~fastmlp.engine.lowlevel.threads.thread_limits`)."""
+    ``site``: the caller's name, for :data:`RETRY_SECONDS`. With ``request=False`` a kernel
+    missing from memory and cache is neither compiled nor requested, in any mode: (False, None)
+    (for calls that are only worth making when they are ready: a thread count tried). Calls run
+    one at a time (under the engine's lock,
+    :func:`~fastmlp.engine.lowlevel.threads.thread_limits`)."""
     global _ARMED
-    if mode() == "wait" or os.name != "posix":     # the child's pipes need POSIX
+    if request and (mode() == "wait" or os.name != "posix"):    # the child's pipes need POSIX
         return True, call()
     if _COMPILER.retry_at.get(site, 0.0) > time.monotonic():
         return False, None
-    _ARMED = kernels
+    _ARMED = (kernels, request)
     try:
         return True, call()
     except NotCompiled:
@@ -115,7 +118,7 @@ def pending():
         return len(_COMPILER.pending)
 
 
-_ARMED = None      # the kernels the call in progress in attempt() must not compile
+_ARMED = None      # (the kernels the call in progress in attempt() must not compile, request)
 
 
 class _Refuse(event.Listener):
@@ -123,9 +126,12 @@ class _Refuse(event.Listener):
     compiler takes it (registered once: a listener costs nothing until Numba compiles)."""
 
     def on_start(self, ev):
-        kernels = _ARMED
+        armed = _ARMED
+        if armed is None:
+            return
         kernel, sig = ev.data["dispatcher"], tuple(ev.data["args"])
-        if kernels is not None and kernel in kernels and _COMPILER.takes(kernel, sig):
+        kernels, request = armed
+        if kernel in kernels and (not request or _COMPILER.takes(kernel, sig)):
             raise NotCompiled(kernel, sig)
 
     def on_end(self, ev):
