@@ -54,10 +54,12 @@ def fit_seconds(work, X, y, epochs, threads, timed):
     finally:
         tuner.Search.record = record
     counts = sorted({s.found for s in tuner._SEARCHES.values()} - {None})
-    warm_ups = {id(search): i for i, (search, *_) in reversed(list(enumerate(pieces)))}
+    first = {}                                      # each search's first piece
+    for i, (search, *_) in enumerate(pieces):
+        first.setdefault(id(search), i)
     cost = sum(spent - steps * min(search.times.get(search.found) or [spent / steps])
                for i, (search, _, spent, steps) in enumerate(pieces)
-               if search.found is not None and warm_ups[id(search)] != i)
+               if search.found is not None and first[id(search)] != i)
     return seconds, counts, cost
 
 

@@ -68,7 +68,7 @@ def plan_rows(layers, batch_size, n_rows, threads=None):
     chosen, why = explain_training(threads, batch_size, layers, n_rows)
     from .engine import tuner
 
-    up_to = "up to " if chosen.threads > 1 and tuner.mode() == "on" else ""
+    up_to = "up to " if tuner.timing(chosen.threads) else ""
     on = f"on {up_to}{_count(chosen.threads, 'thread')}"
     training = {"units": f"{_count(chosen.parts, 'block')} of units {on}, minibatches in pieces "
                          f"of {chosen.chunk} rows",

@@ -162,7 +162,7 @@ def explain_training(threads, batch_size, layers, n_samples):
     parts_why = (f"{chosen.parts} part{'s' if chosen.parts > 1 else ''} = max(1, min({cores} "
                  f"planned core{'s' if cores > 1 else ''}, {macs:,} multiply-adds a minibatch // "
                  f"MIN_MACS_PER_THREAD = {MIN_MACS_PER_THREAD:,})), run on ")
-    if chosen.threads > 1 and tuner.mode() == "on":
+    if tuner.timing(chosen.threads):
         counts = ", ".join(map(str, tuner.counts_from(chosen.threads)))
         parts_why += (f"the fastest of {counts} threads, timed on the first minibatches "
                       "(FASTMLP_TUNE=off: all of them); any count gives the same result")

@@ -175,10 +175,16 @@ class Search:
         self.found, self.since = self.best, 0.0
 
 
+def timing(most):
+    """Whether a call on at most ``most`` threads has its count timed (not for one thread, nor
+    with FASTMLP_TUNE=off)."""
+    return most > 1 and mode() == "on"
+
+
 def search_for(kind, most):
     """The :class:`Search` of a call of this ``kind`` on at most ``most`` threads, or None when
-    there is nothing to time (one thread, or FASTMLP_TUNE=off)."""
-    if most <= 1 or mode() == "off":
+    there is nothing to time (see :func:`timing`)."""
+    if not timing(most):
         return None
     with _LOCK:
         search = _SEARCHES.get(kind)
