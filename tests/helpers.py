@@ -35,6 +35,25 @@ def noisy_problem(seed=0):
     return X, y, X_val, y_val
 
 
+def picked_rows(rng, dtype, m, k):
+    """A bigger array X (k + 5 columns), m of its rows picked (repeats allowed) and their
+    addresses, for the products that read rows by address (X kept alive by the caller)."""
+    from fastmlp.engine.lowlevel.tiles import row_addresses
+
+    X = rng.standard_normal((100, k + 5)).astype(dtype)
+    rows = rng.choice(100, m).astype(np.int64)
+    addr = np.empty(m, dtype=np.int64)
+    if m:                               # (no rows means every row to row_addresses)
+        row_addresses(addr, X, rows)
+    return X, rows, addr
+
+
+def assert_relative_close(got, want, tol):
+    """max |got - want| <= tol * max(1, max |want|), and finite."""
+    err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
+    assert np.isfinite(err) and err <= tol, err
+
+
 def central_differences(loss, flat, eps=1e-6):
     """d loss / d flat[i] ~ (loss(flat + eps e_i) - loss(flat - eps e_i)) / (2 eps) for every i;
     ``loss`` takes a flat parameter buffer and returns a float. ``flat`` is left as it was."""

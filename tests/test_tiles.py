@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+import helpers  # noqa: I001 (the tests folder is on sys.path)
+
 from fastmlp.engine.lowlevel.tiles import (DEPTH, EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, ROW_GROUP, matmul_rows,
                            matmul_rows_epilogue, rank_update, row_addresses)
 
@@ -21,18 +23,6 @@ DEPTHS = [1, 7, DEPTH, DEPTH + 1, 2 * DEPTH + 2]
 SCALES = [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.7)]
 
 
-def _picked_rows(rng, dtype, m, k):
-    """A (m, k), the rows ``rows`` of a bigger array X, and their addresses (X kept alive)."""
-    X = rng.standard_normal((100, k + 3)).astype(dtype)
-    rows = rng.choice(100, m).astype(np.int64)
-    addr = np.empty(m, dtype=np.int64)
-    row_addresses(addr, X, rows)
-    return X, rows, addr
-
-
-def _close(got, want, dtype):
-    err = np.abs(got - want).max() / max(1.0, np.abs(want).max())
-    assert np.isfinite(err) and err <= TOL[dtype], err
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -41,7 +31,7 @@ def _close(got, want, dtype):
 def test_matmul_rows(dtype, m, n):
     rng = np.random.default_rng(m * 1000 + n)
     for k in DEPTHS:
-        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        X, rows, addr = helpers.picked_rows(rng, dtype, m, k)
         W = rng.standard_normal((k, n + 5)).astype(dtype)[:, 2:2 + n]    # a block of columns
         for alpha, beta in SCALES:
             frame = rng.standard_normal((m, n + 4)).astype(dtype)
@@ -52,7 +42,7 @@ def test_matmul_rows(dtype, m, n):
                 C[:] = np.nan                   # beta 0: C is only written
             matmul_rows(C, addr, W, alpha, beta)
             want = alpha * (X[rows, :k].astype(np.float64) @ W) + (beta * before if beta else 0)
-            _close(C, want, dtype)
+            helpers.assert_relative_close(C, want, TOL[dtype])
             assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
 
 
@@ -66,7 +56,7 @@ def test_matmul_rows_epilogue(dtype, m, n):
     np.maximum keeps it and a NaN or zero relu output masking to 0."""
     rng = np.random.default_rng(m * 1000 + n + 7)
     for k in (1, DEPTH + 3):
-        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        X, rows, addr = helpers.picked_rows(rng, dtype, m, k)
         X[rows[0], 0] = np.nan                  # row 0 of the product is NaN
         W = rng.standard_normal((k, n + 5)).astype(dtype)[:, 2:2 + n]
         product = X[rows, :k].astype(np.float64) @ W
@@ -77,7 +67,7 @@ def test_matmul_rows_epilogue(dtype, m, n):
             C = frame[:, 1:1 + n]
             matmul_rows_epilogue(C, addr, W, epi, b.ctypes.data)
             assert np.array_equal(np.isnan(C), np.isnan(want)), epi
-            _close(np.nan_to_num(C), np.nan_to_num(want), dtype)
+            helpers.assert_relative_close(np.nan_to_num(C), np.nan_to_num(want), TOL[dtype])
             assert np.isnan(frame[:, 0]).all() and np.isnan(frame[:, 1 + n:]).all()
         # the relu output a, laid out like C (the same strides, another buffer)
         a_frame = np.maximum(rng.standard_normal((m, n + 4)), 0).astype(dtype)
@@ -88,7 +78,7 @@ def test_matmul_rows_epilogue(dtype, m, n):
         keep = a_frame[:, 1:1 + n] > 0          # NaN > 0 is False: times 0
         want = product * keep                   # as kernels.activation_backward: NaN * 0 is NaN
         assert np.array_equal(np.isnan(C), np.isnan(want))
-        _close(np.nan_to_num(C), np.nan_to_num(want), dtype)
+        helpers.assert_relative_close(np.nan_to_num(C), np.nan_to_num(want), TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -97,7 +87,7 @@ def test_matmul_rows_epilogue(dtype, m, n):
 def test_rank_update(dtype, k, n):
     rng = np.random.default_rng(k * 1000 + n)
     for m in [1, 5, 32, DEPTH + 3]:             # rows of A and D: the reduction
-        X, rows, addr = _picked_rows(rng, dtype, m, k)
+        X, rows, addr = helpers.picked_rows(rng, dtype, m, k)
         D = rng.standard_normal((m, n + 2)).astype(dtype)[:, :n]
         for alpha, beta in SCALES:
             frame = rng.standard_normal((k, n + 3)).astype(dtype)
@@ -108,7 +98,8 @@ def test_rank_update(dtype, k, n):
                 C[:] = np.nan
             rank_update(C, addr, 2, D, alpha, beta)         # A = columns 2 .. 2 + k of the rows
             A = X[rows, 2:2 + k].astype(np.float64)
-            _close(C, alpha * (A.T @ D) + (beta * before if beta else 0), dtype)
+            want = alpha * (A.T @ D) + (beta * before if beta else 0)
+            helpers.assert_relative_close(C, want, TOL[dtype])
             assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
 
 
@@ -137,15 +128,15 @@ def test_power_of_two_strides(dtype, stride):
     """Operands whose rows are a power of two apart take shorter blocks (see tiles._depth)."""
     rng = np.random.default_rng(stride)
     k, m, n = 70, 33, 40
-    X, rows, addr = _picked_rows(rng, dtype, m, k)
+    X, rows, addr = helpers.picked_rows(rng, dtype, m, k)
     W = rng.standard_normal((k, stride)).astype(dtype)[:, 8:8 + n]
     C = np.empty((m, n), dtype=dtype)
     matmul_rows(C, addr, W, 1.0, 0.0)
-    _close(C, X[rows, :k].astype(np.float64) @ W, dtype)
+    helpers.assert_relative_close(C, X[rows, :k].astype(np.float64) @ W, TOL[dtype])
     D = rng.standard_normal((m, stride)).astype(dtype)[:, 8:8 + n]
     U = np.zeros((k, n), dtype=dtype)
     rank_update(U, addr, 0, D, 1.0, 0.0)
-    _close(U, X[rows, :k].T.astype(np.float64) @ D, dtype)
+    helpers.assert_relative_close(U, X[rows, :k].T.astype(np.float64) @ D, TOL[dtype])
 
 
 def test_tiles_for_a_cpu_without_avx512(tmp_path):

@@ -1,9 +1,10 @@
 """Every compiled kernel has a NumPy twin of the same name and arguments in fastmlp.reference.
 
-The kernels are the public compiled functions of fastmlp.engine.kernels, .optimizer and
-.lowlevel.tiles (the schemes' loops in .parts, .units and .infer are tested whole, against the
-reference's train_batches, in test_engine.py). The comparisons of values are in
-test_kernels.py, test_tiles.py and test_properties.py; this test makes sure none is missing.
+The kernels are the public compiled functions of fastmlp.engine.kernels, .optimizer,
+.lowlevel.tiles and .lowlevel.dots (the schemes' loops in .parts, .units, .rows and .infer are
+tested whole, against the reference's train_batches, in test_engine.py). The comparisons of
+values are in test_kernels.py, test_tiles.py, test_dots.py and test_properties.py; this test
+makes sure none is missing.
 """
 
 import inspect
@@ -13,12 +14,12 @@ from numba.core.dispatcher import Dispatcher
 
 from fastmlp import engine, reference
 from fastmlp.engine import kernels, optimizer
-from fastmlp.engine.lowlevel import tiles
+from fastmlp.engine.lowlevel import dots, tiles
 
 
 def compiled_kernels():
     found = []
-    for module in (kernels, optimizer, tiles):
+    for module in (kernels, optimizer, tiles, dots):
         for name, f in vars(module).items():
             if (isinstance(f, Dispatcher) and not name.startswith("_")
                     and f.py_func.__module__ == module.__name__):
@@ -32,7 +33,7 @@ KERNELS = compiled_kernels()
 def test_the_walk_finds_the_kernels():
     names = {name for _, name, _ in KERNELS}
     assert {"dense_forward", "head_backward", "optimizer_update", "update_block",
-            "matmul_rows", "rank_update"} <= names
+            "matmul_rows", "rank_update", "dot_rows_epilogue", "dot_rank_update"} <= names
     assert len(KERNELS) >= 25
 
 

@@ -1,7 +1,7 @@
 """Twins of the compiled kernels: each function has the name and the arguments of a kernel in
-fastmlp.engine.kernels, .optimizer or .lowlevel.tiles (outputs first, written in place; codes
-for activations and heads; ``blas`` accepted and unused). tests/test_twins.py finds every
-compiled kernel's twin by name."""
+fastmlp.engine.kernels, .optimizer, .lowlevel.tiles or .lowlevel.dots (outputs first, written in
+place; codes for activations and heads; ``blas`` accepted and unused). tests/test_twins.py finds
+every compiled kernel's twin by name."""
 
 import numpy as np
 
@@ -9,7 +9,7 @@ from ..codes import ACTIVATIONS, HEADS, OPT_ADAM
 from .ops import (activation_forward, activation_grad, dense, dense_grads, head_output, sigmoid,
                   subset_correct)
 
-__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
+__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
 
 
 
@@ -249,6 +249,22 @@ def rank_update(C, A_rows, a_col, D, alpha, beta):
     k = C.shape[0]
     A = _rows_at(A_rows[:D.shape[0]], a_col + k, C.dtype)[:, a_col:]
     C[...] = C.dtype.type(alpha) * (A.T @ D) + (C.dtype.type(beta) * C if beta else 0)
+
+
+def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
+    """C = A @ Wt.T, then + b (b at address e_addr) or relu(. + b) by ``epi``."""
+    m, n = C.shape
+    Z = _rows_at(A_rows[:m], Wt.shape[1], C.dtype) @ Wt.T
+    if epi in (EPI_BIAS, EPI_BIAS_RELU):
+        Z = Z + _rows_at([e_addr], n, C.dtype)[0]
+    C[...] = np.maximum(Z, 0) if epi == EPI_BIAS_RELU else Z
+
+
+def dot_rank_update(Gt, A_rows, a_col, D, beta):
+    """Gt = D.T @ A[:, a_col:a_col + k] + beta * Gt, A's row i at address A_rows[i]."""
+    k = Gt.shape[1]
+    A = _rows_at(A_rows[:D.shape[0]], a_col + k, Gt.dtype)[:, a_col:]
+    Gt[...] = D.T @ A + (Gt if beta else 0)
 
 
 def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, step, blas=None):

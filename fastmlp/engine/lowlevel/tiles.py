@@ -61,6 +61,43 @@ NO_ADDRESS = np.int64(0)                        # e_addr of EPI_NONE
 ROW_GROUP = 16
 
 
+def _vector_helpers(context, builder, fl):
+    """(vt, lanes, size, fma, masked_load, masked_store, lane_masks) for float type ``fl``."""
+    size = context.get_abi_sizeof(fl)
+    lanes = VECTOR_BYTES // size
+    vt = ir.VectorType(fl, lanes)
+    i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+    suffix = f"v{lanes}{'f32' if size == 4 else 'f64'}"
+    mvt = ir.VectorType(i1, lanes)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                         f"llvm.fma.{suffix}")
+    masked_load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mvt, vt]),
+        f"llvm.masked.load.{suffix}.p0{suffix}")
+    masked_store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mvt]),
+        f"llvm.masked.store.{suffix}.p0{suffix}")
+    ivt = ir.VectorType(i64, lanes)
+    iota = ir.Constant(ivt, [ir.Constant(i64, i) for i in range(lanes)])
+
+    def lanes_below(count):
+        """The mask of lanes i < count (an int64 value)."""
+        one = builder.insert_element(ir.Constant(ivt, ir.Undefined), count, ir.Constant(i32, 0))
+        splat = builder.shuffle_vector(one, ir.Constant(ivt, ir.Undefined),
+                                       ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        return builder.icmp_signed("<", iota, splat)
+
+    return vt, lanes, size, fma, masked_load, masked_store, lanes_below
+
+
+def _splat(builder, x, vt):
+    """x in every lane of a vector of type ``vt``."""
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                  ir.Constant(ir.VectorType(i32, vt.count), [0] * vt.count))
+
+
 @intrinsic
 def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, beta, epi):
     """One tile of ``height`` rows and ``vectors`` SIMD vectors (literals), with c = (c_addr,
@@ -93,20 +130,8 @@ def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, bet
             v for t, arg in zip(tuple_types, (c_t, a_t, b_t, sizes_t, epi_t))
             for v in int64s(context, builder, t, arg))
         fl = context.get_value_type(signature.args[8])      # alpha's float type
-        size = context.get_abi_sizeof(fl)
-        lanes = VECTOR_BYTES // size
-        vt = ir.VectorType(fl, lanes)
-        i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-        suffix = f"v{lanes}{'f32' if size == 4 else 'f64'}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                                             f"llvm.fma.{suffix}")
-        mvt = ir.VectorType(i1, lanes)
-        masked_load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mvt, vt]),
-            f"llvm.masked.load.{suffix}.p0{suffix}")
-        masked_store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mvt]),
-            f"llvm.masked.store.{suffix}.p0{suffix}")
+        vt, lanes, size, fma, masked_load, masked_store, _ = _vector_helpers(context, builder, fl)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
         zero = ir.Constant(vt, [ir.Constant(fl, 0.0)] * lanes)
         align = ir.Constant(i32, size)
 
@@ -114,9 +139,7 @@ def _tile(typingctx, height, vectors, masked, by_row, c, a, b, sizes, alpha, bet
             return ir.Constant(i64, v)
 
         def splat(x, of=vt):
-            one = builder.insert_element(ir.Constant(of, ir.Undefined), x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one, ir.Constant(of, ir.Undefined),
-                                          ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+            return _splat(builder, x, of)
 
         def vector_at(addr):
             return builder.inttoptr(addr, vt.as_pointer())

@@ -1,0 +1,297 @@
+"""Products with SIMD lanes along the reduction, for layers of few units.
+
+The tiles of :mod:`.tiles` put a layer's units in the lanes of their vectors: a layer of 20
+units fills one vector of 16 float32 and a fifth of the next, and reads each element of A as a
+scalar. The notebooks' nets have 10-25 hidden units, and their first layer's products then run
+at a third of the core's rate. Here the lanes run along the reduction (the input features), so
+any number of units fills them:
+
+- :func:`dot_rows_epilogue`: ``C = A @ Wt.T``, then + b and relu as in
+  :func:`.tiles.matmul_rows_epilogue`: each C[r, j] = sum_k A[r, k] * Wt[j, k] is a dot product
+  of two unit-stride rows, summed lane by lane over the vectors of k and the lanes then added
+  in a fixed tree (:func:`_lane_sum`). A tile holds ``DOT_ROWS`` x ``DOT_COLS`` sums in
+  registers.
+- :func:`dot_rank_update`: ``Gt = D.T @ A + beta * Gt``, the weight gradient kept transposed
+  (one row of Gt per unit): Gt[j, k:k + lanes] += D[r, j] * A[r, k:k + lanes] for each row r in
+  turn, one multiply-add of a broadcast element of D and a vector of A's row. A tile holds
+  ``DOT_COLS`` rows of Gt x ``DOT_VECTORS`` vectors in registers over all rows r.
+
+Rows of A are given by address, as for the tiles (rows of X picked by the shuffled order, read
+where they lie). Both orders of summation are fixed by the shapes alone.
+"""
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .intrinsics import int64s
+from .tiles import (_AVX512, EPI_BIAS, EPI_BIAS_RELU, VECTOR_BYTES, _address, _splat,
+                    _vector_helpers)
+
+# AVX-512 (32 registers): tiles of 4 rows x 5 units (20 sums, 4 + 5 loads per 20 multiply-adds)
+# and rank tiles of 5 units x 4 vectors (20 sums, 4 vectors of A + 5 broadcasts per row); AVX2
+# (16 registers): 3 x 4 and 4 x 3 (12 sums)
+DOT_ROWS, DOT_COLS, DOT_VECTORS = (4, 5, 4) if _AVX512 else (3, 4, 3)
+# the products here pay from this many vectors of reduction, and where the tiles would leave
+# more than this share of their lanes empty (docs/performance.md, "Dot products for narrow
+# layers")
+DOT_MIN_VECTORS = 4
+DOT_MAX_FILLED = 7 / 8
+
+
+def dots_pay(k, n, itemsize):
+    """Whether a product with reduction ``k`` and ``n`` columns of ``itemsize``-byte floats
+    runs faster here than through :mod:`.tiles`: a long reduction, and few enough columns that
+    the tiles' last vector would stay partly empty (20 float32 columns fill 20 of 32 lanes)."""
+    lanes = VECTOR_BYTES // itemsize
+    filled = n / (-(-n // lanes) * lanes) if n else 1.0
+    return k >= DOT_MIN_VECTORS * lanes and filled <= DOT_MAX_FILLED
+
+
+def _lane_sum(builder, v):
+    """The sum of a vector's lanes in a fixed tree: halves added until one lane is left."""
+    i32 = ir.IntType(32)
+    width = v.type.count
+    while width > 1:
+        width //= 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
+                                                      list(range(width))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
+                                                      list(range(width, 2 * width))))
+        v = builder.fadd(lo, hi)
+    return builder.extract_element(v, ir.Constant(i32, 0))
+
+
+@intrinsic
+def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
+    """One tile of C[r, j] = sum_k A(r, k) * B[j, k] for r < m <= DOT_ROWS and j < n <=
+    DOT_COLS, with c = (c_addr, ldc), a = (a_rows, m), b = (b_addr, ldb, n), sizes = (depth,),
+    epi = (epi, e_addr) and ``like`` a float of the elements' type. Row r of A is at address
+    a_rows[r]; B's row j at b_addr + j * ldb elements. Rows and units past m and n are computed
+    from the last real one again and not stored. ``epi``: + b[j] (b[0] at address e_addr) with
+    EPI_BIAS, then relu with EPI_BIAS_RELU; EPI_NONE stores the sums as they are. ``ahead`` =
+    (rows, count): the next tile's rows of A, whose addresses start at ``rows``, are fetched
+    into the cache a line each per vector of the reduction (``rows`` must point at a valid
+    address also when ``count`` is 0)."""
+    if not isinstance(like, types.Float) or not all(
+            isinstance(t, types.BaseTuple) for t in (c, a, b, sizes, epi, ahead)):
+        return None
+    sig = types.void(c, a, b, sizes, epi, ahead, like)
+    MR, NR = DOT_ROWS, DOT_COLS
+
+    def codegen(context, builder, signature, args):
+        c_t, a_t, b_t, sizes_t, epi_t, ahead_t, _ = args
+        c_v, ldc_v, rows_v, m_v, b_v, ldb_v, n_v, depth_v, epi_v, e_v, next_v, count_v = (
+            v for t, arg in zip(signature.args[:6], (c_t, a_t, b_t, sizes_t, epi_t, ahead_t))
+            for v in int64s(context, builder, t, arg))
+        fl = context.get_value_type(signature.args[6])
+        vt, lanes, size, fma, masked_load, _, lanes_below = _vector_helpers(context, builder, fl)
+        i64 = ir.IntType(64)
+        zero = ir.Constant(vt, [ir.Constant(fl, 0.0)] * lanes)
+        align = ir.Constant(ir.IntType(32), size)
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        def vector_at(addr):
+            return builder.inttoptr(addr, vt.as_pointer())
+
+        rows = builder.inttoptr(rows_v, i64.as_pointer())
+        a_starts = [builder.load(builder.gep(rows, [
+            builder.select(builder.icmp_signed("<", const(r), m_v), const(r),
+                           builder.sub(m_v, const(1)))])) for r in range(MR)]
+        b_starts = [builder.add(b_v, builder.mul(builder.mul(
+            builder.select(builder.icmp_signed("<", const(j), n_v), const(j),
+                           builder.sub(n_v, const(1))), ldb_v), const(size))) for j in range(NR)]
+        sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(NR)] for _ in range(MR)]
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        next_rows = builder.inttoptr(next_v, i64.as_pointer())
+        # rows past ``count`` fetch this tile's own rows again (already in L1)
+        next_starts = [builder.select(
+            builder.icmp_signed("<", const(r), count_v),
+            builder.load(builder.gep(next_rows, [builder.select(
+                builder.icmp_signed("<", const(r), count_v), const(r), const(0))])),
+            a_starts[r]) for r in range(MR)]
+
+        def step(offset, mask):
+            if mask is None:
+                for start in next_starts:      # read, keep in all levels, data
+                    builder.call(prefetch, [builder.inttoptr(builder.add(start, offset), i8p),
+                                            ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                            ir.Constant(i32, 1)])
+            def load(start):
+                addr = vector_at(builder.add(start, offset))
+                if mask is None:
+                    return builder.load(addr, align=size)
+                return builder.call(masked_load, [addr, align, mask, zero])
+            a_vecs = [load(s) for s in a_starts]
+            b_vecs = [load(s) for s in b_starts]
+            for r in range(MR):
+                for j in range(NR):
+                    builder.store(builder.call(fma, [a_vecs[r], b_vecs[j],
+                                                     builder.load(sums[r][j])]), sums[r][j])
+
+        whole = builder.sdiv(depth_v, const(lanes))
+        with cgutils.for_range(builder, whole) as loop:
+            step(builder.mul(loop.index, const(VECTOR_BYTES)), None)
+        tail = builder.sub(depth_v, builder.mul(whole, const(lanes)))
+        with builder.if_then(builder.icmp_signed(">", tail, const(0))):
+            step(builder.mul(whole, const(VECTOR_BYTES)), lanes_below(tail))
+
+        add_bias = builder.or_(builder.icmp_signed("==", epi_v, const(int(EPI_BIAS))),
+                               builder.icmp_signed("==", epi_v, const(int(EPI_BIAS_RELU))))
+        relu = builder.icmp_signed("==", epi_v, const(int(EPI_BIAS_RELU)))
+        fzero = ir.Constant(fl, 0.0)
+        out = cgutils.alloca_once_value(builder, fzero)
+        for r in range(MR):
+            with builder.if_then(builder.icmp_signed("<", const(r), m_v)):
+                for j in range(NR):
+                    with builder.if_then(builder.icmp_signed("<", const(j), n_v)):
+                        builder.store(_lane_sum(builder, builder.load(sums[r][j])), out)
+                        with builder.if_then(add_bias):
+                            bias = builder.load(builder.inttoptr(
+                                builder.add(e_v, const(j * size)), fl.as_pointer()))
+                            builder.store(builder.fadd(builder.load(out), bias), out)
+                        with builder.if_then(relu):     # z <= 0 -> 0, NaN stays NaN
+                            z = builder.load(out)
+                            builder.store(builder.select(builder.fcmp_ordered("<=", z, fzero),
+                                                         fzero, z), out)
+                        addr = builder.add(c_v, builder.mul(
+                            builder.add(builder.mul(const(r), ldc_v), const(j)), const(size)))
+                        builder.store(builder.load(out),
+                                      builder.inttoptr(addr, fl.as_pointer()))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _dot_rank_tile(typingctx, masked, c, a, d, sizes, like):
+    """One tile of Gt[j, :width] = sum_r D[r, j] * A(r, :width) (+ Gt[j, :width] when beta is
+    1) for j < n <= DOT_COLS and width = DOT_VECTORS vectors, with c = (c_addr, ldc), a =
+    (a_rows, m, a_off), d = (d_addr, ldd, n), sizes = (width, beta) and ``like`` a float of the
+    elements' type; A(r, i) = *(a_rows[r] + a_off + i) (offsets in elements). ``masked``
+    (literal): only the first ``width`` elements are read and stored, else width is the whole
+    tile. Units past n are computed from the last real one again and not stored."""
+    if not isinstance(masked, types.BooleanLiteral) or not isinstance(like, types.Float) or not all(
+            isinstance(t, types.BaseTuple) for t in (c, a, d, sizes)):
+        return None
+    sig = types.void(masked, c, a, d, sizes, like)
+    NR, NV, MASKED = DOT_COLS, DOT_VECTORS, masked.literal_value
+
+    def codegen(context, builder, signature, args):
+        _, c_t, a_t, d_t, sizes_t, _ = args
+        c_v, ldc_v, rows_v, m_v, off_v, d_v, ldd_v, n_v, width_v, beta_v = (
+            v for t, arg in zip(signature.args[1:5], (c_t, a_t, d_t, sizes_t))
+            for v in int64s(context, builder, t, arg))
+        fl = context.get_value_type(signature.args[5])
+        vt, lanes, size, fma, masked_load, masked_store, lanes_below = _vector_helpers(
+            context, builder, fl)
+        i64 = ir.IntType(64)
+        zero = ir.Constant(vt, [ir.Constant(fl, 0.0)] * lanes)
+        align = ir.Constant(ir.IntType(32), size)
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        def vector_at(addr):
+            return builder.inttoptr(addr, vt.as_pointer())
+
+        masks = [lanes_below(builder.sub(width_v, const(v * lanes))) for v in range(NV)]
+
+        def load(addr, v):
+            if MASKED:
+                return builder.call(masked_load, [vector_at(addr), align, masks[v], zero])
+            return builder.load(vector_at(addr), align=size)
+
+        def store(value, addr, v):
+            if MASKED:
+                builder.call(masked_store, [value, vector_at(addr), align, masks[v]])
+            else:
+                builder.store(value, vector_at(addr), align=size)
+
+        units = [builder.select(builder.icmp_signed("<", const(j), n_v), const(j),
+                                builder.sub(n_v, const(1))) for j in range(NR)]
+        sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)] for _ in range(NR)]
+        rows = builder.inttoptr(rows_v, i64.as_pointer())
+        a_shift = builder.mul(off_v, const(size))
+        with cgutils.for_range(builder, m_v) as loop:
+            r = loop.index
+            start = builder.add(builder.load(builder.gep(rows, [r])), a_shift)
+            a_vecs = [load(builder.add(start, const(v * VECTOR_BYTES)), v) for v in range(NV)]
+            d_row = builder.add(d_v, builder.mul(builder.mul(r, ldd_v), const(size)))
+            for j in range(NR):
+                dj = builder.load(builder.inttoptr(
+                    builder.add(d_row, builder.mul(units[j], const(size))), fl.as_pointer()))
+                dj = _splat(builder, dj, vt)
+                for v in range(NV):
+                    builder.store(builder.call(fma, [dj, a_vecs[v], builder.load(sums[j][v])]),
+                                  sums[j][v])
+        keep = builder.icmp_signed("!=", beta_v, const(0))
+        out = cgutils.alloca_once_value(builder, zero)
+        for j in range(NR):
+            with builder.if_then(builder.icmp_signed("<", const(j), n_v)):
+                row = builder.add(c_v, builder.mul(builder.mul(const(j), ldc_v), const(size)))
+                for v in range(NV):
+                    addr = builder.add(row, const(v * VECTOR_BYTES))
+                    builder.store(builder.load(sums[j][v]), out)
+                    with builder.if_then(keep):
+                        builder.store(builder.fadd(load(addr, v), builder.load(out)), out)
+                    store(builder.load(out), addr, v)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
+    """C (m, n) = A @ Wt.T, where A is (m, k) with row i at address ``A_rows[i]`` and Wt is
+    (n, k) (a layer's weights transposed: one row per unit), finished by ``epi``: EPI_NONE,
+    EPI_BIAS (+ b, b[0] at address ``e_addr``) or EPI_BIAS_RELU (relu(. + b)). C and Wt need
+    unit stride along their rows; one float dtype throughout."""
+    m, n = C.shape
+    k = Wt.shape[1]
+    T = C.dtype.type
+    ldc = C.strides[0] // C.itemsize
+    ldb = Wt.strides[0] // Wt.itemsize
+    bias = epi == EPI_BIAS or epi == EPI_BIAS_RELU
+    rows = A_rows.ctypes.data
+    for i0 in range(0, m, DOT_ROWS):
+        # the first tile of a row fetches the next tile's rows while it runs
+        ahead = min(DOT_ROWS, max(0, m - i0 - DOT_ROWS))
+        for j0 in range(0, n, DOT_COLS):
+            _dot_tile((_address(C, i0, j0), ldc), (rows + i0 * 8, min(DOT_ROWS, m - i0)),
+                      (_address(Wt, j0, 0), ldb, min(DOT_COLS, n - j0)), (k,),
+                      (epi, e_addr + j0 * C.itemsize if bias else e_addr),
+                      (rows + (i0 + DOT_ROWS if ahead else i0) * 8, ahead if j0 == 0 else 0),
+                      T(0))
+
+
+@njit(cache=True, nogil=True)
+def dot_rank_update(Gt, A_rows, a_col, D, beta):
+    """Gt (n, k) = D.T @ A + beta * Gt for ``beta`` 0 or 1 (0: Gt is only written), where A is
+    (m, k), columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n):
+    the weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride along their
+    rows; one float dtype throughout."""
+    n, k = Gt.shape
+    m = D.shape[0]
+    T = Gt.dtype.type
+    chunk = DOT_VECTORS * VECTOR_BYTES // Gt.itemsize
+    ldc = Gt.strides[0] // Gt.itemsize
+    ldd = D.strides[0] // D.itemsize
+    rows = (A_rows.ctypes.data, m)
+    for k0 in range(0, k, chunk):       # a chunk of every row of A stays in L1 for all units
+        width = min(chunk, k - k0)
+        for j0 in range(0, n, DOT_COLS):
+            c = (_address(Gt, j0, k0), ldc)
+            a = (rows[0], rows[1], a_col + k0)
+            d = (_address(D, 0, j0), ldd, min(DOT_COLS, n - j0))
+            if width == chunk:
+                _dot_rank_tile(False, c, a, d, (width, beta), T(0))
+            else:
+                _dot_rank_tile(True, c, a, d, (width, beta), T(0))
