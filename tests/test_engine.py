@@ -209,6 +209,74 @@ def test_three_epoch_trajectory_of_each_scheme_matches_numpy_engine(scheme, batc
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("fit", [{"momentum": 0.9}, {"optimizer": "adam", "lr": 0.01}])
+@pytest.mark.parametrize("dtype,tol,batch_size", [("float64", 1e-10, 1), ("float64", 1e-10, 7),
+                                                  ("float64", 1e-10, None),
+                                                  ("float32", 1e-4, None)])
+def test_rows_scheme_with_dot_products_matches_the_numpy_engine(act, batch_size, fit, dtype, tol,
+                                                                monkeypatch):
+    """Layers narrow enough for the dot products of lowlevel.dots (70 inputs into 21 units in
+    either dtype on any vector width; 21 into 9 too where 21 is 4 vectors: float64 on AVX2; 9
+    into 3 never), 3 epochs on 2 threads in blocks of 3 rows, groups of up to 2: the numpy
+    engine's losses and weights (float32 over 3 full-batch steps: a hundred steps of rounding
+    apart grow past its tolerance)."""
+    from fastmlp.engine.lowlevel.dots import dots_pay
+
+    assert dots_pay(70, 21, np.dtype(dtype).itemsize) and not dots_pay(9, 3, 8)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(engine.plan, "MAX_GROUPS", 2)
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)     # 2 threads on a small net
+    monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)              # whatever the machine has
+    assert engine.plan_training(2, batch_size or 37, (70, 21, 9, 3), 37).threads == 2
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((37, 70)), rng.integers(0, 3, 37)
+    runs = []
+    for eng in ("numba", "numpy"):
+        model = MLP([70, 21, 9, 3], activation=act, dtype=dtype, seed=4, engine=eng, threads=2)
+        hist = model.fit(X, y, epochs=3, batch_size=batch_size, **{"lr": 0.05, **fit})
+        runs.append((hist["loss"], model._flat.copy()))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=tol, atol=tol)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_rows_scheme_step_with_dot_products_matches_finite_differences(act, monkeypatch):
+    """One full-batch SGD step of lr 1 in the rows scheme (blocks of 4 rows on 2 threads; the
+    40 -> 9 layer by dot products, 9 -> 3 by the tiles) moves the weights by minus the
+    gradient: flat0 - flat1 against central differences of the reference loss."""
+    from fastmlp.engine.lowlevel.dots import dots_pay
+
+    layers = (40, 9, 3)
+    assert dots_pay(40, 9, 8) and not dots_pay(9, 3, 8)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)     # 2 threads on a tiny net
+    monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)
+    assert engine.plan_training(2, 13, layers, 13).threads == 2
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((13, 40)), rng.integers(0, 3, 13)
+    Y = np.zeros((0, 3))
+    code_act, code_head = ACTIVATIONS.index(act), HEADS.index("softmax")
+    for seed in range(50):   # keep every hidden pre-activation away from the ReLU kink
+        flat = init_params(layers, "uniform", np.random.default_rng(seed), np.float64)
+        acts = reference.forward(layer_views(flat, layers), X, "identity", "softmax")
+        if all(np.abs(a).min() > 1e-3 for a in acts[1:-1]):
+            break
+    stepped = flat.copy()
+    state = np.zeros(0)
+    with thread_limits(2, 1):
+        helpers.train_batches(engine, stepped, np.array(layers), code_act, code_head, X, y, Y,
+                              np.arange(13), 13, 0, 1.0, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
+                              state, state, 0)
+    numeric = central_differences(
+        lambda f: reference.loss_and_grad(layer_views(f, layers), X, y, Y, act, "softmax")[0],
+        flat)
+    err = np.abs((flat - stepped) - numeric)
+    assert err.max() < 1e-7 and err.mean() < 1e-8, f"{act}: max abs error {err.max():.3g}"
+
+
 @pytest.mark.parametrize("threads,batch_size,scheme", [(1, 256, "parts"), (2, 256, "parts"),
                                                       (1, 32, "units"), (2, 32, "units"),
                                                       (3, 20, "units"), (2, 300, "units")])
@@ -546,14 +614,17 @@ def test_scheme_follows_the_measured_rules(monkeypatch):
     assert engine.plan.scheme(2, 256, (784, 2048, 10), n) == "parts"         # 208M, 128 rows each
     assert engine.plan.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
     assert engine.plan.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
-    # narrow hidden layers: no units scheme across threads, the rows scheme for full batches
-    assert engine.plan.scheme(2, 256, (784, 20, 10), n) == "parts"           # 10 units each
-    assert engine.plan.scheme(1, 256, (784, 20, 10), n) == "units"
+    # narrow hidden layers: no units scheme across threads, the rows scheme for minibatches of
+    # 256 rows or more
+    assert engine.plan.scheme(2, 128, (784, 20, 10), n) == "parts"           # 10 units each
+    assert engine.plan.scheme(1, 128, (784, 20, 10), n) == "units"
+    assert engine.plan.scheme(2, 256, (784, 20, 10), n) == "rows"
+    assert engine.plan.scheme(2, 1024, (784, 20, 10), 8000) == "rows"
     assert engine.plan.scheme(2, 8000, (784, 20, 10), 8000) == "rows"
     assert engine.plan.scheme(1, 8000, (784, 25, 15, 10), 8000) == "rows"
     assert engine.plan.scheme(2, 8000, (784, 10), 8000) == "rows"
+    assert engine.plan.scheme(2, 512, (54, 64, 64, 7), n) == "rows"
     assert engine.plan.scheme(2, 8000, (784, 128, 10), 8000) == "parts"      # too wide for rows
-    assert engine.plan.scheme(2, 1024, (784, 20, 10), 8000) == "parts"
 
 
 COMPILE_ONCE = """
@@ -569,6 +640,11 @@ fastmlp.engine.plan.PLAN_CORES = 2                     # whatever the machine ha
 for batch, how in ((32, "units"), (300, "parts")):    # both schemes, really on 2 threads
     assert fastmlp.engine.plan_training(2, batch, model.layers, 600)[:3:2] == (2, how)
     model.fit(X, y, epochs=1, batch_size=batch)
+wide = np.random.default_rng(1).standard_normal((600, 80)).astype(np.float32)
+narrow = fastmlp.MLP((80, 21, 3), threads=2)          # the rows scheme, with dot products
+assert fastmlp.engine.plan_training(2, 600, narrow.layers, 600)[:3:2] == (2, "rows")
+assert fastmlp.engine.lowlevel.dots.dots_pay(80, 21, 4)
+narrow.fit(wide, y, epochs=2, batch_size=None)
 model.predict(X)
 model.evaluate(X, y)
 params = fastmlp.functional.init((20, 16, 3), dtype="float32")
@@ -584,7 +660,7 @@ for info in pkgutil.walk_packages(fastmlp.__path__, "fastmlp."):
 
 def test_each_function_compiles_once_for_one_dtype(tmp_path):
     """Numba compiles a function once per distinct argument types, and a literal (0, True) is a
-    type of its own: fits of one dtype through both schemes, predict, evaluate and the functional
+    type of its own: fits of one dtype through every scheme, predict, evaluate and the functional
     API must compile every function once (each extra version is seconds of a first call).
     A version loaded from Numba's cache is listed among a dispatcher's signatures just as a
     compiled one is, so the child counts them from the usual cache, warm after the tests before

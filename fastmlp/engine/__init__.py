@@ -120,7 +120,7 @@ def _threads(threads):
 
 # the compiled functions the engine calls from Python (the others are called by these)
 ENTRY_KERNELS = frozenset((units.units_worker, parts.train_serial, parts.train_parallel,
-                           rows.train_serial, rows.train_parallel, parts.loss_and_grad_all,
+                           rows.rows_worker, parts.loss_and_grad_all,
                            infer.infer))
 
 

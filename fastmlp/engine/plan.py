@@ -37,7 +37,7 @@ MIN_MACS_PER_UNIT = 1_500_000
 MIN_UNITS_PER_THREAD = 32
 # minibatches of at least this many rows (full-batch gradient descent) whose hidden layers are
 # at most ROWS_MAX_WIDTH wide take the rows scheme
-ROWS_MIN_BATCH = 2048
+ROWS_MIN_BATCH = 256
 ROWS_MAX_WIDTH = 64
 # calls of fewer minibatches than this take parts: units' set-up per call is not won back
 MIN_BATCHES_FOR_UNITS = 8

@@ -19,21 +19,24 @@ reads it again for the weight gradient, after it has left the cache).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..codes import ACT_IDENTITY, ACT_RELU
 from . import plan
-from .kernels import ZERO, activation_backward, bias_activation_forward
+from .kernels import ONE, ZERO, activation_backward, bias_activation_forward
 from .lowlevel.blas import gemm
+from .lowlevel.dots import dot_rank_update, dot_rows_epilogue, dots_pay
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
-from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, matmul_rows, matmul_rows_epilogue,
+from .lowlevel.sync import aligned_empty, barrier, new_sync, whole_lines, yield_address
+from .lowlevel.threads import run_on_threads
+from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, matmul_rows, matmul_rows_epilogue,
                              rank_update, row_addresses)
-from .minibatch import count_minibatch, minibatch_weight, rows_head_backward, span, twin
+from .minibatch import count_minibatch, minibatch_weight, rows_head_backward, span
 from .optimizer import optimizer_update
 
 
 @njit(cache=True, nogil=True)
-def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
+def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
     """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times
     ``scale`` goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs``
     = (acts, dzs, addr): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m
@@ -42,8 +45,12 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
 
     Products through the register tiles (:mod:`.lowlevel.tiles`): the forward pass and the
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
-    dz_l = dz_{l+1} @ W_l.T goes through BLAS (W_l.T has no unit-stride rows)."""
+    dz_l = dz_{l+1} @ W_l.T goes through BLAS (W_l.T has no unit-stride rows). ``dots`` =
+    (use, wt): a layer l with use[l] takes the dot products of :mod:`.lowlevel.dots` instead,
+    from W_l transposed, (n_out, n_in) at W_l's offsets in ``wt``, and its part of ``grad``
+    holds dW_l transposed the same way."""
     flat, offs, act, head = net
+    use, wt = dots
     X = data.X
     acts, dzs, addr = bufs
     fpenv = flush_denormals()
@@ -60,11 +67,16 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
         a_next = acts[at[l + 1]:at[l + 2]].reshape((m, n_out))
         W = flat[w0:b0].reshape((n_in, n_out))
         f = act if l < L - 1 else ACT_IDENTITY
-        if f == ACT_RELU or f == ACT_IDENTITY:  # bias and relu in the tiles' registers
-            matmul_rows_epilogue(a_next, addr[l, :m], W, EPI_BIAS_RELU if f == ACT_RELU
-                                 else EPI_BIAS, np.int64(flat[b0:].ctypes.data))
+        # bias and relu in the registers; other activations in a pass of their own
+        epi = EPI_BIAS_RELU if f == ACT_RELU else EPI_BIAS if f == ACT_IDENTITY else EPI_NONE
+        if use[l]:
+            dot_rows_epilogue(a_next, addr[l, :m], wt[w0:b0].reshape((n_out, n_in)), epi,
+                              np.int64(flat[b0:].ctypes.data))
+        elif epi != EPI_NONE:
+            matmul_rows_epilogue(a_next, addr[l, :m], W, epi, np.int64(flat[b0:].ctypes.data))
         else:
             matmul_rows(a_next, addr[l, :m], W, 1.0, 0.0)
+        if epi == EPI_NONE:
             bias_activation_forward(a_next, flat[b0:b0 + n_out], f)
         if l < L - 1:
             row_addresses(addr[l + 1], a_next, rows[:0])
@@ -78,8 +90,12 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
     for l in range(L - 1, -1, -1):              # from the top: dW_l, db_l, then dz_l
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         dz = dzs[at[l + 1]:at[l + 2]].reshape((m, n_out))
-        rank_update(grad[w0:b0].reshape((n_in, n_out)), addr[l, :m], ZERO, dz, 1.0,
-                    1.0 if accumulate else 0.0)
+        if use[l]:
+            dot_rank_update(grad[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
+                            ONE if accumulate else ZERO)
+        else:
+            rank_update(grad[w0:b0].reshape((n_in, n_out)), addr[l, :m], ZERO, dz, 1.0,
+                        1.0 if accumulate else 0.0)
         for j in range(n_out):
             total = grad[b0 + j] if accumulate else T(0)
             for i in range(m):
@@ -93,28 +109,32 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas):
     return loss, correct
 
 
-def _rows_loop(net, data, batch_size, slots, hyper, step, sizes, work, blas, stats):
-    """All minibatches of ``data.order`` in the rows scheme (module doc); ``sizes`` =
-    (block_rows, n_groups, n_slices): ``n_slices`` parts of the parameters for the sum and the
-    step (any number gives the same result). ``work`` = (grads, acts, dzs, addr): group g's
-    gradient buffer and :func:`block_gradient`'s buffers in row g. Compiled serial and parallel
-    (see minibatch.twin)."""
-    flat = net.flat
+@njit(cache=True, nogil=True)
+def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, blas, dots,
+                stats):
+    """Thread t of ``team`` = (t, n_threads, sync, yield_fn) over all minibatches of
+    ``data.order`` in the rows scheme (module doc); the threads meet at the barrier ``sync``
+    twice a minibatch. ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr,
+    group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
+    results in row g; ``dots`` = (use, wt, gsum): as for :func:`block_gradient`, and ``gsum``
+    for the summed gradient of the layers that use them. Thread 0 writes ``stats``."""
+    t, n_threads, sync, yield_fn = team
+    flat, offs = net.flat, net.offs
+    use, wt, gsum = dots
     w, order = data.w, data.order
-    block_rows, n_groups, n_slices = sizes
-    grads, acts_g, dzs_g, addr_g = work
-    state1, state2, _, decay = slots
-    group_loss = np.zeros(n_groups)
-    group_correct = np.zeros(n_groups, dtype=np.int64)
+    block_rows, n_groups = sizes
+    grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
     n = order.shape[0]
-    P = flat.shape[0]
+    _transpose_own(flat, wt, offs, use, t, n_threads)
+    barrier(sync, n_threads, yield_fn)
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
         B = min(batch_size, n - start)
         n_blocks = (B + block_rows - 1) // block_rows
         G = min(n_groups, n_blocks)
         weight, scale = minibatch_weight(w, order[start:start + B], flat)
-        for g in prange(G):
+        g0, g1 = span(G, t, n_threads)
+        for g in range(g0, g1):
             b0, b1 = span(n_blocks, g, G)
             loss_g = 0.0
             correct_g = ZERO
@@ -123,34 +143,90 @@ def _rows_loop(net, data, batch_size, slots, hyper, step, sizes, work, blas, sta
                 r1 = min(r0 + block_rows, start + B)
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
                                                    (acts_g[g], dzs_g[g], addr_g[g]), grads[g],
-                                                   b > b0, blas)
+                                                   b > b0, blas, (use, wt))
                 loss_g += loss_b
                 correct_g += correct_b
                 if not np.isfinite(loss_b):
                     break
             group_loss[g] = loss_g
             group_correct[g] = correct_g
+        barrier(sync, n_threads, yield_fn)
         loss = 0.0
         correct = ZERO
         for g in range(G):                       # fixed order: deterministic
             loss += group_loss[g]
             correct += group_correct[g]
-        if not count_minibatch(stats, k, B, loss, correct, weight):
+        if not np.isfinite(loss):               # every thread stops at the same minibatch
+            if t == 0:
+                count_minibatch(stats, k, B, loss, correct, weight)
             return
-        for s in prange(n_slices):               # G = G_0 + G_1 + ..., then the step
-            p0, p1 = span(P, s, n_slices)
-            total = grads[0, p0:p1]
-            for g in range(1, G):
-                part = grads[g, p0:p1]
-                for i in range(p1 - p0):
-                    total[i] += part[i]
-            optimizer_update(flat[p0:p1], total, decay[p0:p1] if decay.shape[0] else decay,
-                             state1[p0:p1] if state1.shape[0] else state1,
-                             state2[p0:p1] if state2.shape[0] else state2, hyper, step + k + 1)
+        if t == 0:
+            count_minibatch(stats, k, B, loss, correct, weight)
+        _sum_and_step(flat, grads, G, offs, (use, wt, gsum), slots, hyper, step + k + 1, t,
+                      n_threads)
+        barrier(sync, n_threads, yield_fn)
 
 
-train_serial = njit(cache=True, nogil=True)(twin(_rows_loop, "rows_loop_serial"))
-train_parallel = njit(cache=True, nogil=True, parallel=True)(twin(_rows_loop, "rows_loop_parallel"))
+@njit(cache=True, nogil=True)
+def _transpose_own(flat, wt, offs, use, t, n_threads):
+    """wt's transposed W_l (n_out, n_in) of the layers that use dot products, for thread t's
+    share of the inputs i (columns of wt)."""
+    for l in range(offs.shape[0]):
+        if use[l]:
+            w0, n_in, n_out = offs[l, 0], offs[l, 2], offs[l, 3]
+            i0, i1 = span(n_in, t, n_threads)
+            for i in range(i0, i1):
+                for j in range(n_out):
+                    wt[w0 + j * n_in + i] = flat[w0 + i * n_out + j]
+
+
+@njit(cache=True, nogil=True)
+def _add_groups(grads, G, p0, p1):
+    """grads[0, p0:p1] = G_0 + G_1 + ... + G_{G-1} there, added in group order."""
+    total = grads[0, p0:p1]
+    for g in range(1, G):
+        part = grads[g, p0:p1]
+        for i in range(p1 - p0):
+            total[i] += part[i]
+
+
+@njit(cache=True, nogil=True)
+def _step_span(flat, total, p0, p1, slots, hyper, step):
+    """The optimizer's step on parameters p0 .. p1 from their summed gradient ``total``."""
+    state1, state2, _, decay = slots
+    optimizer_update(flat[p0:p1], total, decay[p0:p1] if decay.shape[0] else decay,
+                     state1[p0:p1] if state1.shape[0] else state1,
+                     state2[p0:p1] if state2.shape[0] else state2, hyper, step)
+
+
+@njit(cache=True, nogil=True)
+def _sum_and_step(flat, grads, G, offs, dots, slots, hyper, step, t, n_threads):
+    """Thread t's share of the sum G = G_0 + G_1 + ... and the step: of every layer, the rows
+    of W for its share of the inputs and its share of the biases (any number of threads gives
+    the same bits: every sum runs in group order). A layer that uses dot products has its
+    gradient transposed in ``grads``: its share is summed there, transposed into ``gsum`` for
+    the step, and the stepped rows of W transposed into ``wt`` for the next minibatch."""
+    use, wt, gsum = dots
+    for l in range(offs.shape[0]):
+        w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
+        i0, i1 = span(n_in, t, n_threads)
+        p0, p1 = w0 + i0 * n_out, w0 + i1 * n_out
+        if use[l]:
+            for j in range(n_out):              # dW_l.T[j, i0:i1], then dW_l[i0:i1, :]
+                _add_groups(grads, G, w0 + j * n_in + i0, w0 + j * n_in + i1)
+            for i in range(i0, i1):
+                for j in range(n_out):
+                    gsum[w0 + i * n_out + j] = grads[0, w0 + j * n_in + i]
+            _step_span(flat, gsum[p0:p1], p0, p1, slots, hyper, step)
+            for i in range(i0, i1):
+                for j in range(n_out):
+                    wt[w0 + j * n_in + i] = flat[w0 + i * n_out + j]
+        else:
+            _add_groups(grads, G, p0, p1)
+            _step_span(flat, grads[0, p0:p1], p0, p1, slots, hyper, step)
+        c0, c1 = span(n_out, t, n_threads)
+        _add_groups(grads, G, b0 + c0, b0 + c1)
+        _step_span(flat, grads[0, b0 + c0:b0 + c1], b0 + c0, b0 + c1, slots, hyper, step)
 
 
 def groups_for(batch_size, block_rows, n_params, itemsize):
@@ -162,18 +238,31 @@ def groups_for(batch_size, block_rows, n_params, itemsize):
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
-    """Run all minibatches in the rows scheme on ``how.threads`` threads, in blocks of
-    ``how.chunk`` rows (``how``: the call's :class:`.plan.Plan`)."""
+    """Run all minibatches in the rows scheme on ``how.threads`` threads (:func:`rows_worker`
+    on pool threads; one runs in the calling thread), in blocks of ``how.chunk`` rows (``how``:
+    the call's :class:`.plan.Plan`), with every buffer allocated here, before any worker
+    starts."""
     flat = net.flat
     block_rows = int(how.chunk)
     n_groups = groups_for(batch_size, block_rows, flat.shape[0], flat.itemsize)
     offs = net.offs
     L = offs.shape[0]
     size = block_rows * int(offs[:, 3].sum())
-    work = (np.empty((n_groups, flat.shape[0]), flat.dtype),
+    # each group's gradient on cache lines of its own: groups on two threads share no line
+    work = (aligned_empty((n_groups, whole_lines(flat.shape[0], flat.dtype)), flat.dtype),
             np.empty((n_groups, size), flat.dtype), np.empty((n_groups, size), flat.dtype),
-            np.empty((n_groups, L, block_rows), np.int64))
-    n_slices = how.threads
-    kernel = train_parallel if how.threads > 1 else train_serial
-    kernel(net, data, batch_size, slots, hyper, step,
-           (np.int64(block_rows), np.int64(n_groups), np.int64(n_slices)), work, blas, stats)
+            np.empty((n_groups, L, block_rows), np.int64), np.zeros(n_groups),
+            np.zeros(n_groups, dtype=np.int64))
+    use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
+                   dtype=np.bool_)
+    n_dots = flat.shape[0] if use.any() else 0
+    dots = (use, np.empty(n_dots, flat.dtype), np.empty(n_dots, flat.dtype))
+    sizes = (np.int64(block_rows), np.int64(n_groups))
+    sync, yield_fn = new_sync(), yield_address()
+    n_threads = int(how.threads)
+
+    def work_of(t):
+        rows_worker((np.int64(t), np.int64(n_threads), sync, np.int64(yield_fn)), net, data,
+                    batch_size, slots, hyper, step, sizes, work, blas, dots, stats)
+
+    run_on_threads(work_of, n_threads)
