@@ -113,7 +113,7 @@ def test_dots_for_a_cpu_without_avx512(tmp_path):
         "import numpy as np\n"
         "from fastmlp.engine.lowlevel import dots, tiles\n"
         "assert tiles.VECTOR_BYTES == 32 and (dots.DOT_ROWS, dots.DOT_COLS, dots.DOT_VECTORS) "
-        "== (3, 4, 3)\n"
+        "== (3, 3, 3)\n"
         "rng = np.random.default_rng(0)\n"
         "for dtype in (np.float32, np.float64):\n"
         "    X = rng.standard_normal((50, 83)).astype(dtype)\n"

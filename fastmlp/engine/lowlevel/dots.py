@@ -31,8 +31,9 @@ from .tiles import (_AVX512, EPI_BIAS, EPI_BIAS_RELU, VECTOR_BYTES, _address, _s
 
 # AVX-512 (32 registers): tiles of 4 rows x 5 units (20 sums, 4 + 5 loads per 20 multiply-adds)
 # and rank tiles of 5 units x 4 vectors (20 sums, 4 vectors of A + 5 broadcasts per row); AVX2
-# (16 registers): 3 x 4 and 4 x 3 (12 sums)
-DOT_ROWS, DOT_COLS, DOT_VECTORS = (4, 5, 4) if _AVX512 else (3, 4, 3)
+# (16 registers): 3 x 3 and 3 x 3 (9 sums; 12 sums and the 7 vectors they are fed from do not fit
+# and one sum goes through memory each step)
+DOT_ROWS, DOT_COLS, DOT_VECTORS = (4, 5, 4) if _AVX512 else (3, 3, 3)
 # the products here pay from this many vectors of reduction, and where the tiles would leave
 # more than this share of their lanes empty (docs/performance.md, "Dot products for narrow
 # layers")
@@ -79,6 +80,7 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
         return None
     sig = types.void(c, a, b, sizes, epi, ahead, like)
     MR, NR = DOT_ROWS, DOT_COLS
+    PER_LINE = max(1, 64 // VECTOR_BYTES)       # vectors per cache line
 
     def codegen(context, builder, signature, args):
         c_t, a_t, b_t, sizes_t, epi_t, ahead_t, _ = args
@@ -118,8 +120,8 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
                 builder.icmp_signed("<", const(r), count_v), const(r), const(0))])),
             a_starts[r]) for r in range(MR)]
 
-        def step(offset, mask):
-            if mask is None:
+        def step(offset, mask, fetch=True):
+            if mask is None and fetch:
                 for start in next_starts:      # read, keep in all levels, data
                     builder.call(prefetch, [builder.inttoptr(builder.add(start, offset), i8p),
                                             ir.Constant(i32, 0), ir.Constant(i32, 3),
@@ -136,9 +138,17 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
                     builder.store(builder.call(fma, [a_vecs[r], b_vecs[j],
                                                      builder.load(sums[r][j])]), sums[r][j])
 
+        # one prefetch per cache line: PER_LINE vectors a turn of the loop, then the rest
         whole = builder.sdiv(depth_v, const(lanes))
-        with cgutils.for_range(builder, whole) as loop:
-            step(builder.mul(loop.index, const(VECTOR_BYTES)), None)
+        turns = builder.sdiv(whole, const(PER_LINE))
+        with cgutils.for_range(builder, turns) as loop:
+            for v in range(PER_LINE):
+                step(builder.mul(builder.add(builder.mul(loop.index, const(PER_LINE)), const(v)),
+                                 const(VECTOR_BYTES)), None, v == 0)
+        with cgutils.for_range(builder, builder.sub(whole, builder.mul(turns, const(PER_LINE)))
+                               ) as loop:
+            step(builder.mul(builder.add(builder.mul(turns, const(PER_LINE)), loop.index),
+                             const(VECTOR_BYTES)), None, False)
         tail = builder.sub(depth_v, builder.mul(whole, const(lanes)))
         with builder.if_then(builder.icmp_signed(">", tail, const(0))):
             step(builder.mul(whole, const(VECTOR_BYTES)), lanes_below(tail))
