@@ -35,8 +35,9 @@ MIN_MACS_PER_PART_ANY_ROWS = 64_000_000
 MIN_MACS_PER_UNIT = 1_500_000
 # with several threads, the units scheme needs this many units of every hidden layer per thread
 MIN_UNITS_PER_THREAD = 32
-# minibatches of at least this many rows (full-batch gradient descent) whose hidden layers are
-# at most ROWS_MAX_WIDTH wide take the rows scheme
+# minibatches of at least this many rows (full-batch gradient descent, large minibatches) whose
+# hidden layers are at most ROWS_MAX_WIDTH wide take the rows scheme (docs/performance.md,
+# "ROWS_MIN_BATCH = 256 and ROWS_MAX_WIDTH = 64")
 ROWS_MIN_BATCH = 256
 ROWS_MAX_WIDTH = 64
 # calls of fewer minibatches than this take parts: units' set-up per call is not won back

@@ -14,6 +14,13 @@ G = G_0 + G_1 + ..., and the optimizer steps once (:func:`.optimizer.optimizer_u
 on slices of the parameters in parallel. Every sum has a shape set by the data and the model
 alone, so the weights are bitwise identical for any number of threads.
 
+Each thread runs :func:`rows_worker` over all minibatches of the call; the threads meet at a
+spin barrier after the blocks and after the step (a parallel region per minibatch cost more
+than a 256-row step's blocks: docs/performance.md, "Workers that stay, not a region per
+minibatch"). Layers of few units on a long reduction (:func:`.lowlevel.dots.dots_pay`) take the
+dot products of :mod:`.lowlevel.dots`, from a transposed copy of their W kept up to date by
+the step.
+
 Each row of X is read from memory once per step (the parts scheme gathers the minibatch and
 reads it again for the weight gradient, after it has left the cache).
 """
