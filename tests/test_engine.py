@@ -386,6 +386,35 @@ def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypa
     assert np.array_equal(flat, flat_20)       # and nothing of the third applied
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_divergence_in_the_rows_scheme_with_dot_products_keeps_the_weights(threads, monkeypatch):
+    """As above, with a first layer that takes the dot products (W and its gradient kept
+    transposed during the call): the third minibatch diverges in its second block, and the
+    weights carry nothing of it."""
+    from fastmlp.engine.lowlevel.dots import dots_pay
+
+    layers = (40, 9, 4)
+    assert dots_pay(40, 9, 8)
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)
+    rng = np.random.default_rng(2)
+    X, y, Y = rng.standard_normal((40, 40)), rng.integers(0, 4, 40), np.zeros((0, 4))
+    X[23:] = np.inf
+    before = init_params(layers, "he", np.random.default_rng(0), np.float64)
+    runs = []
+    for n in (40, 20):
+        f = before.copy()
+        with thread_limits(threads, 1):
+            stats = helpers.train_batches(engine, f, np.array(layers), 1, 0, X, y, Y, np.arange(n),
+                                          10, 0, 0.1, 0.0, False, 0.0, 0.9, 0.999, 1e-8,
+                                          np.zeros(0), np.zeros(0), 0)
+        runs.append((f, stats))
+    (flat, stats), (flat_20, _) = runs
+    assert stats[4] == 2 and stats[3] == 2
+    assert np.isfinite(flat).all() and np.array_equal(flat, flat_20)
+
+
 def test_thread_settings_are_restored_after_fit_and_predict():
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
