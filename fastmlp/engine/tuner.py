@@ -12,7 +12,7 @@ minibatches, and a timed minibatch is trained as any other:
 - each new count is timed against the best so far in TRIAL_ROUNDS interleaved samples of at
   least TRIAL_SECONDS of minibatches each, or of one whole call; a count's first minibatch is
   not timed (it warms the caches up, and may load another kernel: one thread runs the serial
-  build of the parts and rows schemes), and a count whose kernel is not compiled yet loses
+  build of the parts scheme), and a count whose kernel is not compiled yet loses
   (nothing is compiled for a search);
 - the fewer threads win when their fastest sample beats the best's by MARGIN in WINS_NEEDED
   comparisons in a row, and lose at once when a sample takes CLEARLY_SLOWER times the best's;
