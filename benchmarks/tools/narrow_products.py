@@ -26,27 +26,22 @@ BLOCK = 128
 
 
 @njit(cache=True)
-def _tiles(X, W, b, C, D, G, addr, reps, forward, gradient):
+def _blocks(X, B, b, C, D, G, addr, reps, dots, forward, gradient):
+    """``reps`` passes over X in blocks of BLOCK rows: the forward product with bias and relu
+    into C, then the weight gradient into G, by the dot products (``dots``: B and G are W and
+    dW transposed) or the tiles."""
     for _ in range(reps):
         for r0 in range(0, X.shape[0], BLOCK):
             m = min(BLOCK, X.shape[0] - r0)
             row_addresses(addr[:m], X[r0:r0 + m], addr[:0])
-            if forward:
-                matmul_rows_epilogue(C[:m], addr[:m], W, EPI_BIAS_RELU, b.ctypes.data)
-            if gradient:
+            if forward and dots:
+                dot_rows_epilogue(C[:m], addr[:m], B, EPI_BIAS_RELU, b.ctypes.data)
+            elif forward:
+                matmul_rows_epilogue(C[:m], addr[:m], B, EPI_BIAS_RELU, b.ctypes.data)
+            if gradient and dots:
+                dot_rank_update(G, addr[:m], 0, D[:m], 1)
+            elif gradient:
                 rank_update(G, addr[:m], 0, D[:m], 1.0, 1.0)
-
-
-@njit(cache=True)
-def _dots(X, Wt, b, C, D, Gt, addr, reps, forward, gradient):
-    for _ in range(reps):
-        for r0 in range(0, X.shape[0], BLOCK):
-            m = min(BLOCK, X.shape[0] - r0)
-            row_addresses(addr[:m], X[r0:r0 + m], addr[:0])
-            if forward:
-                dot_rows_epilogue(C[:m], addr[:m], Wt, EPI_BIAS_RELU, b.ctypes.data)
-            if gradient:
-                dot_rank_update(Gt, addr[:m], 0, D[:m], 1)
 
 
 def _median_ms(run, reps, rounds=7):
@@ -86,9 +81,10 @@ def main(argv=None):
                                               (hot, False, True, 200)):
             macs = data.shape[0] * args.k * n * (forward + gradient)
             pair = []
-            for kernel, B, Gb in ((_tiles, W, G), (_dots, Wt, Gt)):
-                ms = _median_ms(lambda r, kernel=kernel, B=B, Gb=Gb, data=data, f=forward,
-                                g=gradient: kernel(data, B, b, C, D, Gb, addr, r, f, g), reps)
+            for dots, B, Gb in ((False, W, G), (True, Wt, Gt)):
+                ms = _median_ms(lambda r, dots=dots, B=B, Gb=Gb, data=data, f=forward,
+                                g=gradient: _blocks(data, B, b, C, D, Gb, addr, r, dots, f, g),
+                                reps)
                 pair.append(f"{ms:7.3f} ({2 * macs / ms / 1e6 / rate:4.0%})")
             cells.append(" ".join(pair))
         print(f"{n:4d} {dots_pay(args.k, n, 4)!s:>8} | tiles/dots {cells[0]} | {cells[1]} | "
