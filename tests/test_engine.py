@@ -300,12 +300,16 @@ def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme
                                           ("sgd", {"momentum": 0.9, "nesterov": True}),
                                           ("adam", {"lr": 0.01})])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("layers", [[64, 40, 5], [64, 24, 16, 5]])
+@pytest.mark.parametrize("layers", [[64, 40, 5], [64, 24, 16, 5], [64, 21, 9, 5]])
 def test_rows_scheme_gives_the_same_bits_on_any_thread_count(optimizer, kw, dtype, layers,
                                                              monkeypatch):
     """Full-batch and large-minibatch steps in the rows scheme: blocks and groups are fixed by
     the minibatch, so 1, 2 and 3 threads (more threads than cores included) give bitwise
-    identical weights."""
+    identical weights. 64 -> 21 takes the dot products on every vector width (W and its
+    gradient transposed, each thread stepping its share of both)."""
+    from fastmlp.engine.lowlevel.dots import dots_pay
+
+    assert dots_pay(64, 21, np.dtype(dtype).itemsize)
     monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
     monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 16)
     rng = np.random.default_rng(0)
