@@ -163,15 +163,26 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         for g in range(G):                       # fixed order: deterministic
             loss += group_loss[g]
             correct += group_correct[g]
-        if not np.isfinite(loss):               # every thread stops at the same minibatch
-            if t == 0:
-                count_minibatch(stats, k, B, loss, correct, weight)
-            return
         if t == 0:
             count_minibatch(stats, k, B, loss, correct, weight)
+        if not np.isfinite(loss):               # every thread stops at the same minibatch
+            return
         _sum_and_step(flat, grads, G, offs, (use, wt, gsum), slots, hyper, step + k + 1, t,
                       n_threads)
         barrier(sync, n_threads, yield_fn)
+
+
+@njit(cache=True, nogil=True)
+def _transpose_inputs(src, dst, w0, n_in, n_out, i0, i1, to_units):
+    """Inputs i0 .. i1 of a layer's (n_in, n_out) matrix at offset w0, between its row-major
+    layout and its transposed one (n_out, n_in) at the same offset: ``to_units`` writes the
+    transposed one into ``dst`` from the row-major one in ``src``, else the other way."""
+    for i in range(i0, i1):
+        for j in range(n_out):
+            if to_units:
+                dst[w0 + j * n_in + i] = src[w0 + i * n_out + j]
+            else:
+                dst[w0 + i * n_out + j] = src[w0 + j * n_in + i]
 
 
 @njit(cache=True, nogil=True)
@@ -182,9 +193,7 @@ def _transpose_own(flat, wt, offs, use, t, n_threads):
         if use[l]:
             w0, n_in, n_out = offs[l, 0], offs[l, 2], offs[l, 3]
             i0, i1 = span(n_in, t, n_threads)
-            for i in range(i0, i1):
-                for j in range(n_out):
-                    wt[w0 + j * n_in + i] = flat[w0 + i * n_out + j]
+            _transpose_inputs(flat, wt, w0, n_in, n_out, i0, i1, True)
 
 
 @njit(cache=True, nogil=True)
@@ -221,13 +230,9 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, hyper, step, t, n_threads):
         if use[l]:
             for j in range(n_out):              # dW_l.T[j, i0:i1], then dW_l[i0:i1, :]
                 _add_groups(grads, G, w0 + j * n_in + i0, w0 + j * n_in + i1)
-            for i in range(i0, i1):
-                for j in range(n_out):
-                    gsum[w0 + i * n_out + j] = grads[0, w0 + j * n_in + i]
+            _transpose_inputs(grads[0], gsum, w0, n_in, n_out, i0, i1, False)
             _step_span(flat, gsum[p0:p1], p0, p1, slots, hyper, step)
-            for i in range(i0, i1):
-                for j in range(n_out):
-                    wt[w0 + j * n_in + i] = flat[w0 + i * n_out + j]
+            _transpose_inputs(flat, wt, w0, n_in, n_out, i0, i1, True)
         else:
             _add_groups(grads, G, p0, p1)
             _step_span(flat, grads[0, p0:p1], p0, p1, slots, hyper, step)
@@ -246,7 +251,7 @@ def groups_for(batch_size, block_rows, n_params, itemsize):
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
     """Run all minibatches in the rows scheme on ``how.threads`` threads (:func:`rows_worker`
-    on pool threads; one runs in the calling thread), in blocks of ``how.chunk`` rows (``how``:
+    on pool threads, or in the calling thread alone), in blocks of ``how.chunk`` rows (``how``:
     the call's :class:`.plan.Plan`), with every buffer allocated here, before any worker
     starts."""
     flat = net.flat

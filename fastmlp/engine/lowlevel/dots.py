@@ -73,8 +73,8 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
     from the last real one again and not stored. ``epi``: + b[j] (b[0] at address e_addr) with
     EPI_BIAS, then relu with EPI_BIAS_RELU; EPI_NONE stores the sums as they are. ``ahead`` =
     (rows, count): the next tile's rows of A, whose addresses start at ``rows``, are fetched
-    into the cache a line each per vector of the reduction (``rows`` must point at a valid
-    address also when ``count`` is 0)."""
+    into the cache, one prefetch per 64-byte line of the reduction (``rows`` must point at a
+    valid address also when ``count`` is 0)."""
     if not isinstance(like, types.Float) or not all(
             isinstance(t, types.BaseTuple) for t in (c, a, b, sizes, epi, ahead)):
         return None
