@@ -80,6 +80,11 @@ class Callbacks:
             self._hooks[hook].append((method, with_model))
 
     @property
+    def per_epoch(self):
+        """Whether a hook runs at every epoch or minibatch (fit then runs each epoch on its own)."""
+        return any(self._hooks[hook] for hook in ("on_epoch_begin", "on_epoch_end", "on_batch_end"))
+
+    @property
     def wants_batches(self):
         """Whether a hook runs after every minibatch (fit then runs them one engine call each)."""
         return bool(self._hooks["on_batch_end"])

@@ -234,7 +234,8 @@ class MLP:
             early_stopping=None, callbacks=(), verbose=0, checkpoint=None, checkpoint_every=None,
             resume=None, sample_weight=None, shuffle_block=None):
         """Train on (X, y) and return the history: a dict of per-epoch lists (epoch, loss,
-        accuracy, val_loss, val_accuracy, lr, seconds); ``model.history_`` accumulates every call.
+        accuracy, val_loss, val_accuracy, lr, seconds: for epochs trained in one compiled call,
+        their mean); ``model.history_`` accumulates every call.
         X (and validation X) may be memory-mapped, an ``np.memmap`` or a
         :class:`~fastmlp.mapped.MappedRows`: it is then read a slice of rows at a time.
 
@@ -360,16 +361,35 @@ class MLP:
         self.stop_training = False
         hyper = _engine().Hyper.of(hp["optimizer"], 1.0, hp["momentum"], hp["nesterov"],
                                    hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"])
+        # Nothing to run between epochs (no validation, checkpoint, output, per-epoch hook or
+        # rate read from a user's function) and each epoch whole minibatches: epochs shorter
+        # than a slice then run several to an engine call (each call costs about a millisecond
+        # of Python and thread wake-up, the time of a full-batch step of small nets).
+        quiet = (val is None and checkpoint is None and not verbose and not callbacks.per_epoch
+                 and isinstance(schedule, BUILT_IN_SCHEDULES) and not isinstance(X, MappedRows)
+                 and n % batch == 0)
         with StopOnCtrlC() as interrupt:
             if start < hp["epochs"] and callbacks.train_begin(self, {}):
                 self.stop_training = True
-            for epoch in range(start, hp["epochs"]):
+            epoch = start
+            while epoch < hp["epochs"]:
                 if self.stop_training:
                     break
                 lr_e = schedule(epoch)
                 if not isinstance(schedule, BUILT_IN_SCHEDULES):   # those checked their rates
                     check_number(lr_e, f"lr_schedule({epoch})", low=0, low_open=True)
                 lr_e = float(lr_e)
+                together = (self._epochs_together(history, schedule, epoch, hp["epochs"], n)
+                            if quiet else 1)
+                if together > 1:
+                    if self._train_epochs(X, y_idx, Y, batch, hyper._replace(lr=lr_e),
+                                          shuffle_block or bool(shuffle), replacement, together,
+                                          history, weights):
+                        epoch += together
+                        if interrupt.requested:
+                            break
+                        continue
+                    quiet = False   # blew up, undone: again an epoch per call, to stop where it does
                 if callbacks.epoch_begin(epoch, {"lr": lr_e}):
                     self.stop_training = True
                     break
@@ -405,6 +425,7 @@ class MLP:
                     break
                 if self.stop_training:
                     break
+                epoch += 1
         self.interrupted_ = interrupt.requested
         if start < hp["epochs"]:
             callbacks.train_end(dict(zip(history, (v[-1] for v in history.values()))))
@@ -509,14 +530,72 @@ class MLP:
         finally:
             if bar is not None:
                 bar.close()
+        return self._epoch_logs(logs, totals, hyper.lr, time.perf_counter() - start)
+
+    def _epoch_logs(self, logs, totals, lr, seconds):
+        """``logs`` completed with an epoch's statistics ``totals`` (an engine ``Stats``)."""
         logs["loss"] = float(totals.mean_loss)
         if self.is_classifier:
             logs["accuracy"] = float(totals.accuracy)
-        logs["lr"] = hyper.lr
-        logs["seconds"] = time.perf_counter() - start
+        logs["lr"] = lr
+        logs["seconds"] = seconds
         logs["samples"] = int(totals.samples)
         logs["engine"] = totals.engine or self.engine
         return logs
+
+    def _epochs_together(self, history, schedule, epoch, epochs, n):
+        """How many epochs from ``epoch`` on fit may run in one engine call: as many as the last
+        epoch's rate does in SLICE_SECONDS, at the same learning rate; 1 for the first epoch of
+        a fit (no rate yet), or when the loss limit is not set yet (constant targets)."""
+        if not history.get("seconds") or self._loss_limit == 0:
+            return 1
+        rate = history["samples"][-1] / max(history["seconds"][-1], 1e-6)
+        most = min(epochs - epoch, int(rate * SLICE_SECONDS) // n)
+        together = 1
+        while together < most and schedule(epoch + together) == schedule(epoch):
+            together += 1
+        return together
+
+    def _train_epochs(self, X, y_idx, Y, batch, hyper, shuffle, replacement, count, history,
+                      weights=None):
+        """``count`` epochs of whole minibatches of ``batch`` rows in one engine call, each
+        recorded in ``history``. The orders are drawn and the minibatches trained as ``count``
+        calls of :meth:`_train_epoch` would (the same bits), but nothing runs between the
+        epochs. Raises TrainingDiverged as that does, after recording the epochs completed.
+        Returns False, having trained and drawn nothing, when the weights or the loss blew up
+        (the engine's guard put them back): the caller then runs these epochs one call each, to
+        raise where that stops."""
+        start = time.perf_counter()
+        n = X.shape[0]
+        drawn_from = self._rng.bit_generator.state
+        order = np.concatenate([self._epoch_order(n, shuffle, replacement) for _ in range(count)])
+        stats = _engine().train(self._network(), self._optimizer,
+                                _slice_batches(X, y_idx, Y, weights, order, batch, n, self.dtype,
+                                               self.engine),
+                                hyper, self.threads, self.engine, loss_limit=self._loss_limit,
+                                trace=True)
+        if stats.overflowed:
+            self._rng.bit_generator.state = drawn_from
+            return False
+        first = len(self.history_.get("epoch", [])) + 1
+        steps = n // batch                      # per epoch
+        seconds = (time.perf_counter() - start) / count
+        for e in range(stats.steps // steps):
+            # summed in the order the engine adds an epoch's minibatches up (the same bits)
+            loss_sum, correct, samples, weight = np.cumsum(
+                stats.trace[e * steps:(e + 1) * steps], axis=0)[-1]
+            totals = stats._replace(loss_sum=loss_sum, correct=correct, samples=int(samples),
+                                    steps=steps, weight=weight, trace=None)
+            logs = self._epoch_logs({"epoch": first + e}, totals, hyper.lr, seconds)
+            self._record(history, logs)
+            log.info(format_logs(logs, n, self.engine))
+        if stats.diverged_at is not None:
+            epoch, step = divmod(stats.diverged_at, steps)
+            raise TrainingDiverged(
+                f"training diverged at epoch {first + epoch}, step {step + 1}: "
+                f"loss={stats.bad_loss}; lower the learning rate (now {hyper.lr})."
+            )
+        return True
 
     def _record(self, history, logs):
         for key, value in logs.items():

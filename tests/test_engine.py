@@ -390,6 +390,35 @@ def test_divergence_stops_before_the_bad_update(threads, scheme, chunk, monkeypa
     assert np.array_equal(flat, flat_20)       # and nothing of the third applied
 
 
+@pytest.mark.parametrize("scheme,threads", [("parts", 1), ("units", 2), ("rows", 2)])
+@pytest.mark.parametrize("head", ["softmax", "identity"])
+def test_trace_of_each_minibatch_matches_the_numpy_engine(scheme, threads, head, monkeypatch):
+    """train(trace=True) gives each minibatch's [loss * weight, correct, samples, weight], as the
+    reference does, up to the one that diverged (rows 30-39 are inf); its columns add up to the
+    call's totals."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    X, y, Y = problem(head, n=47)
+    X[30:40] = np.inf
+    w = np.linspace(0.5, 1.5, 47)
+    traces = []
+    for eng in ("numpy", "numba"):
+        flat = init_params(LAYERS, "he", np.random.default_rng(0), np.float64)
+        net = engine.Network(flat, LAYERS, ACTIVATIONS.index("tanh"), HEADS.index(head))
+        state = engine.OptimizerState("sgd", flat.size, flat.dtype)
+        batches = engine.Batches(X, y, Y, np.arange(47), 6, w)
+        stats = engine.train(net, state, batches, engine.Hyper.of("sgd", 0.05), threads, eng,
+                             guard=False, trace=True)
+        assert stats.trace.shape == (5, 4) and stats.diverged_at == 5
+        np.testing.assert_allclose(stats.trace.sum(axis=0),
+                                   [stats.loss_sum, stats.correct, stats.samples, stats.weight],
+                                   rtol=1e-12)
+        traces.append(stats.trace)
+    np.testing.assert_allclose(traces[1], traces[0], rtol=1e-10)
+    np.testing.assert_array_equal(traces[1][:, 2], [6] * 5)
+    assert engine.train(net, state, batches._replace(order=np.arange(30)),
+                        engine.Hyper.of("sgd", 0.05), threads).trace is None
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_divergence_in_the_rows_scheme_with_dot_products_keeps_the_weights(threads, monkeypatch):
     """As above, with a first layer that takes the dot products (W and its gradient kept

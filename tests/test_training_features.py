@@ -334,3 +334,100 @@ def test_how_an_epoch_is_cut_into_calls_does_not_change_a_bit(monkeypatch, threa
     assert len(schemes) == 2 * 40 * 2 and set(schemes) == {"units"}   # planned, then run
     np.testing.assert_array_equal(flat(cut), flat(usual))
     assert engine.Batches(X, y, y, np.arange(5), 2).planned_rows == 5
+
+
+# ---------------------------------------------------------------- short epochs in one call
+
+
+def engine_calls(monkeypatch):
+    """A list that gets one entry per engine ``train`` call made from now on: its epochs' rows."""
+    import fastmlp.engine as engine
+
+    real, calls = engine.train, []
+
+    def counted(net, state, batches, *args, **kwargs):
+        calls.append(len(batches.order))
+        return real(net, state, batches, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train", counted)
+    return calls
+
+
+def on_each_epoch(epoch, logs):
+    """An epoch-end callback that does nothing: it makes fit run every epoch on its own."""
+
+
+SHORT_EPOCHS = {
+    "full-batch": dict(batch_size=None),
+    "momentum": dict(batch_size=16, momentum=0.9),
+    "adam-replacement-weights": dict(batch_size=32, optimizer="adam", replacement=True,
+                                     sample_weight=np.linspace(0.5, 2, 128)),
+    "in-order-schedule": dict(batch_size=8, shuffle=False, lr_schedule={0: 0.1, 5: 0.05}),
+    "shuffle-block-decay": dict(batch_size=16, shuffle_block=40, weight_decay=1e-3),
+}
+
+
+@pytest.mark.parametrize("kw", SHORT_EPOCHS.values(), ids=SHORT_EPOCHS)
+def test_short_epochs_in_one_call_end_on_the_same_bits_and_history(engine, monkeypatch, kw):
+    """Epochs much shorter than a slice (SLICE_SECONDS) run several to an engine call when fit
+    has nothing to do between them; the orders, weights and every logged number are those of
+    one call per epoch (the calls a per-epoch callback asks for)."""
+    X, y = blobs(n=128, n_features=6)
+    calls = engine_calls(monkeypatch)
+    together = MLP([6, 12, 3], seed=3, engine=engine)
+    history = together.fit(X, y, epochs=12, lr=0.1, **kw)
+    assert len(calls) < 12 and sum(calls) == 12 * 128
+    del calls[:]
+    alone = MLP([6, 12, 3], seed=3, engine=engine)
+    expected = alone.fit(X, y, epochs=12, lr=0.1, callbacks=[on_each_epoch], **kw)
+    assert len(calls) == 12
+    np.testing.assert_array_equal(flat(together), flat(alone))
+    assert together._optimizer.step == alone._optimizer.step
+    for key in ("epoch", "loss", "accuracy", "lr", "samples", "engine"):
+        assert history[key] == expected[key], key
+    assert together.history_["epoch"] == list(range(1, 13))
+    # the shuffling generator went on alike: the next fit's first order is the same
+    assert together._rng.integers(1 << 30) == alone._rng.integers(1 << 30)
+
+
+def test_an_epoch_that_is_not_whole_minibatches_runs_alone(monkeypatch):
+    """Minibatches are cut from the call's order: with a short last minibatch, an epoch per call."""
+    X, y = blobs(n=100, n_features=6)
+    calls = engine_calls(monkeypatch)
+    MLP([6, 12, 3]).fit(X, y, epochs=4, batch_size=16)
+    assert calls == [100] * 4
+
+
+def blowing_up(kind):
+    """(X, y, fit arguments): training that blows up in epoch 3, in a call of several epochs:
+    weights past WEIGHT_LIMIT (momentum), or a NaN loss (a rate raised at epoch 2)."""
+    rng = np.random.default_rng(0)
+    if kind == "weights":
+        X = rng.normal(size=(64, 5)).astype(np.float32) * 4
+        return X, np.arange(64) % 3, dict(batch_size=16, lr=0.9, momentum=0.99)
+    X = (rng.normal(size=(200, 5)) * 1000 + 500).astype(np.float32)
+    return X, np.arange(200) % 3, dict(batch_size=20, lr=1.0, lr_schedule={0: 1e-7, 2: 1.0})
+
+
+@pytest.mark.parametrize("kind", ["weights", "nan"])
+def test_a_call_of_several_epochs_that_blows_up_stops_where_one_per_epoch_does(engine, monkeypatch,
+                                                                              kind):
+    """Weights or loss out of range in a call of several epochs: that call is undone and its
+    epochs run again one call each, so fit raises the same message, keeps the same weights and
+    history as with a call per epoch."""
+    X, y, fit = blowing_up(kind)
+    messages, models, calls = [], [], []
+    for callbacks in ([], [on_each_epoch]):
+        made = engine_calls(monkeypatch)
+        model = MLP([5, 32, 3], seed=1, engine=engine)
+        with pytest.raises(fastmlp.TrainingDiverged, match="at epoch 3, step") as info:
+            model.fit(X, y, epochs=40, callbacks=callbacks, **fit)
+        calls.append(list(made))
+        messages.append(str(info.value))
+        models.append(model)
+    n = len(X)
+    assert max(calls[0]) > n and calls[0][-1] == n and calls[1] == [n, n, n]
+    assert messages[0] == messages[1]
+    assert ({k: v for k, v in models[0].history_.items() if k != "seconds"}
+            == {k: v for k, v in models[1].history_.items() if k != "seconds"})
+    np.testing.assert_array_equal(flat(models[0]), flat(models[1]))

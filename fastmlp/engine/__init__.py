@@ -25,8 +25,8 @@ import numpy as np
 from .. import reference
 from . import background, infer, parts, plan, rows, tuner, units
 from .lowlevel.threads import available_cores, max_threads, thread_limits
-from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, SAMPLES, STEPS, WEIGHT, Data, Net,
-                        new_stats, offsets)
+from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, FIELDS, LOSS, SAMPLES, STEPS, TRACE, WEIGHT,
+                        Data, Net, new_stats, offsets)
 from .optimizer import Hyper, OptimizerState, can_fuse, slots_for
 from .plan import Plan, plan_inference, plan_training
 
@@ -70,7 +70,8 @@ class Stats(NamedTuple):
     weights left the finite range or the loss exploded (with ``guard``, they were put back as
     before the call; ``why`` says which). ``engine``: which engine ran, "numba" or "numpy" (the
     NumPy reference, also for engine "numba" while its kernel compiles: see :mod:`.background`),
-    joined with "+" over several calls that differ."""
+    joined with "+" over several calls that differ. ``trace``: with ``train(trace=True)``, one
+    row per minibatch trained, [loss * weight, correct, samples, weight]; else None."""
     loss_sum: float
     correct: float
     samples: int
@@ -81,6 +82,7 @@ class Stats(NamedTuple):
     overflowed: bool = False
     why: str = ""
     engine: str = ""
+    trace: Optional[np.ndarray] = None
 
     @property
     def mean_loss(self):
@@ -99,7 +101,9 @@ class Stats(NamedTuple):
                      self.diverged_at if self.diverged_at is not None else other.diverged_at,
                      self.bad_loss if self.diverged_at is not None else other.bad_loss,
                      self.overflowed or other.overflowed, self.why or other.why,
-                     _joined(self.engine, other.engine))
+                     _joined(self.engine, other.engine),
+                     None if self.trace is None or other.trace is None
+                     else np.concatenate([self.trace, other.trace]))
 
 
 def _joined(first, then):
@@ -110,8 +114,10 @@ def _joined(first, then):
 
 def _stats(raw, overflowed):
     diverged = int(raw[DIVERGED_AT]) if raw[DIVERGED_AT] >= 0 else None
-    return Stats(float(raw[LOSS]), float(raw[CORRECT]), int(raw[SAMPLES]), int(raw[STEPS]),
-                 float(raw[WEIGHT]), diverged, float(raw[BAD_LOSS]), overflowed)
+    steps = int(raw[STEPS])
+    trace = raw[FIELDS:].reshape(-1, TRACE)[:steps] if raw.shape[0] > FIELDS else None
+    return Stats(float(raw[LOSS]), float(raw[CORRECT]), int(raw[SAMPLES]), steps,
+                 float(raw[WEIGHT]), diverged, float(raw[BAD_LOSS]), overflowed, trace=trace)
 
 
 def _threads(threads):
@@ -165,9 +171,11 @@ def _weights(w, flat, n):
 WEIGHT_LIMIT = 1e12
 
 
-def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, loss_limit=None):
+def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, loss_limit=None,
+          trace=False):
     """Train ``net`` in place on every minibatch of ``batches`` with the optimizer ``hyper``,
-    continuing from ``state`` (advanced in place); returns :class:`Stats`.
+    continuing from ``state`` (advanced in place); returns :class:`Stats`, with each
+    minibatch's statistics in ``Stats.trace`` when ``trace``.
 
     Runs on the fastest count of threads up to ``threads`` (default: all cores), found by
     timing the first minibatches of calls of this kind (:mod:`.tuner`); the count never changes
@@ -182,15 +190,16 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
     search = None if engine == "numpy" else _search(net, batches.batch_size, chosen)
+    raw = new_stats(-(-len(batches.order) // batches.batch_size) if trace else 0)
     with np.errstate(over="ignore", invalid="ignore"):
         if search is None:
-            raw, ran = _run("train", chosen, threads, engine,
-                            lambda: train_batches(net, state, batches, hyper),
-                            lambda: reference.train_batches(net, state, batches, hyper))
+            _, ran = _run("train", chosen, threads, engine,
+                          lambda: train_batches(net, state, batches, hyper, raw),
+                          lambda: reference.train_batches(net, state, batches, hyper, raw))
             state.step += int(raw[STEPS])
             stats = _stats(raw, False)._replace(engine=ran)
         else:
-            stats = _train_timed(net, state, batches, hyper, chosen, threads, engine, search)
+            stats = _train_timed(net, state, batches, hyper, chosen, threads, engine, search, raw)
     why = _blown_up(net.flat, stats, loss_limit) if guard else ""
     if why:
         net.flat[...] = saved[0]
@@ -211,13 +220,14 @@ def _search(net, batch_size, chosen):
     return tuner.search_for(*_kind(net.layers, batch_size, net.flat.dtype, chosen))
 
 
-def _train_timed(net, state, batches, hyper, chosen, threads, engine, search):
+def _train_timed(net, state, batches, hyper, chosen, threads, engine, search, raw):
     """:func:`train`'s work in pieces of whole minibatches, each on the thread count ``search``
     asks for and timed for it. Neither the cut nor the count changes a bit: the pieces add to
-    one running sum of statistics, as one call would. Returns the call's :class:`Stats`."""
+    one running sum of statistics ``raw`` (new), as one call would. Returns the call's
+    :class:`Stats`."""
     size = batches.batch_size
     n_batches = -(-len(batches.order) // size)
-    raw, done, engines, ran = new_stats(), 0, "", "numba"
+    done, engines, ran = 0, "", "numba"
     while done < n_batches and raw[DIVERGED_AT] < 0:
         if ran == "numba":
             count, steps, timed = search.piece(n_batches - done)

@@ -15,8 +15,11 @@ from numba import njit
 from ..params import layer_offsets
 from .kernels import head_backward, head_takes_Y
 
-# The run's statistics, a float64 array the compiled loops write (see :class:`fastmlp.engine.Stats`)
+# The run's statistics, a float64 array the compiled loops write (see :class:`fastmlp.engine.Stats`):
+# FIELDS running values, then optionally a trace of TRACE values per minibatch (the loss times
+# the weight, correct predictions, samples, weight of minibatch s at FIELDS + TRACE * s)
 LOSS, CORRECT, SAMPLES, STEPS, DIVERGED_AT, BAD_LOSS, WEIGHT = range(7)
+FIELDS, TRACE = 7, 4
 
 
 class Net(NamedTuple):
@@ -43,8 +46,10 @@ def offsets(layers):
     return np.asarray(layer_offsets(layers), dtype=np.int64).reshape(-1, 4)
 
 
-def new_stats():
-    stats = np.zeros(7)
+def new_stats(traced_steps=0):
+    """Statistics of a run not started, with room to trace its first ``traced_steps``
+    minibatches."""
+    stats = np.zeros(FIELDS + TRACE * traced_steps)
     stats[DIVERGED_AT] = -1
     return stats
 
@@ -139,12 +144,18 @@ def minibatch_weight(w, rows, dtype_of):
 
 @njit(cache=True, nogil=True)
 def count_minibatch(stats, k, B, loss, correct, weight):
-    """Add minibatch k to ``stats``; a non-finite loss records the divergence instead. Returns
-    whether the loss was finite."""
+    """Add minibatch k to ``stats`` (and to its trace, where it has room); a non-finite loss
+    records the divergence instead. Returns whether the loss was finite."""
     if not np.isfinite(loss):
         stats[DIVERGED_AT] = k
         stats[BAD_LOSS] = loss / weight if weight > 0 else loss
         return False
+    at = FIELDS + TRACE * int(stats[STEPS])     # the run's minibatch count, over calls too
+    if at + TRACE <= stats.shape[0]:
+        stats[at] = loss
+        stats[at + 1] = correct
+        stats[at + 2] = B
+        stats[at + 3] = weight
     stats[LOSS] += loss
     stats[CORRECT] += correct
     stats[SAMPLES] += B

@@ -23,7 +23,9 @@ def train_batches(net, state, batches, hyper, stats=None):
     mean. Returns the statistics as float64 [sum of batch loss * batch weight, correct
     predictions, samples, batches, index of the first batch whose loss was not finite (it made
     no update and training stopped there) or -1, that batch's loss, weight of the samples]:
-    new, or ``stats`` continued (sums running on from an earlier call's, in place).
+    new, or ``stats`` continued (sums running on from an earlier call's, in place). A longer
+    ``stats`` also traces each minibatch, where it has room: [loss * weight, correct, samples,
+    weight] of the run's minibatch s at ``stats[7 + 4 * s:]``.
     """
     act, head = ACTIVATIONS[net.act], HEADS[net.head]
     flat, layers = net.flat, net.layers
@@ -35,7 +37,7 @@ def train_batches(net, state, batches, hyper, stats=None):
     weighted = w is not None and len(w) > 0
     n_batches = -(-len(order) // batch_size)
     stats = np.array([0, 0, 0, 0, -1, 0, 0], dtype=np.float64) if stats is None else stats
-    loss_sum, correct, samples, steps, _, _, weight = (float(v) for v in stats)
+    loss_sum, correct, samples, steps, _, _, weight = (float(v) for v in stats[:7])
     for k in range(n_batches):
         idx = order[k * batch_size:(k + 1) * batch_size]
         xb = X[idx].astype(dtype, copy=False)
@@ -47,19 +49,25 @@ def train_batches(net, state, batches, hyper, stats=None):
         acts = forward(params, xb, act, head)
         loss, _, dz = head_loss_and_grad(acts[-1], yb, Yb, head, wb)
         if not np.isfinite(loss):
-            stats[:] = loss_sum, correct, samples, steps + k, k, loss, weight
+            stats[:7] = loss_sum, correct, samples, steps + k, k, loss, weight
             return stats
         grads = backward(params, acts, dz, act)
         g = np.concatenate([t.ravel() for pair in grads for t in pair])
         optimizer_update(flat, g, decay, state.state1, state.state2, hyper, state.step + k + 1)
+        if head == "logistic":
+            batch_correct = subset_correct(acts[-1], Yb)
+        elif head != "identity":
+            batch_correct = float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
+        else:
+            batch_correct = 0.0
         loss_sum += loss * batch_weight
         samples += len(idx)
         weight += batch_weight
-        if head == "logistic":
-            correct += subset_correct(acts[-1], Yb)
-        elif head != "identity":
-            correct += float(np.sum(acts[-1].argmax(axis=1) == yb))   # argmax of the logits
-    stats[:] = loss_sum, correct, samples, steps + n_batches, -1, 0.0, weight
+        correct += batch_correct
+        at = 7 + 4 * int(steps + k)
+        if at + 4 <= stats.shape[0]:
+            stats[at:at + 4] = loss * batch_weight, batch_correct, len(idx), batch_weight
+    stats[:7] = loss_sum, correct, samples, steps + n_batches, -1, 0.0, weight
     return stats
 
 
