@@ -18,8 +18,10 @@ Each thread runs :func:`rows_worker` over all minibatches of the call; the threa
 spin barrier after the blocks and after the step (a parallel region per minibatch cost more
 than a 256-row step's blocks: docs/performance.md, "Workers that stay, not a region per
 minibatch"). Layers of few units on a long reduction (:func:`.lowlevel.dots.dots_pay`) take the
-dot products of :mod:`.lowlevel.dots`, from a transposed copy of their W kept up to date by
-the step.
+dot products of :mod:`.lowlevel.dots`. For the whole call such a layer's W, its gradient and
+its optimizer state are kept transposed, (n_out, n_in), in buffers of their own (``dots``): the
+step works there, element by element as on the flat layout, and the call copies them back into
+the parameters at its end.
 
 Each row of X is read from memory once per step (the parts scheme gathers the minibatch and
 reads it again for the weight gradient, after it has left the cache).
@@ -39,7 +41,7 @@ from .lowlevel.threads import run_on_threads
 from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, matmul_rows, matmul_rows_epilogue,
                              rank_update, row_addresses)
 from .minibatch import count_minibatch, minibatch_weight, rows_head_backward, span
-from .optimizer import optimizer_update
+from .optimizer import Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
@@ -54,8 +56,8 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
     dz_l = dz_{l+1} @ W_l.T goes through BLAS (W_l.T has no unit-stride rows). ``dots`` =
     (use, wt): a layer l with use[l] takes the dot products of :mod:`.lowlevel.dots` instead,
-    from W_l transposed, (n_out, n_in) at W_l's offsets in ``wt``, and its part of ``grad``
-    holds dW_l transposed the same way."""
+    from W_l transposed, (n_out, n_in) at W_l's offsets in ``wt`` (its copy in ``flat`` is
+    stale during the call), and its part of ``grad`` holds dW_l transposed the same way."""
     flat, offs, act, head = net
     use, wt = dots
     X = data.X
@@ -110,7 +112,10 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
             grad[b0 + j] = total
         if l > 0:                               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
             dz_l = dzs[at[l]:at[l + 1]].reshape((m, n_in))
-            gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
+            if use[l]:
+                gemm(blas, False, False, 1.0, dz, wt[w0:b0].reshape((n_out, n_in)), 0.0, dz_l)
+            else:
+                gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
             activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
     restore_fpenv(fpenv)
     return loss, correct
@@ -123,16 +128,20 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     ``data.order`` in the rows scheme (module doc); the threads meet at the barrier ``sync``
     twice a minibatch. ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr,
     group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
-    results in row g; ``dots`` = (use, wt, gsum): as for :func:`block_gradient`, and ``gsum``
-    for the summed gradient of the layers that use them. Thread 0 writes ``stats``."""
+    results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
+    optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
+    a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``."""
     t, n_threads, sync, yield_fn = team
     flat, offs = net.flat, net.offs
-    use, wt, gsum = dots
+    use, wt, st1, st2 = dots
+    state1, state2 = slots.state1, slots.state2
+    transposed = Slots(st1, st2, slots.grad, slots.decay)   # the step's, on the transposed layout
     w, order = data.w, data.order
     block_rows, n_groups = sizes
     grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
     n = order.shape[0]
-    _transpose_own(flat, wt, offs, use, t, n_threads)
+    for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
+        _transpose_own(src, dst, offs, use, t, n_threads, True)
     barrier(sync, n_threads, yield_fn)
     for k in range((n + batch_size - 1) // batch_size):
         start = k * batch_size
@@ -166,10 +175,12 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         if t == 0:
             count_minibatch(stats, k, B, loss, correct, weight)
         if not np.isfinite(loss):               # every thread stops at the same minibatch
-            return
-        _sum_and_step(flat, grads, G, offs, (use, wt, gsum), slots, hyper, step + k + 1, t,
-                      n_threads)
+            break
+        _sum_and_step(flat, grads, G, offs, (use, wt), slots, transposed, hyper, step + k + 1,
+                      t, n_threads)
         barrier(sync, n_threads, yield_fn)
+    for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
+        _transpose_own(dst, src, offs, use, t, n_threads, False)
 
 
 @njit(cache=True, nogil=True)
@@ -186,14 +197,17 @@ def _transpose_inputs(src, dst, w0, n_in, n_out, i0, i1, to_units):
 
 
 @njit(cache=True, nogil=True)
-def _transpose_own(flat, wt, offs, use, t, n_threads):
-    """wt's transposed W_l (n_out, n_in) of the layers that use dot products, for thread t's
-    share of the inputs i (columns of wt)."""
+def _transpose_own(src, dst, offs, use, t, n_threads, to_units):
+    """The W_l block of each layer that uses dot products, for thread t's share of its inputs
+    i, from ``src`` into ``dst``: transposed to (n_out, n_in) with ``to_units``, else back to
+    (n_in, n_out). Nothing for empty buffers (an optimizer state that is not kept)."""
+    if src.shape[0] == 0:
+        return
     for l in range(offs.shape[0]):
         if use[l]:
             w0, n_in, n_out = offs[l, 0], offs[l, 2], offs[l, 3]
             i0, i1 = span(n_in, t, n_threads)
-            _transpose_inputs(flat, wt, w0, n_in, n_out, i0, i1, True)
+            _transpose_inputs(src, dst, w0, n_in, n_out, i0, i1, to_units)
 
 
 @njit(cache=True, nogil=True)
@@ -207,32 +221,32 @@ def _add_groups(grads, G, p0, p1):
 
 
 @njit(cache=True, nogil=True)
-def _step_span(flat, total, p0, p1, slots, hyper, step):
-    """The optimizer's step on parameters p0 .. p1 from their summed gradient ``total``."""
+def _step_span(params, total, p0, p1, slots, hyper, step):
+    """The optimizer's step on parameters p0 .. p1 of ``params`` from their summed gradient
+    ``total``, with the optimizer state of ``slots`` at the same offsets."""
     state1, state2, _, decay = slots
-    optimizer_update(flat[p0:p1], total, decay[p0:p1] if decay.shape[0] else decay,
+    optimizer_update(params[p0:p1], total, decay[p0:p1] if decay.shape[0] else decay,
                      state1[p0:p1] if state1.shape[0] else state1,
                      state2[p0:p1] if state2.shape[0] else state2, hyper, step)
 
 
 @njit(cache=True, nogil=True)
-def _sum_and_step(flat, grads, G, offs, dots, slots, hyper, step, t, n_threads):
+def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t, n_threads):
     """Thread t's share of the sum G = G_0 + G_1 + ... and the step: of every layer, the rows
     of W for its share of the inputs and its share of the biases (any number of threads gives
-    the same bits: every sum runs in group order). A layer that uses dot products has its
-    gradient transposed in ``grads``: its share is summed there, transposed into ``gsum`` for
-    the step, and the stepped rows of W transposed into ``wt`` for the next minibatch."""
-    use, wt, gsum = dots
+    the same bits: every sum runs in group order). A layer that uses dot products, ``dots`` =
+    (use, wt), has its W, gradient and state transposed (in wt, ``grads`` and the slots
+    ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows."""
+    use, wt = dots
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         i0, i1 = span(n_in, t, n_threads)
         p0, p1 = w0 + i0 * n_out, w0 + i1 * n_out
         if use[l]:
-            for j in range(n_out):              # dW_l.T[j, i0:i1], then dW_l[i0:i1, :]
-                _add_groups(grads, G, w0 + j * n_in + i0, w0 + j * n_in + i1)
-            _transpose_inputs(grads[0], gsum, w0, n_in, n_out, i0, i1, False)
-            _step_span(flat, gsum[p0:p1], p0, p1, slots, hyper, step)
-            _transpose_inputs(flat, wt, w0, n_in, n_out, i0, i1, True)
+            for j in range(n_out):              # W_l.T[j, i0:i1]
+                q0, q1 = w0 + j * n_in + i0, w0 + j * n_in + i1
+                _add_groups(grads, G, q0, q1)
+                _step_span(wt, grads[0, q0:q1], q0, q1, transposed, hyper, step)
         else:
             _add_groups(grads, G, p0, p1)
             _step_span(flat, grads[0, p0:p1], p0, p1, slots, hyper, step)
@@ -268,7 +282,9 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)
     n_dots = flat.shape[0] if use.any() else 0
-    dots = (use, np.empty(n_dots, flat.dtype), np.empty(n_dots, flat.dtype))
+    state1, state2 = slots.state1, slots.state2
+    dots = (use, np.empty(n_dots, flat.dtype), np.empty(min(n_dots, state1.shape[0]), flat.dtype),
+            np.empty(min(n_dots, state2.shape[0]), flat.dtype))
     sizes = (np.int64(block_rows), np.int64(n_groups))
     sync, yield_fn = new_sync(), yield_address()
     n_threads = int(how.threads)
