@@ -676,10 +676,16 @@ def test_scheme_follows_the_measured_rules(monkeypatch):
     assert engine.plan.scheme(2, 256, (784, 2048, 10), n) == "parts"         # 208M, 128 rows each
     assert engine.plan.scheme(2, 200, (64, 100, 10), n) == "parts"           # 0.74M per thread
     assert engine.plan.scheme(2, 32, (784, 10), n) == "parts"                # no hidden layer
-    # narrow hidden layers: no units scheme across threads, the rows scheme for minibatches of
-    # 256 rows or more
-    assert engine.plan.scheme(2, 128, (784, 20, 10), n) == "parts"           # 10 units each
-    assert engine.plan.scheme(1, 128, (784, 20, 10), n) == "units"
+    # narrow hidden layers: the rows scheme at any minibatch size when one takes dot products
+    # (20 float32 units leave lanes empty on AVX2 and AVX-512), else no units scheme across
+    # threads, and the rows scheme for minibatches of 256 rows or more
+    narrow = "rows" if engine.plan.takes_dot_products((784, 20, 10)) else None
+    assert engine.plan.scheme(2, 128, (784, 20, 10), n) == (narrow or "parts")  # 10 units
+    assert engine.plan.scheme(1, 128, (784, 20, 10), n) == (narrow or "units")
+    assert engine.plan.scheme(1, 10, (784, 20, 10), n) == (narrow or "units")
+    assert engine.plan.scheme(2, 32, (784, 20, 10), 7 * 32) == "parts"       # 7 minibatches
+    assert engine.plan.scheme(1, 32, (784, 32, 10), n) == "units"            # whole vectors
+    assert not engine.plan.takes_dot_products((784, 64, 10))
     assert engine.plan.scheme(2, 256, (784, 20, 10), n) == "rows"
     assert engine.plan.scheme(2, 1024, (784, 20, 10), 8000) == "rows"
     assert engine.plan.scheme(2, 8000, (784, 20, 10), 8000) == "rows"

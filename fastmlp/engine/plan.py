@@ -36,8 +36,9 @@ MIN_MACS_PER_UNIT = 1_500_000
 # with several threads, the units scheme needs this many units of every hidden layer per thread
 MIN_UNITS_PER_THREAD = 32
 # minibatches of at least this many rows (full-batch gradient descent, large minibatches) whose
-# hidden layers are at most ROWS_MAX_WIDTH wide take the rows scheme (docs/performance.md,
-# "ROWS_MIN_BATCH = 256 and ROWS_MAX_WIDTH = 64")
+# hidden layers are at most ROWS_MAX_WIDTH wide take the rows scheme; smaller ones do when a
+# layer takes dot products (docs/performance.md, "ROWS_MIN_BATCH = 256 and ROWS_MAX_WIDTH = 64",
+# "Small minibatches of narrow nets")
 ROWS_MIN_BATCH = 256
 ROWS_MAX_WIDTH = 64
 # calls of fewer minibatches than this take parts: units' set-up per call is not won back
@@ -83,6 +84,14 @@ def planned_cores():
     return available_cores()
 
 
+def takes_dot_products(layers):
+    """Whether a layer into a hidden layer would take the dot products of :mod:`.lowlevel.dots`
+    in float32 (a float64 net takes the scheme of its float32 twin)."""
+    from .lowlevel.dots import dots_pay
+
+    return any(dots_pay(int(a), int(b), 4) for a, b in zip(layers[:-2], layers[1:-1]))
+
+
 def macs_per_row(layers):
     """Multiply-adds of the forward pass of one sample through a net of ``layers`` units."""
     return int(sum(int(a) * int(b) for a, b in zip(layers[:-1], layers[1:])))
@@ -119,6 +128,10 @@ def _scheme_and_why(n_parts, batch_size, layers, n_samples):
         return "parts", lambda: (f"a call of fewer than MIN_BATCHES_FOR_UNITS = "
                                  f"{MIN_BATCHES_FOR_UNITS} minibatches does not win back the units "
                                  "scheme's set-up")
+    if max(hidden) <= ROWS_MAX_WIDTH and takes_dot_products(layers):
+        return "rows", lambda: (f"hidden layers at most ROWS_MAX_WIDTH = {ROWS_MAX_WIDTH} wide, "
+                                "one of them on dot products (the reduction in the SIMD lanes): "
+                                "the rows scheme at any minibatch size")
     if n_parts > 1 and min(hidden) < MIN_UNITS_PER_THREAD * n_parts:
         return "parts", lambda: (f"a hidden layer of {min(hidden)} units has fewer than "
                                  f"MIN_UNITS_PER_THREAD = {MIN_UNITS_PER_THREAD} per part")
