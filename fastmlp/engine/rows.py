@@ -236,7 +236,8 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t,
     of W for its share of the inputs and its share of the biases (any number of threads gives
     the same bits: every sum runs in group order). A layer that uses dot products, ``dots`` =
     (use, wt), has its W, gradient and state transposed (in wt, ``grads`` and the slots
-    ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows."""
+    ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows (the
+    step reads the weight decay at those offsets too: it is the same for every weight)."""
     use, wt = dots
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
