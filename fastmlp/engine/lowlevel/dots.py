@@ -271,15 +271,19 @@ def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
     ldb = Wt.strides[0] // Wt.itemsize
     bias = epi == EPI_BIAS or epi == EPI_BIAS_RELU
     rows = A_rows.ctypes.data
+    n_tiles = (n + DOT_COLS - 1) // DOT_COLS
     for i0 in range(0, m, DOT_ROWS):
-        # the first tile of a row fetches the next tile's rows while it runs
+        # the tiles of a row of tiles fetch the next row's rows of A while they run, each a
+        # share of them: spread over the row, the reads ask less of memory at a time
         ahead = min(DOT_ROWS, max(0, m - i0 - DOT_ROWS))
+        t = 0
         for j0 in range(0, n, DOT_COLS):
+            f0, f1 = ahead * t // n_tiles, ahead * (t + 1) // n_tiles
             _dot_tile((_address(C, i0, j0), ldc), (rows + i0 * 8, min(DOT_ROWS, m - i0)),
                       (_address(Wt, j0, 0), ldb, min(DOT_COLS, n - j0)), (k,),
                       (epi, e_addr + j0 * C.itemsize if bias else e_addr),
-                      (rows + (i0 + DOT_ROWS if ahead else i0) * 8, ahead if j0 == 0 else 0),
-                      T(0))
+                      (rows + (i0 + DOT_ROWS + f0 if f1 > f0 else i0) * 8, f1 - f0), T(0))
+            t += 1
 
 
 @njit(cache=True, nogil=True)
