@@ -49,6 +49,9 @@ LOSS_BLOWUP = 1e4
 SLICE_SECONDS = 0.25
 SLICE_MACS = 250_000_000
 SLICE_SAMPLES = 16384
+# Several short epochs in one call (fit's _train_epochs) take at most this many rows: the call's
+# order (8 bytes a row) and its per-minibatch trace (32 bytes a minibatch) are allocated whole.
+TOGETHER_MAX_ROWS = 262_144
 # fit's (and the command line's) minibatch size when none is given, as in Keras
 BATCH_SIZE = 32
 
@@ -545,12 +548,13 @@ class MLP:
 
     def _epochs_together(self, history, schedule, epoch, epochs, n):
         """How many epochs from ``epoch`` on fit may run in one engine call: as many as the last
-        epoch's rate does in SLICE_SECONDS, at the same learning rate; 1 for the first epoch of
-        a fit (no rate yet), or when the loss limit is not set yet (constant targets)."""
+        epoch's rate does in SLICE_SECONDS, at the same learning rate, of TOGETHER_MAX_ROWS rows
+        at most; 1 for the first epoch of a fit (no rate yet), or when the loss limit is not set
+        yet (constant targets)."""
         if not history.get("seconds") or self._loss_limit == 0:
             return 1
         rate = history["samples"][-1] / max(history["seconds"][-1], 1e-6)
-        most = min(epochs - epoch, int(rate * SLICE_SECONDS) // n)
+        most = min(epochs - epoch, int(rate * SLICE_SECONDS) // n, TOGETHER_MAX_ROWS // n)
         together = 1
         while together < most and schedule(epoch + together) == schedule(epoch):
             together += 1

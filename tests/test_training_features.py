@@ -390,6 +390,15 @@ def test_short_epochs_in_one_call_end_on_the_same_bits_and_history(engine, monke
     assert together._rng.integers(1 << 30) == alone._rng.integers(1 << 30)
 
 
+def test_epochs_together_take_at_most_together_max_rows(monkeypatch):
+    """However fast the epochs, a call's order and trace stay bounded."""
+    monkeypatch.setattr(fastmlp.model, "TOGETHER_MAX_ROWS", 64)
+    X, y = blobs(n=16, n_features=6)
+    calls = engine_calls(monkeypatch)
+    MLP([6, 12, 3]).fit(X, y, epochs=40, batch_size=None)
+    assert sum(calls) == 40 * 16 and max(calls) == 64
+
+
 def test_an_epoch_that_is_not_whole_minibatches_runs_alone(monkeypatch):
     """Minibatches are cut from the call's order: with a short last minibatch, an epoch per call."""
     X, y = blobs(n=100, n_features=6)
