@@ -244,10 +244,12 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t,
         i0, i1 = span(n_in, t, n_threads)
         p0, p1 = w0 + i0 * n_out, w0 + i1 * n_out
         if use[l]:
-            for j in range(n_out):              # W_l.T[j, i0:i1]
-                q0, q1 = w0 + j * n_in + i0, w0 + j * n_in + i1
-                _add_groups(grads, G, q0, q1)
-                _step_span(wt, grads[0, q0:q1], q0, q1, transposed, hyper, step)
+            # W_l.T[j, i0:i1] for each j; one span when the thread has all the inputs
+            spans, width = (1, n_out * n_in) if i1 - i0 == n_in else (n_out, i1 - i0)
+            for j in range(spans):
+                q0 = w0 + j * n_in + i0
+                _add_groups(grads, G, q0, q0 + width)
+                _step_span(wt, grads[0, q0:q0 + width], q0, q0 + width, transposed, hyper, step)
         else:
             _add_groups(grads, G, p0, p1)
             _step_span(flat, grads[0, p0:p1], p0, p1, slots, hyper, step)
