@@ -754,6 +754,50 @@ def test_loss_and_grad_of_both_engines_agree(weighted):
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "identity"])
+def test_loss_and_grad_of_a_narrow_net_in_the_rows_scheme(weighted, head, monkeypatch):
+    """A net of 80 inputs into 12 units, whose first layer takes dot products on any vector
+    width, on 300 rows: the plan takes the rows scheme (blocks of 128 rows in 3 groups); the
+    compiled mean loss and gradient are the reference's, the same bits on 1, 2 and 3 threads,
+    and the parameters do not change."""
+    layers = (80, 12, 7, 4)
+    assert engine.plan.takes_dot_products(layers)
+    assert engine.plan_training(2, 300, layers, 300).scheme == "rows"
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 80))
+    y, Y = ((np.zeros(0, np.int64), rng.standard_normal((300, 4))) if head == "identity"
+            else (rng.integers(0, 4, 300), np.zeros((0, 4))))
+    flat = init_params(layers, "he", rng, np.float64)
+    before = flat.copy()
+    net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index(head))
+    w = rng.random(300) if weighted else None
+    runs = []
+    for threads in (1, 2, 3):
+        g = np.empty_like(flat)
+        with thread_limits(threads, 1):
+            runs.append((engine.loss_and_grad(net, X, y, Y, g, w, threads), g))
+    ref = np.empty_like(flat)
+    ref_loss, ref_correct = engine.loss_and_grad(net, X, y, Y, ref, w, engine="numpy")
+    (loss, correct), grad = runs[0]
+    assert loss == pytest.approx(ref_loss, rel=1e-12) and correct == ref_correct
+    np.testing.assert_allclose(grad, ref, rtol=1e-10, atol=1e-14)
+    assert all(r[0] == runs[0][0] and np.array_equal(r[1], grad) for r in runs[1:])
+    np.testing.assert_array_equal(flat, before)
+
+
+def test_loss_and_grad_in_the_rows_scheme_leaves_grad_on_a_non_finite_loss():
+    layers = (80, 12, 4)
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((300, 80)), rng.integers(0, 4, 300)
+    X[200] = np.inf
+    flat = init_params(layers, "he", rng, np.float64)
+    net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
+    g = np.full_like(flat, 7.0)
+    loss, _ = engine.loss_and_grad(net, X, y, np.zeros((0, 4)), g, None, 2)
+    assert not np.isfinite(loss) and (g == 7.0).all()
+
+
 def test_the_reference_engine_gets_the_threads_as_blas_threads(monkeypatch):
     """The NumPy reference parallelises only inside BLAS: a call with threads=2 runs it on
     2 BLAS threads and 1 Numba thread (the benchmarks' reference columns depend on it)."""

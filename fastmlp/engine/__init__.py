@@ -335,9 +335,12 @@ def loss_and_grad(net, X, y, Y, grad, w=None, threads=None, engine="numba"):
     def compiled():
         from .lowlevel.blas import blas_handle
 
-        loss, correct = parts.loss_and_grad_all(
-            Net(flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
-            Data(X, y, Y, w, np.zeros(0, np.int64)), scale, grad, blas_handle())
+        args = (Net(flat, offsets(net.layers), np.int64(net.act), np.int64(net.head)),
+                Data(X, y, Y, w, np.zeros(0, np.int64)))
+        if chosen.scheme == "rows":     # narrow nets: blocks of rows on every thread
+            loss, correct = rows.loss_and_grad_rows(chosen, *args, grad, blas_handle())
+        else:
+            loss, correct = parts.loss_and_grad_all(*args, scale, grad, blas_handle())
         return (loss / X.shape[0] if w.shape[0] == 0 else loss * scale), correct
 
     def in_numpy():

@@ -40,8 +40,9 @@ from .lowlevel.sync import aligned_empty, barrier, new_sync, whole_lines, yield_
 from .lowlevel.threads import run_on_threads
 from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, matmul_rows, matmul_rows_epilogue,
                              rank_update, row_addresses)
-from .minibatch import count_minibatch, minibatch_weight, rows_head_backward, span
-from .optimizer import Slots, optimizer_update
+from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, count_minibatch, minibatch_weight,
+                        new_stats, rows_head_backward, span)
+from .optimizer import Hyper, Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
@@ -123,14 +124,16 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
 
 @njit(cache=True, nogil=True)
 def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, blas, dots,
-                stats):
+                stats, out):
     """Thread t of ``team`` = (t, n_threads, sync, yield_fn) over all minibatches of
     ``data.order`` in the rows scheme (module doc); the threads meet at the barrier ``sync``
     twice a minibatch. ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr,
     group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
     results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
-    a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``."""
+    a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``. ``out``:
+    empty to step; else each minibatch's summed gradient is written there (flat layout) and
+    nothing is stepped (:func:`loss_and_grad_rows`)."""
     t, n_threads, sync, yield_fn = team
     flat, offs = net.flat, net.offs
     use, wt, st1, st2 = dots
@@ -177,7 +180,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
         _sum_and_step(flat, grads, G, offs, (use, wt), slots, transposed, hyper, step + k + 1,
-                      t, n_threads)
+                      t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
     for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
         _transpose_own(dst, src, offs, use, t, n_threads, False)
@@ -231,13 +234,24 @@ def _step_span(params, total, p0, p1, slots, hyper, step):
 
 
 @njit(cache=True, nogil=True)
-def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t, n_threads):
+def _step_or_copy(params, total, p0, p1, slots, hyper, step, out):
+    """:func:`_step_span`, or with ``out`` not empty, ``total`` copied to out[p0:p1]."""
+    if out.shape[0] == 0:
+        _step_span(params, total, p0, p1, slots, hyper, step)
+        return
+    for i in range(p1 - p0):
+        out[p0 + i] = total[i]
+
+
+@njit(cache=True, nogil=True)
+def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t, n_threads, out):
     """Thread t's share of the sum G = G_0 + G_1 + ... and the step: of every layer, the rows
     of W for its share of the inputs and its share of the biases (any number of threads gives
     the same bits: every sum runs in group order). A layer that uses dot products, ``dots`` =
     (use, wt), has its W, gradient and state transposed (in wt, ``grads`` and the slots
     ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows (the
-    step reads the weight decay at those offsets too: it is the same for every weight)."""
+    step reads the weight decay at those offsets too: it is the same for every weight). With
+    ``out`` not empty, the sums go there instead, in the flat layout, and nothing is stepped."""
     use, wt = dots
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
@@ -249,13 +263,18 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t,
             for j in range(spans):
                 q0 = w0 + j * n_in + i0
                 _add_groups(grads, G, q0, q0 + width)
-                _step_span(wt, grads[0, q0:q0 + width], q0, q0 + width, transposed, hyper, step)
+                if out.shape[0] == 0:
+                    _step_span(wt, grads[0, q0:q0 + width], q0, q0 + width, transposed, hyper,
+                               step)
+            if out.shape[0]:
+                _transpose_inputs(grads[0], out, w0, n_in, n_out, i0, i1, False)
         else:
             _add_groups(grads, G, p0, p1)
-            _step_span(flat, grads[0, p0:p1], p0, p1, slots, hyper, step)
+            _step_or_copy(flat, grads[0, p0:p1], p0, p1, slots, hyper, step, out)
         c0, c1 = span(n_out, t, n_threads)
         _add_groups(grads, G, b0 + c0, b0 + c1)
-        _step_span(flat, grads[0, b0 + c0:b0 + c1], b0 + c0, b0 + c1, slots, hyper, step)
+        _step_or_copy(flat, grads[0, b0 + c0:b0 + c1], b0 + c0, b0 + c1, slots, hyper, step,
+                      out)
 
 
 def groups_for(batch_size, block_rows, n_params, itemsize):
@@ -266,12 +285,13 @@ def groups_for(batch_size, block_rows, n_params, itemsize):
     return int(max(1, min(plan.MAX_GROUPS, n_blocks, by_memory)))
 
 
-def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
+def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None):
     """Run all minibatches in the rows scheme on ``how.threads`` threads (:func:`rows_worker`
     on pool threads, or in the calling thread alone), in blocks of ``how.chunk`` rows (``how``:
     the call's :class:`.plan.Plan`), with every buffer allocated here, before any worker
-    starts."""
+    starts. ``out``: see :func:`rows_worker` (None: step)."""
     flat = net.flat
+    out = flat[:0] if out is None else out
     block_rows = int(how.chunk)
     n_groups = groups_for(batch_size, block_rows, flat.shape[0], flat.itemsize)
     offs = net.offs
@@ -294,6 +314,24 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats):
 
     def work_of(t):
         rows_worker((np.int64(t), np.int64(n_threads), sync, np.int64(yield_fn)), net, data,
-                    batch_size, slots, hyper, step, sizes, work, blas, dots, stats)
+                    batch_size, slots, hyper, step, sizes, work, blas, dots, stats, out)
 
     run_on_threads(work_of, n_threads)
+
+
+def loss_and_grad_rows(how, net, data, grad, blas):
+    """(summed weighted loss, correct count) of all rows of ``data.X`` in the rows scheme, as
+    one minibatch, and the gradient of their (weighted) mean loss into the flat ``grad``; the
+    parameters do not change. A non-finite loss leaves ``grad`` as it was and is returned as
+    the minibatch's mean loss."""
+    flat = net.flat
+    n = data.X.shape[0]
+    empty = flat[:0]
+    stats = new_stats()
+    out = np.empty_like(grad)
+    train_rows(how, net, data._replace(order=np.arange(n, dtype=np.int64)), n,
+               Slots(empty, empty, empty, empty), Hyper.of("sgd", 0.0), 0, blas, stats, out)
+    if stats[DIVERGED_AT] >= 0:
+        return float(stats[BAD_LOSS]), float(stats[CORRECT])
+    grad[...] = out
+    return float(stats[LOSS]), float(stats[CORRECT])
