@@ -407,6 +407,34 @@ def test_an_epoch_that_is_not_whole_minibatches_runs_alone(monkeypatch):
     assert calls == [100] * 4
 
 
+def test_a_nan_in_a_call_of_several_epochs_names_its_epoch_and_step(monkeypatch):
+    """The engine stops a call of several epochs at a minibatch with a NaN loss (here: said so
+    of minibatch 2 * 8 + 5, the sixth of the call's third epoch): fit records the two epochs
+    completed in it and names epoch and step as for one call per epoch."""
+    import fastmlp.engine as engine
+
+    real = engine.train
+
+    def nan_at_21(net, state, batches, *args, trace=False, **kwargs):
+        stats = real(net, state, batches, *args, trace=trace, **kwargs)
+        if not trace:
+            return stats
+        return stats._replace(diverged_at=21, bad_loss=float("nan"), steps=21,
+                              trace=stats.trace[:21])
+
+    monkeypatch.setattr(engine, "train", nan_at_21)
+    X, y = blobs(n=128, n_features=6)
+    model = MLP([6, 12, 3], seed=0)
+    with pytest.raises(fastmlp.TrainingDiverged) as info:
+        model.fit(X, y, epochs=12, batch_size=16)
+    # epochs before the call ran one a call (the first at least, for the rate); the call's
+    # first two epochs are recorded, and the message names the next
+    done = model.history_["epoch"]
+    assert len(done) >= 3 and done == list(range(1, len(done) + 1))
+    assert str(info.value).startswith(f"training diverged at epoch {len(done) + 1}, step 6: "
+                                      "loss=nan")
+
+
 def blowing_up(kind):
     """(X, y, fit arguments): training that blows up in epoch 3, in a call of several epochs:
     weights past WEIGHT_LIMIT (momentum), or a NaN loss (a rate raised at epoch 2)."""
