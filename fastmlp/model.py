@@ -366,8 +366,9 @@ class MLP:
                                    hp["weight_decay"], hp["beta1"], hp["beta2"], hp["eps"])
         # Nothing to run between epochs (no validation, checkpoint, output, per-epoch hook or
         # rate read from a user's function) and each epoch whole minibatches: epochs shorter
-        # than a slice then run several to an engine call (each call costs about a millisecond
-        # of Python and thread wake-up, the time of a full-batch step of small nets).
+        # than a slice then run several to an engine call (each call costs about a millisecond:
+        # Python run cold after a step, the threads woken, a slower first step; a tenth of a
+        # full-batch step of the notebooks' nets).
         quiet = (val is None and checkpoint is None and not verbose and not callbacks.per_epoch
                  and isinstance(schedule, BUILT_IN_SCHEDULES) and not isinstance(X, MappedRows)
                  and n % batch == 0)
