@@ -132,8 +132,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
     a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``. ``out``:
-    empty to step; else each minibatch's summed gradient is written there (flat layout) and
-    nothing is stepped (:func:`loss_and_grad_rows`)."""
+    empty to step; else each minibatch's summed gradient is written there (flat layout), and
+    nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`)."""
     t, n_threads, sync, yield_fn = team
     flat, offs = net.flat, net.offs
     use, wt, st1, st2 = dots
@@ -182,8 +182,9 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         _sum_and_step(flat, grads, G, offs, (use, wt), slots, transposed, hyper, step + k + 1,
                       t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
-    for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
-        _transpose_own(dst, src, offs, use, t, n_threads, False)
+    if out.shape[0] == 0:                       # stepped: W and the state back into place
+        for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
+            _transpose_own(dst, src, offs, use, t, n_threads, False)
 
 
 @njit(cache=True, nogil=True)
