@@ -94,6 +94,13 @@ def _slice_batches(X, y_idx, Y, weights, rows, batch, n, dtype, engine):
                    np.arange(len(rows), dtype=np.int64), batch, _pick(weights, rows), plan_rows=n)
 
 
+def _nan_loss(epoch, step, stats, lr):
+    """The TrainingDiverged of a non-finite loss at minibatch ``step`` of ``epoch`` (both
+    counted from 1); ``stats``: the engine call's."""
+    return TrainingDiverged(f"training diverged at epoch {epoch}, step {step}: "
+                            f"loss={stats.bad_loss}; lower the learning rate (now {lr}).")
+
+
 def _engine():
     """:mod:`fastmlp.engine`, imported on first use (it compiles or loads Numba code)."""
     from . import engine
@@ -500,11 +507,8 @@ class MLP:
                     per_call = min(whole_batches(rate * SLICE_SECONDS, batch), most)
                 totals += stats
                 if stats.diverged_at is not None:
-                    step = (s // batch) + stats.diverged_at + 1
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {logs['epoch']}, step {step}: "
-                        f"loss={stats.bad_loss}; lower the learning rate (now {hyper.lr})."
-                    )
+                    raise _nan_loss(logs["epoch"], (s // batch) + stats.diverged_at + 1, stats,
+                                    hyper.lr)
                 if stats.overflowed:
                     # A finite loss on each minibatch, but the weights or the loss blew up.
                     step = (s + len(rows)) // batch + ((s + len(rows)) % batch > 0)
@@ -596,10 +600,7 @@ class MLP:
             log.info(format_logs(logs, n, self.engine))
         if stats.diverged_at is not None:
             epoch, step = divmod(stats.diverged_at, steps)
-            raise TrainingDiverged(
-                f"training diverged at epoch {first + epoch}, step {step + 1}: "
-                f"loss={stats.bad_loss}; lower the learning rate (now {hyper.lr})."
-            )
+            raise _nan_loss(first + epoch, step + 1, stats, hyper.lr)
         return True
 
     def _record(self, history, logs):
