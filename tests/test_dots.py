@@ -1,8 +1,8 @@
 """The dot products of fastmlp.engine.lowlevel.dots against NumPy and their reference twins:
-every edge of the tiling (rows past a multiple of DOT_ROWS, units past a multiple of DOT_COLS,
-reductions past a multiple of the vector width and of a rank tile's DOT_VECTORS vectors), rows
-picked by address, blocks of bigger arrays, both dtypes, and the choice between them and the
-tiles."""
+every edge of the tiling (rows past a multiple of DOT_ROWS by 1 to DOT_ROWS - 1, units past a
+multiple of DOT_COLS, reductions past a multiple of the vector width and of a rank tile's
+DOT_VECTORS vectors), rows picked by address, blocks of bigger arrays, both dtypes, and the
+choice between them and the tiles."""
 
 import os
 import subprocess
@@ -14,21 +14,24 @@ import pytest
 import helpers  # noqa: I001 (the tests folder is on sys.path)
 
 from fastmlp import reference
-from fastmlp.engine.lowlevel.dots import (DOT_COLS, DOT_ROWS, DOT_VECTORS, dot_rank_update,
-                                          dot_rows_epilogue, dots_pay)
+from fastmlp.engine.lowlevel.dots import (DOT_COLS, DOT_ROWS, DOT_VECTORS, RANK_ADD, RANK_STEP,
+                                          RANK_WRITE, dot_rank_update, dot_rows_epilogue,
+                                          dots_pay)
 from fastmlp.engine.lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, VECTOR_BYTES,
                                            row_addresses)
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-ROWS = [1, DOT_ROWS - 1, DOT_ROWS, DOT_ROWS + 1, 2 * DOT_ROWS + 3, 37]
+ROWS = [1, DOT_ROWS - 1, DOT_ROWS, DOT_ROWS + 1, 2 * DOT_ROWS + 2, 2 * DOT_ROWS + 3, 37]
 UNITS = [1, DOT_COLS - 1, DOT_COLS, DOT_COLS + 1, 10, 20, 23]
 
 
 def _depths(dtype):
-    """Reductions: under a vector, whole vectors, a vector and a tail, a rank tile and past it."""
+    """Reductions: under a vector, whole vectors, a vector and a tail, a rank tile and past it
+    by 1, 2, 3 and 4 vectors (the last one partly filled)."""
     lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
     chunk = DOT_VECTORS * lanes
-    return [1, lanes - 1, lanes, lanes + 3, chunk, chunk + 1, 2 * chunk + lanes + 5, 784]
+    return [1, lanes - 1, lanes, lanes + 3, chunk, chunk + 1, 2 * chunk + lanes + 5,
+            chunk + 2 * lanes + 1, chunk + 3 * lanes + 1, 784]
 
 
 
@@ -70,11 +73,13 @@ def test_dot_rows_relu_keeps_nan_as_np_maximum():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", UNITS)
-@pytest.mark.parametrize("beta", [0, 1])
-def test_dot_rank_update(dtype, n, beta):
-    """Gt = D.T @ A[:, 2:2 + k] + beta * Gt, Gt a block of a bigger array (beta 0: Gt is only
-    written, NaN in it or not); reductions over 0 rows too."""
-    rng = np.random.default_rng(n * 10 + beta)
+@pytest.mark.parametrize("mode", [RANK_WRITE, RANK_ADD, RANK_STEP])
+def test_dot_rank_update(dtype, n, mode):
+    """S = D.T @ A[:, 2:2 + k] into Gt, a block of a bigger array: Gt = S (RANK_WRITE: Gt is
+    only written, NaN in it or not), Gt + S (RANK_ADD) or Gt - lr * S (RANK_STEP, with the bits
+    of the SGD step from a stored S); reductions over 0 rows too."""
+    rng = np.random.default_rng(n * 10 + int(mode))
+    lr = 0.37
     for k in _depths(dtype):
         for m in [0, 1, 3, 37]:
             X, rows, addr = helpers.picked_rows(rng, dtype, m, k + 2)
@@ -83,16 +88,20 @@ def test_dot_rank_update(dtype, n, beta):
             Gt = frame[:, 3:3 + k]
             before = Gt.copy()
             outside = np.delete(frame, np.s_[3:3 + k], axis=1).copy()
-            if not beta:
+            if mode == RANK_WRITE:
                 Gt[:] = np.nan
-            dot_rank_update(Gt, addr, 2, D, beta)
-            A = X[rows, 2:2 + k].astype(np.float64)
-            want = D.T.astype(np.float64) @ A + (before if beta else 0)
+            dot_rank_update(Gt, addr, 2, D, mode, lr)
+            S = D.T.astype(np.float64) @ X[rows, 2:2 + k].astype(np.float64)
+            want = S if mode == RANK_WRITE else before + S if mode == RANK_ADD else before - lr * S
             helpers.assert_relative_close(Gt, want, TOL[dtype])
             assert np.array_equal(np.delete(frame, np.s_[3:3 + k], axis=1), outside)
             twin = before.copy()
-            reference.dot_rank_update(twin, addr, 2, D, beta)
+            reference.dot_rank_update(twin, addr, 2, D, mode, lr)
             helpers.assert_relative_close(Gt, twin, TOL[dtype])
+            if mode == RANK_STEP:               # p - lr * g, g the sums as RANK_WRITE stores them
+                stored = np.empty_like(before)
+                dot_rank_update(stored, addr, 2, D, RANK_WRITE, lr)
+                assert np.array_equal(Gt, before - dtype(lr) * stored)
 
 
 def test_dots_pay_where_the_tiles_leave_lanes_empty():
@@ -127,7 +136,7 @@ def test_dots_for_a_cpu_without_avx512(tmp_path):
         "    assert np.allclose(C, X[rows] @ Wt.T + b, rtol=1e-4, atol=1e-4)\n"
         "    D = rng.standard_normal((13, 11)).astype(dtype)\n"
         "    G = np.ones((11, 83), dtype=dtype)\n"
-        "    dots.dot_rank_update(G, addr, 0, D, 1)\n"
+        "    dots.dot_rank_update(G, addr, 0, D, dots.RANK_ADD, 0.0)\n"
         "    assert np.allclose(G, 1 + D.T @ X[rows], rtol=1e-4, atol=1e-4)\n"
         "print('ok')\n")
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",

@@ -210,7 +210,7 @@ def test_three_epoch_trajectory_of_each_scheme_matches_numpy_engine(scheme, batc
 
 
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
-@pytest.mark.parametrize("fit", [{"momentum": 0.9}, {"optimizer": "adam", "lr": 0.01}])
+@pytest.mark.parametrize("fit", [{}, {"momentum": 0.9}, {"optimizer": "adam", "lr": 0.01}])
 @pytest.mark.parametrize("dtype,tol,batch_size", [("float64", 1e-10, 1), ("float64", 1e-10, 7),
                                                   ("float64", 1e-10, None),
                                                   ("float32", 1e-4, None)])
@@ -220,7 +220,8 @@ def test_rows_scheme_with_dot_products_matches_the_numpy_engine(act, batch_size,
     either dtype on any vector width; 21 into 9 too where 21 is 4 vectors: float64 on AVX2; 9
     into 3 never), 3 epochs on 2 threads in blocks of 3 rows, groups of up to 2: the numpy
     engine's losses and weights (float32 over 3 full-batch steps: a hundred steps of rounding
-    apart grow past its tolerance)."""
+    apart grow past its tolerance). Plain SGD on minibatches of 1 row takes the step fused into
+    the dot products."""
     from fastmlp.engine.lowlevel.dots import dots_pay
 
     assert dots_pay(70, 21, np.dtype(dtype).itemsize) and not dots_pay(9, 3, 8)
@@ -296,7 +297,8 @@ def test_same_seed_same_threads_is_bitwise_identical(threads, batch_size, scheme
     assert np.array_equal(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
+@pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"batch_size": 12}),
+                                          ("sgd", {"momentum": 0.9, "weight_decay": 1e-3}),
                                           ("sgd", {"momentum": 0.9, "nesterov": True}),
                                           ("adam", {"lr": 0.01})])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -306,7 +308,8 @@ def test_rows_scheme_gives_the_same_bits_on_any_thread_count(optimizer, kw, dtyp
     """Full-batch and large-minibatch steps in the rows scheme: blocks and groups are fixed by
     the minibatch, so 1, 2 and 3 threads (more threads than cores included) give bitwise
     identical weights. 64 -> 21 takes the dot products on every vector width (W and its
-    gradient transposed, each thread stepping its share of both)."""
+    gradient transposed, each thread stepping its share of both; plain SGD on minibatches of
+    one block steps in the dot products)."""
     from fastmlp.engine.lowlevel.dots import dots_pay
 
     assert dots_pay(64, 21, np.dtype(dtype).itemsize)
@@ -317,8 +320,8 @@ def test_rows_scheme_gives_the_same_bits_on_any_thread_count(optimizer, kw, dtyp
     runs = []
     for threads in (1, 2, 3):
         model = MLP(layers, seed=7, threads=threads, dtype=dtype)
-        model.fit(X, y, epochs=3, batch_size=None if len(layers) == 3 else 128,
-                  optimizer=optimizer, **{"lr": 0.05, **kw})
+        model.fit(X, y, epochs=3, optimizer=optimizer,
+                  **{"batch_size": None if len(layers) == 3 else 128, "lr": 0.05, **kw})
         runs.append(model._flat.copy())
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from numba import njit
 
-from fastmlp.engine.lowlevel.dots import dot_rank_update, dot_rows_epilogue, dots_pay
+from fastmlp.engine.lowlevel.dots import RANK_ADD, dot_rank_update, dot_rows_epilogue, dots_pay
 from fastmlp.engine.lowlevel.tiles import (EPI_BIAS_RELU, VECTOR_BYTES, matmul_rows_epilogue,
                                            rank_update, row_addresses)
 from fastmlp.flops import gemm_gflops
@@ -39,7 +39,7 @@ def _blocks(X, B, b, C, D, G, addr, reps, dots, forward, gradient):
             elif forward:
                 matmul_rows_epilogue(C[:m], addr[:m], B, EPI_BIAS_RELU, b.ctypes.data)
             if gradient and dots:
-                dot_rank_update(G, addr[:m], 0, D[:m], 1)
+                dot_rank_update(G, addr[:m], 0, D[:m], RANK_ADD, 0.0)
             elif gradient:
                 rank_update(G, addr[:m], 0, D[:m], 1.0, 1.0)
 

@@ -30,11 +30,12 @@ reads it again for the weight gradient, after it has left the cache).
 import numpy as np
 from numba import njit
 
-from ..codes import ACT_IDENTITY, ACT_RELU
+from ..codes import ACT_IDENTITY, ACT_RELU, OPT_ADAM
 from . import plan
-from .kernels import ONE, ZERO, activation_backward, bias_activation_forward
+from .kernels import ZERO, activation_backward, bias_activation_forward
 from .lowlevel.blas import gemm
-from .lowlevel.dots import dot_rank_update, dot_rows_epilogue, dots_pay
+from .lowlevel.dots import (RANK_ADD, RANK_STEP, RANK_WRITE, dot_rank_update,
+                             dot_rows_epilogue, dots_pay)
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
 from .lowlevel.sync import aligned_empty, barrier, new_sync, whole_lines, yield_address
 from .lowlevel.threads import run_on_threads
@@ -46,12 +47,14 @@ from .optimizer import Hyper, Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
-def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
+def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step):
     """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times
     ``scale`` goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs``
     = (acts, dzs, addr): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m
     rows, and row addresses for L + 1 layers (see below). A non-finite loss returns at once,
-    with ``grad`` as it was.
+    with ``grad`` as it was. ``step`` = (fused, lr): with ``fused``, the layers on dot products
+    take their plain SGD step W_l -= lr * dW_l here, in their transposed W (see below), and
+    their part of ``grad`` is left alone (the rows are the whole minibatch).
 
     Products through the register tiles (:mod:`.lowlevel.tiles`): the forward pass and the
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
@@ -61,6 +64,7 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
     stale during the call), and its part of ``grad`` holds dW_l transposed the same way."""
     flat, offs, act, head = net
     use, wt = dots
+    fused, lr = step
     X = data.X
     acts, dzs, addr = bufs
     fpenv = flush_denormals()
@@ -97,12 +101,23 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
     if not np.isfinite(loss):
         restore_fpenv(fpenv)
         return loss, correct
-    for l in range(L - 1, -1, -1):              # from the top: dW_l, db_l, then dz_l
+    for l in range(L - 1, -1, -1):              # from the top: dz_l, then dW_l and db_l
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         dz = dzs[at[l + 1]:at[l + 2]].reshape((m, n_out))
-        if use[l]:
-            dot_rank_update(grad[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
-                            ONE if accumulate else ZERO)
+        if l > 0:                               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
+            dz_l = dzs[at[l]:at[l + 1]].reshape((m, n_in))
+            if use[l]:
+                gemm(blas, False, False, 1.0, dz, wt[w0:b0].reshape((n_out, n_in)), 0.0, dz_l)
+            else:
+                gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
+            activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
+        if use[l]:                              # W_l stepped only after dz_l has read it
+            if fused:
+                dot_rank_update(wt[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
+                                RANK_STEP, lr)
+            else:
+                dot_rank_update(grad[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
+                                RANK_ADD if accumulate else RANK_WRITE, lr)
         else:
             rank_update(grad[w0:b0].reshape((n_in, n_out)), addr[l, :m], ZERO, dz, 1.0,
                         1.0 if accumulate else 0.0)
@@ -111,13 +126,6 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots):
             for i in range(m):
                 total += dz[i, j]
             grad[b0 + j] = total
-        if l > 0:                               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
-            dz_l = dzs[at[l]:at[l + 1]].reshape((m, n_in))
-            if use[l]:
-                gemm(blas, False, False, 1.0, dz, wt[w0:b0].reshape((n_out, n_in)), 0.0, dz_l)
-            else:
-                gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
-            activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
     restore_fpenv(fpenv)
     return loss, correct
 
@@ -133,7 +141,11 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
     a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``. ``out``:
     empty to step; else each minibatch's summed gradient is written there (flat layout), and
-    nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`)."""
+    nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`).
+
+    A plain SGD step (no momentum, no weight decay) on minibatches of one block is made by the
+    dot products of the weight gradient themselves (:func:`block_gradient`'s ``step``), with
+    the bits of the step from a stored gradient: the dot-product layers' dW is never stored."""
     t, n_threads, sync, yield_fn = team
     flat, offs = net.flat, net.offs
     use, wt, st1, st2 = dots
@@ -143,6 +155,9 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     block_rows, n_groups = sizes
     grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
     n = order.shape[0]
+    fused = (out.shape[0] == 0 and batch_size <= block_rows and hyper.opt != OPT_ADAM
+             and hyper.momentum == 0.0 and hyper.weight_decay == 0.0)
+    lr = flat.dtype.type(hyper.lr)
     for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
         _transpose_own(src, dst, offs, use, t, n_threads, True)
     barrier(sync, n_threads, yield_fn)
@@ -162,7 +177,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                 r1 = min(r0 + block_rows, start + B)
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
                                                    (acts_g[g], dzs_g[g], addr_g[g]), grads[g],
-                                                   b > b0, blas, (use, wt))
+                                                   b > b0, blas, (use, wt), (fused, lr))
                 loss_g += loss_b
                 correct_g += correct_b
                 if not np.isfinite(loss_b):
@@ -179,8 +194,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
             count_minibatch(stats, k, B, loss, correct, weight)
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
-        _sum_and_step(flat, grads, G, offs, (use, wt), slots, transposed, hyper, step + k + 1,
-                      t, n_threads, out)
+        _sum_and_step(flat, grads, G, offs, (use, wt, fused), slots, transposed, hyper,
+                      step + k + 1, t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
     if out.shape[0] == 0:                       # stepped: W and the state back into place
         for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
@@ -251,14 +266,17 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t,
     the same bits: every sum runs in group order). A layer that uses dot products, ``dots`` =
     (use, wt), has its W, gradient and state transposed (in wt, ``grads`` and the slots
     ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows (the
-    step reads the weight decay at those offsets too: it is the same for every weight). With
+    step reads the weight decay at those offsets too: it is the same for every weight), and
+    nothing when ``dots`` = (use, wt, fused) says its step was fused into the product. With
     ``out`` not empty, the sums go there instead, in the flat layout, and nothing is stepped."""
-    use, wt = dots
+    use, wt, fused = dots
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         i0, i1 = span(n_in, t, n_threads)
         p0, p1 = w0 + i0 * n_out, w0 + i1 * n_out
-        if use[l]:
+        if use[l] and fused:
+            pass                                # stepped by block_gradient
+        elif use[l]:
             # W_l.T[j, i0:i1] for each j; one span when the thread has all the inputs
             spans, width = (1, n_out * n_in) if i1 - i0 == n_in else (n_out, i1 - i0)
             for j in range(spans):

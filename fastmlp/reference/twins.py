@@ -9,7 +9,7 @@ from ..codes import ACTIVATIONS, HEADS, OPT_ADAM
 from .ops import (activation_forward, activation_grad, dense, dense_grads, head_output, sigmoid,
                   subset_correct)
 
-__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
+__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "RANK_ADD", "RANK_STEP", "RANK_WRITE", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
 
 
 
@@ -229,6 +229,7 @@ def matmul_rows(C, A_rows, W, alpha, beta):
 
 
 EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK = 1, 2, 3      # as in fastmlp.engine.lowlevel.tiles
+RANK_WRITE, RANK_ADD, RANK_STEP = 0, 1, 2             # as in fastmlp.engine.lowlevel.dots
 
 
 def matmul_rows_epilogue(C, A_rows, W, epi, e_addr):
@@ -260,11 +261,13 @@ def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
     C[...] = np.maximum(Z, 0) if epi == EPI_BIAS_RELU else Z
 
 
-def dot_rank_update(Gt, A_rows, a_col, D, beta):
-    """Gt = D.T @ A[:, a_col:a_col + k] + beta * Gt, A's row i at address A_rows[i]."""
+def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+    """S = D.T @ A[:, a_col:a_col + k], A's row i at address A_rows[i], into Gt by ``mode``:
+    Gt = S (RANK_WRITE), Gt + S (RANK_ADD) or Gt - lr * S (RANK_STEP)."""
     k = Gt.shape[1]
     A = _rows_at(A_rows[:D.shape[0]], a_col + k, Gt.dtype)[:, a_col:]
-    Gt[...] = D.T @ A + (Gt if beta else 0)
+    S = D.T @ A
+    Gt[...] = S if mode == RANK_WRITE else Gt + S if mode == RANK_ADD else Gt - Gt.dtype.type(lr) * S
 
 
 def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, step, blas=None):

@@ -11,15 +11,17 @@ any number of units fills them:
   of two unit-stride rows, summed lane by lane over the vectors of k and the lanes then added
   in a fixed tree (:func:`_lane_sum`). A tile holds ``DOT_ROWS`` x ``DOT_COLS`` sums in
   registers.
-- :func:`dot_rank_update`: ``Gt = D.T @ A + beta * Gt``, the weight gradient kept transposed
-  (one row of Gt per unit): Gt[j, k:k + lanes] += D[r, j] * A[r, k:k + lanes] for each row r in
-  turn, one multiply-add of a broadcast element of D and a vector of A's row. A tile holds
-  ``DOT_COLS`` rows of Gt x ``DOT_VECTORS`` vectors in registers over all rows r.
+- :func:`dot_rank_update`: ``Gt = D.T @ A`` (or added to Gt), the weight gradient kept
+  transposed (one row of Gt per unit): Gt[j, k:k + lanes] += D[r, j] * A[r, k:k + lanes] for
+  each row r in turn, one multiply-add of a broadcast element of D and a vector of A's row. A
+  tile holds ``DOT_COLS`` rows of Gt x ``DOT_VECTORS`` vectors in registers over all rows r. It
+  can also make a plain SGD step with the sums at once, ``Wt -= lr * (D.T @ A)``.
 
 Rows of A are given by address, as for the tiles (rows of X picked by the shuffled order, read
 where they lie). Both orders of summation are fixed by the shapes alone.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -39,6 +41,10 @@ DOT_ROWS, DOT_COLS, DOT_VECTORS = (4, 5, 4) if _AVX512 else (3, 3, 3)
 # layers")
 DOT_MIN_VECTORS = 4
 DOT_MAX_FILLED = 7 / 8
+# what dot_rank_update does with its sums S = D.T @ A: Gt = S, Gt = Gt + S, or the plain SGD
+# step Wt = Wt - lr * S, rounded as optimizer_update rounds it from a stored gradient (np.int64,
+# not literals: one compiled version for all three)
+RANK_WRITE, RANK_ADD, RANK_STEP = (np.int64(mode) for mode in range(3))
 
 
 def dots_pay(k, n, itemsize):
@@ -65,9 +71,10 @@ def _lane_sum(builder, v):
 
 
 @intrinsic
-def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
-    """One tile of C[r, j] = sum_k A(r, k) * B[j, k] for r < m <= DOT_ROWS and j < n <=
-    DOT_COLS, with c = (c_addr, ldc), a = (a_rows, m), b = (b_addr, ldb, n), sizes = (depth,),
+def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
+    """One tile of C[r, j] = sum_k A(r, k) * B[j, k] for r < m <= ``height`` (a literal, at most
+    DOT_ROWS) and j < n <= DOT_COLS, with c = (c_addr, ldc), a = (a_rows, m), b = (b_addr, ldb,
+    n), sizes = (depth,),
     epi = (epi, e_addr) and ``like`` a float of the elements' type. Row r of A is at address
     a_rows[r]; B's row j at b_addr + j * ldb elements. Rows and units past m and n are computed
     from the last real one again and not stored. ``epi``: + b[j] (b[0] at address e_addr) with
@@ -75,19 +82,19 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
     (rows, count): the next tile's rows of A, whose addresses start at ``rows``, are fetched
     into the cache, one prefetch per 64-byte line of the reduction (``rows`` must point at a
     valid address also when ``count`` is 0)."""
-    if not isinstance(like, types.Float) or not all(
+    if not isinstance(height, types.IntegerLiteral) or not isinstance(like, types.Float) or not all(
             isinstance(t, types.BaseTuple) for t in (c, a, b, sizes, epi, ahead)):
         return None
-    sig = types.void(c, a, b, sizes, epi, ahead, like)
-    MR, NR = DOT_ROWS, DOT_COLS
+    sig = types.void(height, c, a, b, sizes, epi, ahead, like)
+    MR, NR = height.literal_value, DOT_COLS
     PER_LINE = max(1, 64 // VECTOR_BYTES)       # vectors per cache line
 
     def codegen(context, builder, signature, args):
-        c_t, a_t, b_t, sizes_t, epi_t, ahead_t, _ = args
+        _, c_t, a_t, b_t, sizes_t, epi_t, ahead_t, _ = args
         c_v, ldc_v, rows_v, m_v, b_v, ldb_v, n_v, depth_v, epi_v, e_v, next_v, count_v = (
-            v for t, arg in zip(signature.args[:6], (c_t, a_t, b_t, sizes_t, epi_t, ahead_t))
+            v for t, arg in zip(signature.args[1:7], (c_t, a_t, b_t, sizes_t, epi_t, ahead_t))
             for v in int64s(context, builder, t, arg))
-        fl = context.get_value_type(signature.args[6])
+        fl = context.get_value_type(signature.args[7])
         vt, lanes, size, fma, masked_load, _, lanes_below = _vector_helpers(context, builder, fl)
         i64 = ir.IntType(64)
         zero = ir.Constant(vt, [ir.Constant(fl, 0.0)] * lanes)
@@ -181,25 +188,28 @@ def _dot_tile(typingctx, c, a, b, sizes, epi, ahead, like):
 
 
 @intrinsic
-def _dot_rank_tile(typingctx, masked, c, a, d, sizes, like):
-    """One tile of Gt[j, :width] = sum_r D[r, j] * A(r, :width) (+ Gt[j, :width] when beta is
-    1) for j < n <= DOT_COLS and width = DOT_VECTORS vectors, with c = (c_addr, ldc), a =
-    (a_rows, m, a_off), d = (d_addr, ldd, n), sizes = (width, beta) and ``like`` a float of the
-    elements' type; A(r, i) = *(a_rows[r] + a_off + i) (offsets in elements). ``masked``
-    (literal): only the first ``width`` elements are read and stored, else width is the whole
-    tile. Units past n are computed from the last real one again and not stored."""
-    if not isinstance(masked, types.BooleanLiteral) or not isinstance(like, types.Float) or not all(
+def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr):
+    """One tile of the sums S[j, :width] = sum_r D[r, j] * A(r, :width) for j < n <= DOT_COLS
+    and width = ``vectors`` vectors (a literal, at most DOT_VECTORS), stored by ``mode``
+    (RANK_WRITE: Gt = S, RANK_ADD: Gt += S,
+    RANK_STEP: Gt -= lr * S), with c = (c_addr, ldc), a = (a_rows, m, a_off), d = (d_addr, ldd,
+    n), sizes = (width, mode) and ``lr`` a float of the elements' type; A(r, i) = *(a_rows[r] +
+    a_off + i) (offsets in elements). ``masked`` (literal): only the first ``width`` elements
+    are read and stored, else width is the whole tile. Units past n are computed from the last
+    real one again and not stored."""
+    if not isinstance(masked, types.BooleanLiteral) or not isinstance(
+            vectors, types.IntegerLiteral) or not isinstance(lr, types.Float) or not all(
             isinstance(t, types.BaseTuple) for t in (c, a, d, sizes)):
         return None
-    sig = types.void(masked, c, a, d, sizes, like)
-    NR, NV, MASKED = DOT_COLS, DOT_VECTORS, masked.literal_value
+    sig = types.void(masked, vectors, c, a, d, sizes, lr)
+    NR, NV, MASKED = DOT_COLS, vectors.literal_value, masked.literal_value
 
     def codegen(context, builder, signature, args):
-        _, c_t, a_t, d_t, sizes_t, _ = args
-        c_v, ldc_v, rows_v, m_v, off_v, d_v, ldd_v, n_v, width_v, beta_v = (
-            v for t, arg in zip(signature.args[1:5], (c_t, a_t, d_t, sizes_t))
+        _, _, c_t, a_t, d_t, sizes_t, lr_v = args
+        c_v, ldc_v, rows_v, m_v, off_v, d_v, ldd_v, n_v, width_v, mode_v = (
+            v for t, arg in zip(signature.args[2:6], (c_t, a_t, d_t, sizes_t))
             for v in int64s(context, builder, t, arg))
-        fl = context.get_value_type(signature.args[5])
+        fl = context.get_value_type(signature.args[6])
         vt, lanes, size, fma, masked_load, masked_store, lanes_below = _vector_helpers(
             context, builder, fl)
         i64 = ir.IntType(64)
@@ -242,7 +252,9 @@ def _dot_rank_tile(typingctx, masked, c, a, d, sizes, like):
                 for v in range(NV):
                     builder.store(builder.call(fma, [dj, a_vecs[v], builder.load(sums[j][v])]),
                                   sums[j][v])
-        keep = builder.icmp_signed("!=", beta_v, const(0))
+        add = builder.icmp_signed("==", mode_v, const(int(RANK_ADD)))
+        step = builder.icmp_signed("==", mode_v, const(int(RANK_STEP)))
+        rate = _splat(builder, lr_v, vt)
         out = cgutils.alloca_once_value(builder, zero)
         for j in range(NR):
             with builder.if_then(builder.icmp_signed("<", const(j), n_v)):
@@ -250,12 +262,30 @@ def _dot_rank_tile(typingctx, masked, c, a, d, sizes, like):
                 for v in range(NV):
                     addr = builder.add(row, const(v * VECTOR_BYTES))
                     builder.store(builder.load(sums[j][v]), out)
-                    with builder.if_then(keep):
+                    with builder.if_then(add):
                         builder.store(builder.fadd(load(addr, v), builder.load(out)), out)
+                    with builder.if_then(step):     # Gt - (lr * S): two roundings, no FMA
+                        builder.store(builder.fsub(load(addr, v), builder.fmul(
+                            rate, builder.load(out))), out)
                     store(builder.load(out), addr, v)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot_tile_of(c, a, b, sizes, epi, ahead, like):
+    """:func:`_dot_tile` as high as its a = (a_rows, m) has rows: no row computed twice (10 rows
+    are tiles of 4, 4 and 2 rows, not 4, 4 and 4)."""
+    m = a[1]
+    if m >= DOT_ROWS:
+        _dot_tile(DOT_ROWS, c, a, b, sizes, epi, ahead, like)
+    elif m == 3:
+        _dot_tile(3, c, a, b, sizes, epi, ahead, like)
+    elif m == 2:
+        _dot_tile(2, c, a, b, sizes, epi, ahead, like)
+    else:
+        _dot_tile(1, c, a, b, sizes, epi, ahead, like)
 
 
 @njit(cache=True, nogil=True)
@@ -279,19 +309,39 @@ def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
         t = 0
         for j0 in range(0, n, DOT_COLS):
             f0, f1 = ahead * t // n_tiles, ahead * (t + 1) // n_tiles
-            _dot_tile((_address(C, i0, j0), ldc), (rows + i0 * 8, min(DOT_ROWS, m - i0)),
-                      (_address(Wt, j0, 0), ldb, min(DOT_COLS, n - j0)), (k,),
-                      (epi, e_addr + j0 * C.itemsize if bias else e_addr),
-                      (rows + (i0 + DOT_ROWS + f0 if f1 > f0 else i0) * 8, f1 - f0), T(0))
+            _dot_tile_of((_address(C, i0, j0), ldc), (rows + i0 * 8, min(DOT_ROWS, m - i0)),
+                         (_address(Wt, j0, 0), ldb, min(DOT_COLS, n - j0)), (k,),
+                         (epi, e_addr + j0 * C.itemsize if bias else e_addr),
+                         (rows + (i0 + DOT_ROWS + f0 if f1 > f0 else i0) * 8, f1 - f0), T(0))
             t += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _dot_rank_tile_of(c, a, d, sizes, lr, lanes):
+    """:func:`_dot_rank_tile` over sizes[0] elements of A's rows: a whole tile, or as many
+    vectors as the last elements need, the last one masked (a reduction of 784 float32 ends in
+    one vector, not a tile of 4)."""
+    width = sizes[0]
+    if width == DOT_VECTORS * lanes:
+        _dot_rank_tile(False, DOT_VECTORS, c, a, d, sizes, lr)
+    elif width > 3 * lanes:
+        _dot_rank_tile(True, 4, c, a, d, sizes, lr)
+    elif width > 2 * lanes:
+        _dot_rank_tile(True, 3, c, a, d, sizes, lr)
+    elif width > lanes:
+        _dot_rank_tile(True, 2, c, a, d, sizes, lr)
+    else:
+        _dot_rank_tile(True, 1, c, a, d, sizes, lr)
+
+
 @njit(cache=True, nogil=True)
-def dot_rank_update(Gt, A_rows, a_col, D, beta):
-    """Gt (n, k) = D.T @ A + beta * Gt for ``beta`` 0 or 1 (0: Gt is only written), where A is
-    (m, k), columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n):
-    the weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride along their
-    rows; one float dtype throughout."""
+def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+    """Gt (n, k) = D.T @ A (``mode`` RANK_WRITE: Gt is only written), Gt + D.T @ A (RANK_ADD)
+    or Gt - lr * (D.T @ A) (RANK_STEP: a plain SGD step on a layer's transposed W, with the
+    bits of :func:`fastmlp.engine.optimizer.optimizer_update` on the gradient), where A is (m, k), columns
+    a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n): D.T @ A is the
+    weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride along their rows;
+    one float dtype throughout (``lr`` is cast to it)."""
     n, k = Gt.shape
     m = D.shape[0]
     T = Gt.dtype.type
@@ -305,7 +355,4 @@ def dot_rank_update(Gt, A_rows, a_col, D, beta):
             c = (_address(Gt, j0, k0), ldc)
             a = (rows[0], rows[1], a_col + k0)
             d = (_address(D, 0, j0), ldd, min(DOT_COLS, n - j0))
-            if width == chunk:
-                _dot_rank_tile(False, c, a, d, (width, beta), T(0))
-            else:
-                _dot_rank_tile(True, c, a, d, (width, beta), T(0))
+            _dot_rank_tile_of(c, a, d, (width, mode), T(lr), chunk // DOT_VECTORS)
