@@ -267,7 +267,8 @@ def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
     k = Gt.shape[1]
     A = _rows_at(A_rows[:D.shape[0]], a_col + k, Gt.dtype)[:, a_col:]
     S = D.T @ A
-    Gt[...] = S if mode == RANK_WRITE else Gt + S if mode == RANK_ADD else Gt - Gt.dtype.type(lr) * S
+    Gt[...] = (S if mode == RANK_WRITE else Gt + S if mode == RANK_ADD
+               else Gt - Gt.dtype.type(lr) * S)
 
 
 def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, step, blas=None):

@@ -72,16 +72,15 @@ def _lane_sum(builder, v):
 
 @intrinsic
 def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
-    """One tile of C[r, j] = sum_k A(r, k) * B[j, k] for r < m <= ``height`` (a literal, at most
-    DOT_ROWS) and j < n <= DOT_COLS, with c = (c_addr, ldc), a = (a_rows, m), b = (b_addr, ldb,
-    n), sizes = (depth,),
-    epi = (epi, e_addr) and ``like`` a float of the elements' type. Row r of A is at address
-    a_rows[r]; B's row j at b_addr + j * ldb elements. Rows and units past m and n are computed
-    from the last real one again and not stored. ``epi``: + b[j] (b[0] at address e_addr) with
-    EPI_BIAS, then relu with EPI_BIAS_RELU; EPI_NONE stores the sums as they are. ``ahead`` =
-    (rows, count): the next tile's rows of A, whose addresses start at ``rows``, are fetched
-    into the cache, one prefetch per 64-byte line of the reduction (``rows`` must point at a
-    valid address also when ``count`` is 0)."""
+    """One tile of C[r, j] = sum_k A(r, k) * B[j, k] for r < ``height`` (a literal, at most
+    DOT_ROWS) and j < n <= DOT_COLS, with c = (c_addr, ldc), a = (a_rows,), b = (b_addr, ldb,
+    n), sizes = (depth,), epi = (epi, e_addr) and ``like`` a float of the elements' type. Row r
+    of A is at address a_rows[r]; B's row j at b_addr + j * ldb elements. Units past n are
+    computed from the last real one again and not stored. ``epi``: + b[j] (b[0] at address
+    e_addr) with EPI_BIAS, then relu with EPI_BIAS_RELU; EPI_NONE stores the sums as they are.
+    ``ahead`` = (rows, count): the next tile's rows of A, whose addresses start at ``rows``, are
+    fetched into the cache, one prefetch per 64-byte line of the reduction (``rows`` must point
+    at a valid address also when ``count`` is 0)."""
     if not isinstance(height, types.IntegerLiteral) or not isinstance(like, types.Float) or not all(
             isinstance(t, types.BaseTuple) for t in (c, a, b, sizes, epi, ahead)):
         return None
@@ -91,7 +90,7 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
 
     def codegen(context, builder, signature, args):
         _, c_t, a_t, b_t, sizes_t, epi_t, ahead_t, _ = args
-        c_v, ldc_v, rows_v, m_v, b_v, ldb_v, n_v, depth_v, epi_v, e_v, next_v, count_v = (
+        c_v, ldc_v, rows_v, b_v, ldb_v, n_v, depth_v, epi_v, e_v, next_v, count_v = (
             v for t, arg in zip(signature.args[1:7], (c_t, a_t, b_t, sizes_t, epi_t, ahead_t))
             for v in int64s(context, builder, t, arg))
         fl = context.get_value_type(signature.args[7])
@@ -107,9 +106,7 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
             return builder.inttoptr(addr, vt.as_pointer())
 
         rows = builder.inttoptr(rows_v, i64.as_pointer())
-        a_starts = [builder.load(builder.gep(rows, [
-            builder.select(builder.icmp_signed("<", const(r), m_v), const(r),
-                           builder.sub(m_v, const(1)))])) for r in range(MR)]
+        a_starts = [builder.load(builder.gep(rows, [const(r)])) for r in range(MR)]
         b_starts = [builder.add(b_v, builder.mul(builder.mul(
             builder.select(builder.icmp_signed("<", const(j), n_v), const(j),
                            builder.sub(n_v, const(1))), ldb_v), const(size))) for j in range(NR)]
@@ -166,22 +163,21 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
         fzero = ir.Constant(fl, 0.0)
         out = cgutils.alloca_once_value(builder, fzero)
         for r in range(MR):
-            with builder.if_then(builder.icmp_signed("<", const(r), m_v)):
-                for j in range(NR):
-                    with builder.if_then(builder.icmp_signed("<", const(j), n_v)):
-                        builder.store(_lane_sum(builder, builder.load(sums[r][j])), out)
-                        with builder.if_then(add_bias):
-                            bias = builder.load(builder.inttoptr(
-                                builder.add(e_v, const(j * size)), fl.as_pointer()))
-                            builder.store(builder.fadd(builder.load(out), bias), out)
-                        with builder.if_then(relu):     # z <= 0 -> 0, NaN stays NaN
-                            z = builder.load(out)
-                            builder.store(builder.select(builder.fcmp_ordered("<=", z, fzero),
-                                                         fzero, z), out)
-                        addr = builder.add(c_v, builder.mul(
-                            builder.add(builder.mul(const(r), ldc_v), const(j)), const(size)))
-                        builder.store(builder.load(out),
-                                      builder.inttoptr(addr, fl.as_pointer()))
+            for j in range(NR):
+                with builder.if_then(builder.icmp_signed("<", const(j), n_v)):
+                    builder.store(_lane_sum(builder, builder.load(sums[r][j])), out)
+                    with builder.if_then(add_bias):
+                        bias = builder.load(builder.inttoptr(
+                            builder.add(e_v, const(j * size)), fl.as_pointer()))
+                        builder.store(builder.fadd(builder.load(out), bias), out)
+                    with builder.if_then(relu):     # z <= 0 -> 0, NaN stays NaN
+                        z = builder.load(out)
+                        builder.store(builder.select(builder.fcmp_ordered("<=", z, fzero),
+                                                     fzero, z), out)
+                    addr = builder.add(c_v, builder.mul(
+                        builder.add(builder.mul(const(r), ldc_v), const(j)), const(size)))
+                    builder.store(builder.load(out),
+                                  builder.inttoptr(addr, fl.as_pointer()))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -191,12 +187,11 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
 def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr):
     """One tile of the sums S[j, :width] = sum_r D[r, j] * A(r, :width) for j < n <= DOT_COLS
     and width = ``vectors`` vectors (a literal, at most DOT_VECTORS), stored by ``mode``
-    (RANK_WRITE: Gt = S, RANK_ADD: Gt += S,
-    RANK_STEP: Gt -= lr * S), with c = (c_addr, ldc), a = (a_rows, m, a_off), d = (d_addr, ldd,
-    n), sizes = (width, mode) and ``lr`` a float of the elements' type; A(r, i) = *(a_rows[r] +
-    a_off + i) (offsets in elements). ``masked`` (literal): only the first ``width`` elements
-    are read and stored, else width is the whole tile. Units past n are computed from the last
-    real one again and not stored."""
+    (RANK_WRITE: Gt = S, RANK_ADD: Gt += S, RANK_STEP: Gt -= lr * S), with c = (c_addr, ldc),
+    a = (a_rows, m, a_off), d = (d_addr, ldd, n), sizes = (width, mode) and ``lr`` a float of
+    the elements' type; A(r, i) = *(a_rows[r] + a_off + i) (offsets in elements). ``masked``
+    (literal): only the first ``width`` elements are read and stored, else width is the whole
+    tile. Units past n are computed from the last real one again and not stored."""
     if not isinstance(masked, types.BooleanLiteral) or not isinstance(
             vectors, types.IntegerLiteral) or not isinstance(lr, types.Float) or not all(
             isinstance(t, types.BaseTuple) for t in (c, a, d, sizes)):
@@ -274,18 +269,17 @@ def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dot_tile_of(c, a, b, sizes, epi, ahead, like):
-    """:func:`_dot_tile` as high as its a = (a_rows, m) has rows: no row computed twice (10 rows
-    are tiles of 4, 4 and 2 rows, not 4, 4 and 4)."""
-    m = a[1]
-    if m >= DOT_ROWS:
-        _dot_tile(DOT_ROWS, c, a, b, sizes, epi, ahead, like)
+def _dot_tile_of(c, a_rows, m, b, sizes, epi, ahead, like):
+    """:func:`_dot_tile` over the m <= DOT_ROWS rows of A at addresses a_rows[0 .. m], as high
+    as they are: no row computed twice (10 rows are tiles of 4, 4 and 2 rows, not 4, 4 and 4)."""
+    if m == DOT_ROWS:
+        _dot_tile(DOT_ROWS, c, (a_rows,), b, sizes, epi, ahead, like)
     elif m == 3:
-        _dot_tile(3, c, a, b, sizes, epi, ahead, like)
+        _dot_tile(3, c, (a_rows,), b, sizes, epi, ahead, like)
     elif m == 2:
-        _dot_tile(2, c, a, b, sizes, epi, ahead, like)
+        _dot_tile(2, c, (a_rows,), b, sizes, epi, ahead, like)
     else:
-        _dot_tile(1, c, a, b, sizes, epi, ahead, like)
+        _dot_tile(1, c, (a_rows,), b, sizes, epi, ahead, like)
 
 
 @njit(cache=True, nogil=True)
@@ -309,7 +303,7 @@ def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
         t = 0
         for j0 in range(0, n, DOT_COLS):
             f0, f1 = ahead * t // n_tiles, ahead * (t + 1) // n_tiles
-            _dot_tile_of((_address(C, i0, j0), ldc), (rows + i0 * 8, min(DOT_ROWS, m - i0)),
+            _dot_tile_of((_address(C, i0, j0), ldc), rows + i0 * 8, min(DOT_ROWS, m - i0),
                          (_address(Wt, j0, 0), ldb, min(DOT_COLS, n - j0)), (k,),
                          (epi, e_addr + j0 * C.itemsize if bias else e_addr),
                          (rows + (i0 + DOT_ROWS + f0 if f1 > f0 else i0) * 8, f1 - f0), T(0))
@@ -338,10 +332,10 @@ def _dot_rank_tile_of(c, a, d, sizes, lr, lanes):
 def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
     """Gt (n, k) = D.T @ A (``mode`` RANK_WRITE: Gt is only written), Gt + D.T @ A (RANK_ADD)
     or Gt - lr * (D.T @ A) (RANK_STEP: a plain SGD step on a layer's transposed W, with the
-    bits of :func:`fastmlp.engine.optimizer.optimizer_update` on the gradient), where A is (m, k), columns
-    a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n): D.T @ A is the
-    weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride along their rows;
-    one float dtype throughout (``lr`` is cast to it)."""
+    bits of :func:`fastmlp.engine.optimizer.optimizer_update` on the gradient), where A is
+    (m, k), columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n):
+    D.T @ A is the weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride
+    along their rows; one float dtype throughout (``lr`` is cast to it)."""
     n, k = Gt.shape
     m = D.shape[0]
     T = Gt.dtype.type
