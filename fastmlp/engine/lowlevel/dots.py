@@ -282,12 +282,19 @@ def _dot_tile_of(c, a_rows, m, b, sizes, epi, ahead, like):
         _dot_tile(1, c, (a_rows,), b, sizes, epi, ahead, like)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
     """C (m, n) = A @ Wt.T, where A is (m, k) with row i at address ``A_rows[i]`` and Wt is
     (n, k) (a layer's weights transposed: one row per unit), finished by ``epi``: EPI_NONE,
     EPI_BIAS (+ b, b[0] at address ``e_addr``) or EPI_BIAS_RELU (relu(. + b)). C and Wt need
     unit stride along their rows; one float dtype throughout."""
+    _dot_rows(C[:, :], A_rows, Wt[:, :], np.int64(epi), np.int64(e_addr))
+
+
+@njit(cache=True, nogil=True)
+def _dot_rows(C, A_rows, Wt, epi, e_addr):
+    """The body of :func:`dot_rows_epilogue`, on operands of layout "A" (one version per dtype,
+    as for the products of :mod:`.tiles`)."""
     m, n = C.shape
     k = Wt.shape[1]
     T = C.dtype.type
@@ -328,7 +335,7 @@ def _dot_rank_tile_of(c, a, d, sizes, lr, lanes):
         _dot_rank_tile(True, 1, c, a, d, sizes, lr)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
     """Gt (n, k) = D.T @ A (``mode`` RANK_WRITE: Gt is only written), Gt + D.T @ A (RANK_ADD)
     or Gt - lr * (D.T @ A) (RANK_STEP: a plain SGD step on a layer's transposed W, with the
@@ -336,6 +343,13 @@ def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
     (m, k), columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n):
     D.T @ A is the weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride
     along their rows; one float dtype throughout (``lr`` is cast to it)."""
+    _dot_rank_update(Gt[:, :], A_rows, np.int64(a_col), D[:, :], np.int64(mode),
+                     np.float64(lr))
+
+
+@njit(cache=True, nogil=True)
+def _dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+    """The body of :func:`dot_rank_update`, on operands of layout "A" (one version per dtype)."""
     n, k = Gt.shape
     m = D.shape[0]
     T = Gt.dtype.type

@@ -313,15 +313,16 @@ def _column_of_tiles(by_row, c, a, b, sizes, itemsize, alpha, beta, epi):
             i0 += 6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def matmul_rows(C, A_rows, W, alpha, beta):
     """C (m, n) = alpha * A @ W + beta * C (beta 0: C is only written), where A is (m, k) with
     row i at address ``A_rows[i]`` and W is (k, n). C and W need unit stride along their rows (a
     block of columns of a C-contiguous array is fine); one float dtype throughout."""
-    _matmul_rows(C, A_rows, W, alpha, beta, EPI_NONE, NO_ADDRESS)
+    _product_rows(C[:, :], A_rows, W[:, :], np.float64(alpha), np.float64(beta), EPI_NONE,
+                  NO_ADDRESS)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def matmul_rows_epilogue(C, A_rows, W, epi, e_addr):
     """C = A @ W (as :func:`matmul_rows`, k >= 1) finished in the tiles' registers before it is
     stored, by ``epi``: EPI_BIAS_RELU (C = relu(A @ W + b)) or EPI_BIAS with b's column 0 at
@@ -329,11 +330,18 @@ def matmul_rows_epilogue(C, A_rows, W, epi, e_addr):
     with a's element at the address of C's plus ``e_addr`` bytes (a laid out like C: dz of a
     layer and its relu output). Saves the pass over C that would apply them after the product.
     Pass ``e_addr`` as an int64: an address difference taken in Numba's uint64 wraps."""
-    _matmul_rows(C, A_rows, W, 1.0, 0.0, epi, e_addr)
+    _product_rows(C[:, :], A_rows, W[:, :], 1.0, 0.0, np.int64(epi), e_addr)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _matmul_rows(C, A_rows, W, alpha, beta, epi, e_addr):
+# The public products here are inlined wrappers that slice their 2-D operands to layout "A"
+# before calling the compiled body: the body reads them only through their addresses and row
+# strides, and one compiled version per dtype serves callers passing C-contiguous arrays, blocks
+# of columns and any mix of both (8 versions of the epilogue product before, 2.4-3.9 s each;
+# docs/performance.md, "The test run").
+@njit(cache=True, nogil=True)
+def _product_rows(C, A_rows, W, alpha, beta, epi, e_addr):
+    """The body of :func:`matmul_rows` (epi EPI_NONE) and :func:`matmul_rows_epilogue` (alpha 1,
+    beta 0)."""
     m, n = C.shape
     k = W.shape[0]
     T = C.dtype.type
@@ -357,11 +365,17 @@ def _matmul_rows(C, A_rows, W, alpha, beta, epi, e_addr):
                                   e_addr + j0 * C.itemsize if bias else e_addr))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def rank_update(C, A_rows, a_col, D, alpha, beta):
     """C (k, n) = alpha * A.T @ D + beta * C (beta 0: C is only written), where A is (m, k),
     columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n). The weight
     step ``W -= lr * A.T @ dz`` is alpha = -lr, beta = 1. Layout as for :func:`matmul_rows`."""
+    _rank_update(C[:, :], A_rows, np.int64(a_col), D[:, :], np.float64(alpha), np.float64(beta))
+
+
+@njit(cache=True, nogil=True)
+def _rank_update(C, A_rows, a_col, D, alpha, beta):
+    """The body of :func:`rank_update`, on operands of layout "A" (one version per dtype)."""
     k, n = C.shape
     m = D.shape[0]
     T = C.dtype.type
