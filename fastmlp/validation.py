@@ -15,9 +15,11 @@ from .params import param_count
 
 
 def check_features(X, name="X", n_features=None, dtype=np.float32):
-    """X as a C-contiguous 2-D array of ``dtype``, copied only when it must be.
+    """X as a C-contiguous, writable 2-D array of ``dtype``, copied only when it must be.
 
     Accepts any real numeric dtype (ints, float16, ...), any memory layout and read-only arrays.
+    A read-only array is copied (an ``np.memmap`` is not): the kernels never write X, but Numba
+    compiles each of them again for a read-only argument, about 11 s on a first fit and predict.
     Rejects object/string arrays, empty arrays, arrays that are not 2-D, NaN and Inf.
     """
     if hasattr(X, "toarray") and hasattr(X, "nnz"):        # a scipy.sparse matrix or array
@@ -50,6 +52,8 @@ def check_features(X, name="X", n_features=None, dtype=np.float32):
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported below
         X = np.ascontiguousarray(X, dtype=dtype)
     _check_finite(X, original, name, dtype)
+    if not X.flags.writeable and not isinstance(original, np.memmap):
+        X = X.copy()
     return X
 
 

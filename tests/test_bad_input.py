@@ -353,13 +353,20 @@ def test_copies_only_when_needed():
     assert check_features(c32) is c32
     ro = c32.copy()
     ro.flags.writeable = False
-    assert check_features(ro) is ro                       # read-only is fine: kernels only read X
+    ro_out = check_features(ro)                 # copied: a read-only X is a new Numba type
+    assert ro_out.flags.writeable and not np.shares_memory(ro_out, ro)
     c64 = X.astype(np.float64)
     assert check_features(c64, dtype=np.float64) is c64
     for kind, X_kind in variants(X).items():
-        if kind == "read-only":
-            continue
         out = check_features(X_kind)
         assert out.flags.c_contiguous and out.dtype == np.float32 and out.dtype.isnative, kind
+        assert out.flags.writeable, kind
         if isinstance(X_kind, np.ndarray):
             assert not np.shares_memory(out, X_kind), kind
+
+
+def test_a_read_only_memmap_is_not_copied(tmp_path):
+    np.save(tmp_path / "X.npy", np.ascontiguousarray(X, dtype=np.float32))
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")        # may be larger than memory
+    out = check_features(mapped)
+    assert np.shares_memory(out, mapped) and not out.flags.writeable
