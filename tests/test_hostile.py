@@ -132,8 +132,11 @@ def run_group(cases, tmp_path):
     while left:
         spec = tmp_path / "cases.json"
         spec.write_text(json.dumps(left))
+        # the repository's fastmlp, as in this process (not an installed copy: its kernels would
+        # be another Numba cache, all compiled again) and hostile_cases beside this file
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(HERE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+            [str(HERE.parent), str(HERE)]
+            + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         done = subprocess.run([sys.executable, "-c", CHILD, str(spec)], capture_output=True,
                               text=True, timeout=600, env=env, cwd=tmp_path)
         finished, running = set(), None

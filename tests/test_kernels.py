@@ -28,6 +28,12 @@ def data(shape, dtype, seed=0, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 
 
+@njit(cache=True)
+def _gemm_in_numba(blas, ta, tb, A, B, C):
+    """gemm as the kernels call it (from compiled code); one compiled version per dtype."""
+    gemm(blas, ta, tb, -0.5, A, B, 0.25, C)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
@@ -38,12 +44,7 @@ def test_gemm_matches_numpy(dtype, ta, tb, m, n, k):
     C = data((m, n), dtype, 3)
     expected = -0.5 * ((A.T if ta else A) @ (B.T if tb else B)) + 0.25 * C
     kernels_C = C.copy()
-
-    @njit
-    def run(blas, A, B, C):
-        gemm(blas, ta, tb, -0.5, A, B, 0.25, C)
-
-    run(blas_handle(), A, B, kernels_C)
+    _gemm_in_numba(blas_handle(), ta, tb, A, B, kernels_C)
     close(kernels_C, expected, dtype, f"gemm ta={ta} tb={tb} m,n,k={m},{n},{k}")
 
 
