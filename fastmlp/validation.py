@@ -19,7 +19,8 @@ def check_features(X, name="X", n_features=None, dtype=np.float32):
 
     Accepts any real numeric dtype (ints, float16, ...), any memory layout and read-only arrays.
     A read-only array is copied (an ``np.memmap`` is not): the kernels never write X, but Numba
-    compiles each of them again for a read-only argument, about 11 s on a first fit and predict.
+    compiles each of them again for a read-only argument (17 s for a first full-batch fit and
+    predict of a small net: docs/performance.md, "The test run").
     Rejects object/string arrays, empty arrays, arrays that are not 2-D, NaN and Inf.
     """
     if hasattr(X, "toarray") and hasattr(X, "nnz"):        # a scipy.sparse matrix or array
