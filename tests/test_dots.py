@@ -90,17 +90,18 @@ def test_dot_rank_update(dtype, n, mode):
             outside = np.delete(frame, np.s_[3:3 + k], axis=1).copy()
             if mode == RANK_WRITE:
                 Gt[:] = np.nan
-            dot_rank_update(Gt, addr, 2, D, mode, lr)
+            fetch = addr[::-1].copy() if m % 2 else addr[:0]     # changes no value
+            dot_rank_update(Gt, addr, 2, D, mode, lr, fetch)
             S = D.T.astype(np.float64) @ X[rows, 2:2 + k].astype(np.float64)
             want = S if mode == RANK_WRITE else before + S if mode == RANK_ADD else before - lr * S
             helpers.assert_relative_close(Gt, want, TOL[dtype])
             assert np.array_equal(np.delete(frame, np.s_[3:3 + k], axis=1), outside)
             twin = before.copy()
-            reference.dot_rank_update(twin, addr, 2, D, mode, lr)
+            reference.dot_rank_update(twin, addr, 2, D, mode, lr, fetch)
             helpers.assert_relative_close(Gt, twin, TOL[dtype])
             if mode == RANK_STEP:               # p - lr * g, g the sums as RANK_WRITE stores them
                 stored = np.empty_like(before)
-                dot_rank_update(stored, addr, 2, D, RANK_WRITE, lr)
+                dot_rank_update(stored, addr, 2, D, RANK_WRITE, lr, addr[:0])
                 assert np.array_equal(Gt, before - dtype(lr) * stored)
 
 
@@ -136,7 +137,7 @@ def test_dots_for_a_cpu_without_avx512(tmp_path):
         "    assert np.allclose(C, X[rows] @ Wt.T + b, rtol=1e-4, atol=1e-4)\n"
         "    D = rng.standard_normal((13, 11)).astype(dtype)\n"
         "    G = np.ones((11, 83), dtype=dtype)\n"
-        "    dots.dot_rank_update(G, addr, 0, D, dots.RANK_ADD, 0.0)\n"
+        "    dots.dot_rank_update(G, addr, 0, D, dots.RANK_ADD, 0.0, addr)\n"
         "    assert np.allclose(G, 1 + D.T @ X[rows], rtol=1e-4, atol=1e-4)\n"
         "print('ok')\n")
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",

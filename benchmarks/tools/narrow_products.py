@@ -39,7 +39,7 @@ def _blocks(X, B, b, C, D, G, addr, reps, dots, forward, gradient):
             elif forward:
                 matmul_rows_epilogue(C[:m], addr[:m], B, EPI_BIAS_RELU, b.ctypes.data)
             if gradient and dots:
-                dot_rank_update(G, addr[:m], 0, D[:m], RANK_ADD, 0.0)
+                dot_rank_update(G, addr[:m], 0, D[:m], RANK_ADD, 0.0, addr[:0])
             elif gradient:
                 rank_update(G, addr[:m], 0, D[:m], 1.0, 1.0)
 

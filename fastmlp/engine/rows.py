@@ -47,14 +47,18 @@ from .optimizer import Hyper, Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
-def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step):
+def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step, ahead):
     """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times
     ``scale`` goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs``
     = (acts, dzs, addr): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m
-    rows, and row addresses for L + 1 layers (see below). A non-finite loss returns at once,
-    with ``grad`` as it was. ``step`` = (fused, lr): with ``fused``, the layers on dot products
-    take their plain SGD step W_l -= lr * dW_l here, in their transposed W (see below), and
-    their part of ``grad`` is left alone (the rows are the whole minibatch).
+    rows, and L + 1 rows of row addresses: of each layer's input (see below), and of the rows
+    of ``ahead``. A non-finite loss returns at once, with ``grad`` as it was. ``step`` = (fused,
+    lr): with ``fused``, the layers on dot products take their plain SGD step W_l -= lr * dW_l
+    here, in their transposed W (see below), and their part of ``grad`` is left alone (the
+    rows are the whole minibatch). ``ahead``: the samples of the block that comes next (at most
+    as many as ``rows``, or none); when the first layer takes dot products, its weight gradient
+    fetches their rows of X into the cache while it runs, so that the next block's forward pass
+    does not wait for memory.
 
     Products through the register tiles (:mod:`.lowlevel.tiles`): the forward pass and the
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
@@ -76,6 +80,9 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     for l in range(L):
         at[l + 2] = at[l + 1] + m * offs[l, 3]
     row_addresses(addr[0], X, rows)
+    fetch = addr[L, :ahead.shape[0]]
+    if ahead.shape[0]:                          # (no rows means every row to row_addresses)
+        row_addresses(fetch, X, ahead)
     for l in range(L):                          # a_{l+1} = act(a_l @ W_l + b_l)
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         a_next = acts[at[l + 1]:at[l + 2]].reshape((m, n_out))
@@ -114,10 +121,11 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
         if use[l]:                              # W_l stepped only after dz_l has read it
             if fused:
                 dot_rank_update(wt[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
-                                RANK_STEP, lr)
+                                RANK_STEP, lr, fetch if l == 0 else fetch[:0])
             else:
                 dot_rank_update(grad[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
-                                RANK_ADD if accumulate else RANK_WRITE, lr)
+                                RANK_ADD if accumulate else RANK_WRITE, lr,
+                                fetch if l == 0 else fetch[:0])
         else:
             rank_update(grad[w0:b0].reshape((n_in, n_out)), addr[l, :m], ZERO, dz, 1.0,
                         1.0 if accumulate else 0.0)
@@ -175,9 +183,12 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
             for b in range(b0, b1):
                 r0 = start + b * block_rows
                 r1 = min(r0 + block_rows, start + B)
+                # the next block this thread takes: the group's next, or with one group the
+                # next minibatch's first
+                ahead = order[r1:min(r1 + r1 - r0, n) if b + 1 < b1 or G == 1 else r1]
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
                                                    (acts_g[g], dzs_g[g], addr_g[g]), grads[g],
-                                                   b > b0, blas, (use, wt), (fused, lr))
+                                                   b > b0, blas, (use, wt), (fused, lr), ahead)
                 loss_g += loss_b
                 correct_g += correct_b
                 if not np.isfinite(loss_b):
@@ -319,7 +330,7 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
     # each group's gradient on cache lines of its own: groups on two threads share no line
     work = (aligned_empty((n_groups, whole_lines(flat.shape[0], flat.dtype)), flat.dtype),
             np.empty((n_groups, size), flat.dtype), np.empty((n_groups, size), flat.dtype),
-            np.empty((n_groups, L, block_rows), np.int64), np.zeros(n_groups),
+            np.empty((n_groups, L + 1, block_rows), np.int64), np.zeros(n_groups),
             np.zeros(n_groups, dtype=np.int64))
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)

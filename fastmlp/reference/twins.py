@@ -261,9 +261,10 @@ def dot_rows_epilogue(C, A_rows, Wt, epi, e_addr):
     C[...] = np.maximum(Z, 0) if epi == EPI_BIAS_RELU else Z
 
 
-def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+def dot_rank_update(Gt, A_rows, a_col, D, mode, lr, fetch_rows):
     """S = D.T @ A[:, a_col:a_col + k], A's row i at address A_rows[i], into Gt by ``mode``:
-    Gt = S (RANK_WRITE), Gt + S (RANK_ADD) or Gt - lr * S (RANK_STEP)."""
+    Gt = S (RANK_WRITE), Gt + S (RANK_ADD) or Gt - lr * S (RANK_STEP). ``fetch_rows`` (rows
+    the compiled kernel fetches into the cache) changes no value."""
     k = Gt.shape[1]
     A = _rows_at(A_rows[:D.shape[0]], a_col + k, Gt.dtype)[:, a_col:]
     S = D.T @ A

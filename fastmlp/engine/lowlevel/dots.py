@@ -45,6 +45,8 @@ DOT_MAX_FILLED = 7 / 8
 # step Wt = Wt - lr * S, rounded as optimizer_update rounds it from a stored gradient (np.int64,
 # not literals: one compiled version for all three)
 RANK_WRITE, RANK_ADD, RANK_STEP = (np.int64(mode) for mode in range(3))
+# cache lines of a rank tile's chunk of a row (the most one rank tile fetches ahead per row)
+FETCH_LINES = -(-DOT_VECTORS * VECTOR_BYTES // 64)
 
 
 def dots_pay(k, n, itemsize):
@@ -68,6 +70,19 @@ def _lane_sum(builder, v):
                                                       list(range(width, 2 * width))))
         v = builder.fadd(lo, hi)
     return builder.extract_element(v, ir.Constant(i32, 0))
+
+
+def _prefetch(builder):
+    """A function of an int64 address that emits a prefetch of its cache line (read, kept in
+    all levels, data)."""
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+
+    def fetch(addr):
+        builder.call(fn, [builder.inttoptr(addr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+    return fetch
 
 
 @intrinsic
@@ -111,11 +126,7 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
             builder.select(builder.icmp_signed("<", const(j), n_v), const(j),
                            builder.sub(n_v, const(1))), ldb_v), const(size))) for j in range(NR)]
         sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(NR)] for _ in range(MR)]
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0i8")
+        prefetch = _prefetch(builder)
         next_rows = builder.inttoptr(next_v, i64.as_pointer())
         # rows past ``count`` fetch this tile's own rows again (already in L1)
         next_starts = [builder.select(
@@ -126,10 +137,8 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
 
         def step(offset, mask, fetch=True):
             if mask is None and fetch:
-                for start in next_starts:      # read, keep in all levels, data
-                    builder.call(prefetch, [builder.inttoptr(builder.add(start, offset), i8p),
-                                            ir.Constant(i32, 0), ir.Constant(i32, 3),
-                                            ir.Constant(i32, 1)])
+                for start in next_starts:
+                    prefetch(builder.add(start, offset))
             def load(start):
                 addr = vector_at(builder.add(start, offset))
                 if mask is None:
@@ -184,25 +193,30 @@ def _dot_tile(typingctx, height, c, a, b, sizes, epi, ahead, like):
 
 
 @intrinsic
-def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr):
+def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr, ahead):
     """One tile of the sums S[j, :width] = sum_r D[r, j] * A(r, :width) for j < n <= DOT_COLS
     and width = ``vectors`` vectors (a literal, at most DOT_VECTORS), stored by ``mode``
     (RANK_WRITE: Gt = S, RANK_ADD: Gt += S, RANK_STEP: Gt -= lr * S), with c = (c_addr, ldc),
     a = (a_rows, m, a_off), d = (d_addr, ldd, n), sizes = (width, mode) and ``lr`` a float of
     the elements' type; A(r, i) = *(a_rows[r] + a_off + i) (offsets in elements). ``masked``
     (literal): only the first ``width`` elements are read and stored, else width is the whole
-    tile. Units past n are computed from the last real one again and not stored."""
+    tile. Units past n are computed from the last real one again and not stored.
+    ``ahead`` = (rows, count, offset, lines): while it takes row r < count, the tile fetches
+    ``lines`` (at most FETCH_LINES) cache lines of the row at address rows[r], from ``offset``
+    bytes on, into the cache: the rows the next forward pass will read."""
     if not isinstance(masked, types.BooleanLiteral) or not isinstance(
             vectors, types.IntegerLiteral) or not isinstance(lr, types.Float) or not all(
-            isinstance(t, types.BaseTuple) for t in (c, a, d, sizes)):
+            isinstance(t, types.BaseTuple) for t in (c, a, d, sizes, ahead)):
         return None
-    sig = types.void(masked, vectors, c, a, d, sizes, lr)
+    sig = types.void(masked, vectors, c, a, d, sizes, lr, ahead)
     NR, NV, MASKED = DOT_COLS, vectors.literal_value, masked.literal_value
 
     def codegen(context, builder, signature, args):
-        _, _, c_t, a_t, d_t, sizes_t, lr_v = args
-        c_v, ldc_v, rows_v, m_v, off_v, d_v, ldd_v, n_v, width_v, mode_v = (
-            v for t, arg in zip(signature.args[2:6], (c_t, a_t, d_t, sizes_t))
+        _, _, c_t, a_t, d_t, sizes_t, lr_v, ahead_t = args
+        (c_v, ldc_v, rows_v, m_v, off_v, d_v, ldd_v, n_v, width_v, mode_v, next_v, count_v,
+         from_v, lines_v) = (
+            v for t, arg in zip(signature.args[2:6] + signature.args[7:8],
+                                (c_t, a_t, d_t, sizes_t, ahead_t))
             for v in int64s(context, builder, t, arg))
         fl = context.get_value_type(signature.args[6])
         vt, lanes, size, fma, masked_load, masked_store, lanes_below = _vector_helpers(
@@ -234,9 +248,16 @@ def _dot_rank_tile(typingctx, masked, vectors, c, a, d, sizes, lr):
                                 builder.sub(n_v, const(1))) for j in range(NR)]
         sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)] for _ in range(NR)]
         rows = builder.inttoptr(rows_v, i64.as_pointer())
+        next_rows = builder.inttoptr(next_v, i64.as_pointer())
         a_shift = builder.mul(off_v, const(size))
+        prefetch = _prefetch(builder)
         with cgutils.for_range(builder, m_v) as loop:
             r = loop.index
+            with builder.if_then(builder.icmp_signed("<", r, count_v)):
+                line = builder.add(builder.load(builder.gep(next_rows, [r])), from_v)
+                for i in range(FETCH_LINES):
+                    with builder.if_then(builder.icmp_signed("<", const(i), lines_v)):
+                        prefetch(builder.add(line, const(64 * i)))
             start = builder.add(builder.load(builder.gep(rows, [r])), a_shift)
             a_vecs = [load(builder.add(start, const(v * VECTOR_BYTES)), v) for v in range(NV)]
             d_row = builder.add(d_v, builder.mul(builder.mul(r, ldd_v), const(size)))
@@ -318,37 +339,41 @@ def _dot_rows(C, A_rows, Wt, epi, e_addr):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dot_rank_tile_of(c, a, d, sizes, lr, lanes):
+def _dot_rank_tile_of(c, a, d, sizes, lr, lanes, ahead):
     """:func:`_dot_rank_tile` over sizes[0] elements of A's rows: a whole tile, or as many
     vectors as the last elements need, the last one masked (a reduction of 784 float32 ends in
     one vector, not a tile of 4)."""
     width = sizes[0]
     if width == DOT_VECTORS * lanes:
-        _dot_rank_tile(False, DOT_VECTORS, c, a, d, sizes, lr)
+        _dot_rank_tile(False, DOT_VECTORS, c, a, d, sizes, lr, ahead)
     elif width > 3 * lanes:
-        _dot_rank_tile(True, 4, c, a, d, sizes, lr)
+        _dot_rank_tile(True, 4, c, a, d, sizes, lr, ahead)
     elif width > 2 * lanes:
-        _dot_rank_tile(True, 3, c, a, d, sizes, lr)
+        _dot_rank_tile(True, 3, c, a, d, sizes, lr, ahead)
     elif width > lanes:
-        _dot_rank_tile(True, 2, c, a, d, sizes, lr)
+        _dot_rank_tile(True, 2, c, a, d, sizes, lr, ahead)
     else:
-        _dot_rank_tile(True, 1, c, a, d, sizes, lr)
+        _dot_rank_tile(True, 1, c, a, d, sizes, lr, ahead)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+def dot_rank_update(Gt, A_rows, a_col, D, mode, lr, fetch_rows):
     """Gt (n, k) = D.T @ A (``mode`` RANK_WRITE: Gt is only written), Gt + D.T @ A (RANK_ADD)
     or Gt - lr * (D.T @ A) (RANK_STEP: a plain SGD step on a layer's transposed W, with the
     bits of :func:`fastmlp.engine.optimizer.optimizer_update` on the gradient), where A is
     (m, k), columns a_col .. a_col + k of the rows at addresses ``A_rows[i]``, and D is (m, n):
     D.T @ A is the weight gradient A.T @ D of a layer, transposed. Gt and D need unit stride
-    along their rows; one float dtype throughout (``lr`` is cast to it)."""
+    along their rows; one float dtype throughout (``lr`` is cast to it).
+
+    ``fetch_rows``: addresses of rows laid out as A's (the next block's rows of X), at most m,
+    whose columns a_col .. a_col + k are fetched into the cache while the sums run, spread over
+    the tiles (empty: none). The next forward pass then finds them there, not in memory."""
     _dot_rank_update(Gt[:, :], A_rows, np.int64(a_col), D[:, :], np.int64(mode),
-                     np.float64(lr))
+                     np.float64(lr), fetch_rows)
 
 
 @njit(cache=True, nogil=True)
-def _dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
+def _dot_rank_update(Gt, A_rows, a_col, D, mode, lr, fetch_rows):
     """The body of :func:`dot_rank_update`, on operands of layout "A" (one version per dtype)."""
     n, k = Gt.shape
     m = D.shape[0]
@@ -357,10 +382,20 @@ def _dot_rank_update(Gt, A_rows, a_col, D, mode, lr):
     ldc = Gt.strides[0] // Gt.itemsize
     ldd = D.strides[0] // D.itemsize
     rows = (A_rows.ctypes.data, m)
+    n_tiles = (n + DOT_COLS - 1) // DOT_COLS
+    fetch = (fetch_rows.ctypes.data, min(fetch_rows.shape[0], m))
     for k0 in range(0, k, chunk):       # a chunk of every row of A stays in L1 for all units
         width = min(chunk, k - k0)
+        # the chunk's lines of the rows to fetch, shared out among the tiles of units
+        lines = (width * Gt.itemsize + 63) // 64
+        per_tile = (lines + n_tiles - 1) // n_tiles
+        t = 0
         for j0 in range(0, n, DOT_COLS):
             c = (_address(Gt, j0, k0), ldc)
             a = (rows[0], rows[1], a_col + k0)
             d = (_address(D, 0, j0), ldd, min(DOT_COLS, n - j0))
-            _dot_rank_tile_of(c, a, d, (width, mode), T(lr), chunk // DOT_VECTORS)
+            first = min(lines, t * per_tile)
+            ahead = (fetch[0], fetch[1], (a_col + k0) * Gt.itemsize + first * 64,
+                     min(lines, first + per_tile) - first)
+            _dot_rank_tile_of(c, a, d, (width, mode), T(lr), chunk // DOT_VECTORS, ahead)
+            t += 1
