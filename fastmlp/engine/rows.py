@@ -176,7 +176,12 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         G = min(n_groups, n_blocks)
         weight, scale = minibatch_weight(w, order[start:start + B], flat)
         g0, g1 = span(G, t, n_threads)
+        folds = g0 == 0 and g1 > 1               # this thread holds groups 0 .. g1 - 1
         for g in range(g0, g1):
+            # the thread holding group 0 adds each of its later groups into G_0 as soon as it
+            # is complete (the first terms of the sum, in its order), through one scratch
+            # buffer: two gradient buffers in its cache, not one per group
+            own = grads[1] if folds and g > 0 else grads[g]
             b0, b1 = span(n_blocks, g, G)
             loss_g = 0.0
             correct_g = ZERO
@@ -187,7 +192,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                 # next minibatch's first
                 ahead = order[r1:min(r1 + r1 - r0, n) if b + 1 < b1 or G == 1 else r1]
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
-                                                   (acts_g[g], dzs_g[g], addr_g[g]), grads[g],
+                                                   (acts_g[g], dzs_g[g], addr_g[g]), own,
                                                    b > b0, blas, (use, wt), (fused, lr), ahead)
                 loss_g += loss_b
                 correct_g += correct_b
@@ -195,6 +200,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                     break
             group_loss[g] = loss_g
             group_correct[g] = correct_g
+            if folds and g > 0:
+                _add_group(grads[0], own, flat.shape[0])
         barrier(sync, n_threads, yield_fn)
         loss = 0.0
         correct = ZERO
@@ -205,8 +212,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
             count_minibatch(stats, k, B, loss, correct, weight)
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
-        _sum_and_step(flat, grads, G, offs, (use, wt, fused), slots, transposed, hyper,
-                      step + k + 1, t, n_threads, out)
+        _sum_and_step(flat, grads, (_folded(G, n_threads), G), offs, (use, wt, fused), slots,
+                      transposed, hyper, step + k + 1, t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
     if out.shape[0] == 0:                       # stepped: W and the state back into place
         for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
@@ -241,10 +248,31 @@ def _transpose_own(src, dst, offs, use, t, n_threads, to_units):
 
 
 @njit(cache=True, nogil=True)
-def _add_groups(grads, G, p0, p1):
-    """grads[0, p0:p1] = G_0 + G_1 + ... + G_{G-1} there, added in group order."""
+def _add_group(total, part, n):
+    """total[:n] += part[:n], element by element."""
+    for i in range(n):
+        total[i] += part[i]
+
+
+@njit(cache=True, nogil=True)
+def _folded(G, n_threads):
+    """How many of the G groups the thread holding group 0 has added into grads[0] itself
+    (all of its own; :func:`rows_worker`): the first thread whose span of groups is not
+    empty (with fewer groups than threads, the first threads have none)."""
+    for t in range(n_threads):
+        g0, g1 = span(G, t, n_threads)
+        if g1 > g0:
+            return g1
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def _add_groups(grads, groups, p0, p1):
+    """grads[0, p0:p1] = G_0 + G_1 + ... + G_{G-1} there, added in group order, where
+    ``groups`` = (first, G): grads[0] holds G_0 + ... + G_{first-1} already."""
+    first, G = groups
     total = grads[0, p0:p1]
-    for g in range(1, G):
+    for g in range(first, G):
         part = grads[g, p0:p1]
         for i in range(p1 - p0):
             total[i] += part[i]
@@ -271,15 +299,17 @@ def _step_or_copy(params, total, p0, p1, slots, hyper, step, out):
 
 
 @njit(cache=True, nogil=True)
-def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t, n_threads, out):
-    """Thread t's share of the sum G = G_0 + G_1 + ... and the step: of every layer, the rows
-    of W for its share of the inputs and its share of the biases (any number of threads gives
-    the same bits: every sum runs in group order). A layer that uses dot products, ``dots`` =
-    (use, wt), has its W, gradient and state transposed (in wt, ``grads`` and the slots
-    ``transposed``): its share there is the columns i0 .. i1 of each of its n_out rows (the
-    step reads the weight decay at those offsets too: it is the same for every weight), and
-    nothing when ``dots`` = (use, wt, fused) says its step was fused into the product. With
-    ``out`` not empty, the sums go there instead, in the flat layout, and nothing is stepped."""
+def _sum_and_step(flat, grads, groups, offs, dots, slots, transposed, hyper, step, t, n_threads,
+                  out):
+    """Thread t's share of the sum G = G_0 + G_1 + ... (``groups`` as for :func:`_add_groups`)
+    and the step: of every layer, the rows of W for its share of the inputs and its share of
+    the biases (any number of threads gives the same bits: every sum runs in group order). A
+    layer that uses dot products, ``dots`` = (use, wt), has its W, gradient and state
+    transposed (in wt, ``grads`` and the slots ``transposed``): its share there is the columns
+    i0 .. i1 of each of its n_out rows (the step reads the weight decay at those offsets too: it
+    is the same for every weight), and nothing when ``dots`` = (use, wt, fused) says its step
+    was fused into the product. With ``out`` not empty, the sums go there instead, in the flat
+    layout, and nothing is stepped."""
     use, wt, fused = dots
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
@@ -292,17 +322,17 @@ def _sum_and_step(flat, grads, G, offs, dots, slots, transposed, hyper, step, t,
             spans, width = (1, n_out * n_in) if i1 - i0 == n_in else (n_out, i1 - i0)
             for j in range(spans):
                 q0 = w0 + j * n_in + i0
-                _add_groups(grads, G, q0, q0 + width)
+                _add_groups(grads, groups, q0, q0 + width)
                 if out.shape[0] == 0:
                     _step_span(wt, grads[0, q0:q0 + width], q0, q0 + width, transposed, hyper,
                                step)
             if out.shape[0]:
                 _transpose_inputs(grads[0], out, w0, n_in, n_out, i0, i1, False)
         else:
-            _add_groups(grads, G, p0, p1)
+            _add_groups(grads, groups, p0, p1)
             _step_or_copy(flat, grads[0, p0:p1], p0, p1, slots, hyper, step, out)
         c0, c1 = span(n_out, t, n_threads)
-        _add_groups(grads, G, b0 + c0, b0 + c1)
+        _add_groups(grads, groups, b0 + c0, b0 + c1)
         _step_or_copy(flat, grads[0, b0 + c0:b0 + c1], b0 + c0, b0 + c1, slots, hyper, step,
                       out)
 
