@@ -119,13 +119,10 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
                 gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
             activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
         if use[l]:                              # W_l stepped only after dz_l has read it
-            if fused:
-                dot_rank_update(wt[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
-                                RANK_STEP, lr, fetch if l == 0 else fetch[:0])
-            else:
-                dot_rank_update(grad[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz,
-                                RANK_ADD if accumulate else RANK_WRITE, lr,
-                                fetch if l == 0 else fetch[:0])
+            into = wt if fused else grad
+            mode = RANK_STEP if fused else RANK_ADD if accumulate else RANK_WRITE
+            dot_rank_update(into[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz, mode, lr,
+                            fetch if l == 0 else fetch[:0])
         else:
             rank_update(grad[w0:b0].reshape((n_in, n_out)), addr[l, :m], ZERO, dz, 1.0,
                         1.0 if accumulate else 0.0)
@@ -247,7 +244,7 @@ def _transpose_own(src, dst, offs, use, t, n_threads, to_units):
             _transpose_inputs(src, dst, w0, n_in, n_out, i0, i1, to_units)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _add_group(total, part, n):
     """total[:n] += part[:n], element by element."""
     for i in range(n):
@@ -271,11 +268,8 @@ def _add_groups(grads, groups, p0, p1):
     """grads[0, p0:p1] = G_0 + G_1 + ... + G_{G-1} there, added in group order, where
     ``groups`` = (first, G): grads[0] holds G_0 + ... + G_{first-1} already."""
     first, G = groups
-    total = grads[0, p0:p1]
     for g in range(first, G):
-        part = grads[g, p0:p1]
-        for i in range(p1 - p0):
-            total[i] += part[i]
+        _add_group(grads[0, p0:p1], grads[g, p0:p1], p1 - p0)
 
 
 @njit(cache=True, nogil=True)
