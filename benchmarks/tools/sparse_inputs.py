@@ -20,6 +20,10 @@ benchmarks/tools/narrow_products.py runs them. Milliseconds per pass over the ro
 paired, interleaved rounds; each sparse result is checked against NumPy first.
 
     python -m benchmarks.tools.sparse_inputs [--data mnist|fashion] [--units 10 20 128]
+    python -m benchmarks.tools.sparse_inputs --data fashion --density 0.3   # the crossover
+
+``--density D`` zeroes a random share of X's non-zeros (fixed seed) until D of its elements
+are non-zero: the same pixels' layout, thinned, to find the density where sparse stops paying.
 """
 
 import argparse
@@ -249,6 +253,19 @@ def compressed(X):
     return ptr, cols.astype(np.int32), np.ascontiguousarray(X[rows, cols], dtype=np.float32)
 
 
+def thinned(X, density, seed=0):
+    """X with a random share of its non-zeros set to zero, so that ``density`` of its elements
+    are non-zero (X itself when it has no more than that)."""
+    rows, cols = np.nonzero(X)
+    keep = int(round(density * X.size))
+    if keep >= rows.size:
+        return X
+    drop = np.random.default_rng(seed).choice(rows.size, rows.size - keep, replace=False)
+    X = X.copy()
+    X[rows[drop], cols[drop]] = 0.0
+    return X
+
+
 def _data(name, n_rows):
     """The first ``n_rows`` images of MNIST (../shared/data/mnist, or FASTMLP_MNIST_DIR) or of
     Fashion-MNIST, in [0, 1], float32."""
@@ -312,8 +329,12 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--units", type=int, nargs="+", default=[10, 20, 25, 32, 128])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--density", type=float, default=None,
+                        help="thin X's non-zeros at random to this share of its elements")
     args = parser.parse_args(argv)
     X = _data(args.data, args.rows)
+    if args.density is not None:
+        X = thinned(X, args.density)
     print(f"{args.data}: {X.shape[0]} rows, {np.mean(X != 0):.0%} non-zero; ms per pass over "
           f"the rows, medians of {args.rounds} interleaved rounds, 1 thread\n")
     print("| N | dense (its products) | sparse forward | sparse gradient, scatter | "
