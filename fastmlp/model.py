@@ -83,13 +83,14 @@ def _pick(a, rows):
     return a if a is None or len(a) == 0 else a[rows]
 
 
-def _slice_batches(X, y_idx, Y, weights, rows, batch, n, dtype, engine):
+def _slice_batches(X, y_idx, Y, weights, rows, batch, n, dtype, engine, inputs=None):
     """The engine's Batches for the minibatches of ``rows`` (an epoch of n samples). From a
     :class:`MappedRows` the rows are read from the file first, in the order they are visited,
-    so minibatch k is still rows[k*B:(k+1)*B]."""
+    so minibatch k is still rows[k*B:(k+1)*B]. ``inputs``: the fit's
+    :class:`fastmlp.engine.CompressedX` (X compressed once for all its calls, when it pays)."""
     Batches = _engine().Batches
     if not isinstance(X, MappedRows):
-        return Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n)
+        return Batches(X, y_idx, Y, rows, batch, weights, plan_rows=n, compressed=inputs)
     return Batches(X.take(rows, dtype, engine), _pick(y_idx, rows), _pick(Y, rows),
                    np.arange(len(rows), dtype=np.int64), batch, _pick(weights, rows), plan_rows=n)
 
@@ -379,6 +380,7 @@ class MLP:
         quiet = (val is None and checkpoint is None and not verbose and not callbacks.per_epoch
                  and isinstance(schedule, BUILT_IN_SCHEDULES) and not isinstance(X, MappedRows)
                  and n % batch == 0)
+        inputs = _engine().CompressedX()        # X compressed once, if its calls take that
         with StopOnCtrlC() as interrupt:
             if start < hp["epochs"] and callbacks.train_begin(self, {}):
                 self.stop_training = True
@@ -395,7 +397,7 @@ class MLP:
                 if together > 1:
                     if self._train_epochs(X, y_idx, Y, batch, hyper._replace(lr=lr_e),
                                           shuffle_block or bool(shuffle), replacement, together,
-                                          history, weights):
+                                          history, weights, inputs):
                         epoch += together
                         if interrupt.requested:
                             break
@@ -407,7 +409,7 @@ class MLP:
                 logs = self._train_epoch(X, y_idx, Y, batch, hyper._replace(lr=lr_e),
                                          shuffle_block or bool(shuffle), replacement, epoch,
                                          verbose, interrupt, weights,
-                                         callbacks if callbacks.wants_batches else None)
+                                         callbacks if callbacks.wants_batches else None, inputs)
                 interrupted = logs.pop("interrupted", False)
                 if val is not None:
                     val_logs = self._evaluate_arrays(*val)
@@ -477,11 +479,11 @@ class MLP:
         return np.arange(n, dtype=np.int64)
 
     def _train_epoch(self, X, y_idx, Y, batch, hyper, shuffle, replacement, epoch, verbose,
-                     interrupt, weights=None, callbacks=None):
+                     interrupt, weights=None, callbacks=None, inputs=None):
         """One epoch as a few engine calls of whole minibatches each; returns its logs.
         ``weights``: per-sample weights in the model's dtype, or None. ``callbacks``: a
         :class:`~fastmlp.callbacks.Callbacks` with ``on_batch_end`` hooks (each minibatch is
-        then a call of its own), or None."""
+        then a call of its own), or None. ``inputs``: see :func:`_slice_batches`."""
         engine = _engine()
         start = time.perf_counter()
         n = X.shape[0]
@@ -500,7 +502,7 @@ class MLP:
                 called = time.perf_counter()
                 stats = engine.train(self._network(), self._optimizer,
                                      _slice_batches(X, y_idx, Y, weights, rows, batch, n, self.dtype,
-                                                    self.engine),
+                                                    self.engine, inputs),
                                      hyper, self.threads, self.engine, loss_limit=self._loss_limit)
                 if callbacks is None:
                     rate = stats.samples / max(time.perf_counter() - called, 1e-6)
@@ -566,7 +568,7 @@ class MLP:
         return together
 
     def _train_epochs(self, X, y_idx, Y, batch, hyper, shuffle, replacement, count, history,
-                      weights=None):
+                      weights=None, inputs=None):
         """``count`` epochs of whole minibatches of ``batch`` rows in one engine call, each
         recorded in ``history``. The orders are drawn and the minibatches trained as ``count``
         calls of :meth:`_train_epoch` would (the same bits), but nothing runs between the
@@ -580,7 +582,7 @@ class MLP:
         order = np.concatenate([self._epoch_order(n, shuffle, replacement) for _ in range(count)])
         stats = _engine().train(self._network(), self._optimizer,
                                 _slice_batches(X, y_idx, Y, weights, order, batch, n, self.dtype,
-                                               self.engine),
+                                               self.engine, inputs),
                                 hyper, self.threads, self.engine, loss_limit=self._loss_limit,
                                 trace=True)
         if stats.overflowed:

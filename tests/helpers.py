@@ -69,6 +69,21 @@ def central_differences(loss, flat, eps=1e-6):
     return numeric
 
 
+def off_the_kinks(layers, X, head="softmax"):
+    """Float64 parameters (uniform start, the first of 50 seeds that will do) with every hidden
+    pre-activation of X at least 1e-3 from 0, where relu has its kink: central differences
+    across a kink are not the gradient."""
+    from fastmlp import reference
+    from fastmlp.params import init_params, layer_views
+
+    for seed in range(50):
+        flat = init_params(layers, "uniform", np.random.default_rng(seed), np.float64)
+        acts = reference.forward(layer_views(flat, layers), X, "identity", head)
+        if all(np.abs(a).min() > 1e-3 for a in acts[1:-1]):
+            break
+    return flat
+
+
 def engine_args(flat, layers, act, head):
     """fastmlp.engine.Network of plain arguments (``act``, ``head``: codes)."""
     from fastmlp.engine import Network

@@ -1,10 +1,10 @@
 """Every compiled kernel has a NumPy twin of the same name and arguments in fastmlp.reference.
 
 The kernels are the public compiled functions of fastmlp.engine.kernels, .optimizer,
-.lowlevel.tiles and .lowlevel.dots (the schemes' loops in .parts, .units, .rows and .infer are
-tested whole, against the reference's train_batches, in test_engine.py). The comparisons of
-values are in test_kernels.py, test_tiles.py, test_dots.py and test_properties.py; this test
-makes sure none is missing.
+.lowlevel.tiles, .lowlevel.dots and .lowlevel.sparse (the schemes' loops in .parts, .units,
+.rows and .infer are tested whole, against the reference's train_batches, in test_engine.py).
+The comparisons of values are in test_kernels.py, test_tiles.py, test_dots.py, test_sparse.py
+and test_properties.py; this test makes sure none is missing.
 """
 
 import inspect
@@ -14,12 +14,12 @@ from numba.core.dispatcher import Dispatcher
 
 from fastmlp import engine, reference
 from fastmlp.engine import kernels, optimizer
-from fastmlp.engine.lowlevel import dots, tiles
+from fastmlp.engine.lowlevel import dots, sparse, tiles
 
 
 def compiled_kernels():
     found = []
-    for module in (kernels, optimizer, tiles, dots):
+    for module in (kernels, optimizer, tiles, dots, sparse):
         for name, f in vars(module).items():
             if (isinstance(f, Dispatcher) and not name.startswith("_")
                     and f.py_func.__module__ == module.__name__):
@@ -33,7 +33,8 @@ KERNELS = compiled_kernels()
 def test_the_walk_finds_the_kernels():
     names = {name for _, name, _ in KERNELS}
     assert {"dense_forward", "head_backward", "optimizer_update", "update_block",
-            "matmul_rows", "rank_update", "dot_rows_epilogue", "dot_rank_update"} <= names
+            "matmul_rows", "rank_update", "dot_rows_epilogue", "dot_rank_update",
+            "sparse_rows_epilogue", "sparse_column_sums"} <= names
     assert len(KERNELS) >= 25
 
 

@@ -24,13 +24,15 @@ import numpy as np
 
 from .. import reference
 from . import background, infer, parts, plan, rows, tuner, units
+from .lowlevel.sparse import CompressedX
 from .lowlevel.threads import available_cores, max_threads, thread_limits
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, FIELDS, LOSS, SAMPLES, STEPS, TRACE, WEIGHT,
                         Data, Net, new_stats, offsets)
 from .optimizer import Hyper, OptimizerState, can_fuse, slots_for
 from .plan import Plan, plan_inference, plan_training
 
-__all__ = ["Network", "Batches", "Hyper", "OptimizerState", "Stats", "Plan", "train", "session",
+__all__ = ["Network", "Batches", "CompressedX", "Hyper", "OptimizerState", "Stats", "Plan", "train",
+           "session",
            "evaluate", "predict", "loss_and_grad", "train_batches", "plan_training"]
 
 
@@ -48,7 +50,12 @@ class Batches(NamedTuple):
     of X form minibatch k. ``y`` holds class indices or ``Y`` target rows (the other empty, by
     head); ``w`` per-sample weights, or None for all 1. ``plan_rows``: the rows the call's plan
     is made for, 0 for ``len(order)``; an epoch cut into several calls passes its whole length,
-    so that every call takes the same scheme and the cut does not change a bit."""
+    so that every call takes the same scheme and the cut does not change a bit. ``compressed``:
+    a :class:`CompressedX`, with which full-batch calls on a mostly-zero X take the first layer
+    from X's non-zeros (:func:`.rows.takes_nonzeros`), X compressed once for all the calls that
+    pass the same one (``MLP.fit`` passes one per fit); None: the dense products, always. The
+    choice depends on the data, the model and whether one is passed, never on how calls are
+    cut."""
     X: np.ndarray
     y: np.ndarray
     Y: np.ndarray
@@ -56,6 +63,7 @@ class Batches(NamedTuple):
     batch_size: int
     w: Optional[np.ndarray] = None
     plan_rows: int = 0
+    compressed: Optional[CompressedX] = None
 
     @property
     def planned_rows(self):
@@ -312,9 +320,12 @@ def train_batches(net, state, batches, hyper, stats=None):
     in_pieces = how.scheme == "rows" or (how.scheme == "units" and how.chunk < batches.batch_size)
     slots = slots_for(flat, layers, hyper, state, can_fuse(hyper) and not in_pieces)
     stats = new_stats() if stats is None else stats
-    run = {"units": units.train_units, "rows": rows.train_rows}.get(how.scheme, parts.train_parts)
-    run(how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
-        int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)
+    args = (how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
+            int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)
+    if how.scheme == "rows":
+        rows.train_rows(*args, inputs=batches.compressed)
+    else:
+        (units.train_units if how.scheme == "units" else parts.train_parts)(*args)
     return stats
 
 

@@ -37,6 +37,7 @@ from .lowlevel.blas import gemm
 from .lowlevel.dots import (RANK_ADD, RANK_STEP, RANK_WRITE, dot_rank_update,
                              dot_rows_epilogue, dots_pay)
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
+from .lowlevel.sparse import sparse_column_sums, sparse_rows_epilogue
 from .lowlevel.sync import aligned_empty, barrier, new_sync, whole_lines, yield_address
 from .lowlevel.threads import run_on_threads
 from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, matmul_rows, matmul_rows_epilogue,
@@ -47,7 +48,8 @@ from .optimizer import Hyper, Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
-def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step, ahead):
+def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step, ahead,
+                   sparse):
     """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times
     ``scale`` goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs``
     = (acts, dzs, addr): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m
@@ -65,12 +67,20 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     dz_l = dz_{l+1} @ W_l.T goes through BLAS (W_l.T has no unit-stride rows). ``dots`` =
     (use, wt): a layer l with use[l] takes the dot products of :mod:`.lowlevel.dots` instead,
     from W_l transposed, (n_out, n_in) at W_l's offsets in ``wt`` (its copy in ``flat`` is
-    stale during the call), and its part of ``grad`` holds dW_l transposed the same way."""
+    stale during the call), and its part of ``grad`` holds dW_l transposed the same way.
+
+    ``sparse`` = (csr, dz_all), both empty unless the first layer takes X's non-zeros
+    (:mod:`.lowlevel.sparse`; the rows are a full batch): its forward pass then reads X's rows
+    in ``csr``, and its dz rows go to dz_all[rows[i]] for the weight gradient of all rows that
+    :func:`_sum_and_step` takes from X's columns; its part of ``grad`` is left alone but for
+    the bias."""
     flat, offs, act, head = net
     use, wt = dots
     fused, lr = step
     X = data.X
     acts, dzs, addr = bufs
+    csr, dz_all = sparse
+    on_nonzeros = csr[0].shape[0] > 0
     fpenv = flush_denormals()
     m = rows.shape[0]
     L = offs.shape[0]
@@ -90,7 +100,9 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
         f = act if l < L - 1 else ACT_IDENTITY
         # bias and relu in the registers; other activations in a pass of their own
         epi = EPI_BIAS_RELU if f == ACT_RELU else EPI_BIAS if f == ACT_IDENTITY else EPI_NONE
-        if use[l]:
+        if l == 0 and on_nonzeros:
+            sparse_rows_epilogue(a_next, rows, csr, W, epi, np.int64(flat[b0:].ctypes.data))
+        elif use[l]:
             dot_rows_epilogue(a_next, addr[l, :m], wt[w0:b0].reshape((n_out, n_in)), epi,
                               np.int64(flat[b0:].ctypes.data))
         elif epi != EPI_NONE:
@@ -118,7 +130,11 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
             else:
                 gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
             activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
-        if use[l]:                              # W_l stepped only after dz_l has read it
+        if l == 0 and on_nonzeros:              # dW_0 from X's columns, after all blocks
+            for i in range(m):
+                for j in range(n_out):
+                    dz_all[rows[i], j] = dz[i, j]
+        elif use[l]:                            # W_l stepped only after dz_l has read it
             into = wt if fused else grad
             mode = RANK_STEP if fused else RANK_ADD if accumulate else RANK_WRITE
             dot_rank_update(into[w0:b0].reshape((n_out, n_in)), addr[l, :m], ZERO, dz, mode, lr,
@@ -137,14 +153,17 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
 
 @njit(cache=True, nogil=True)
 def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, blas, dots,
-                stats, out):
+                sparse, stats, out):
     """Thread t of ``team`` = (t, n_threads, sync, yield_fn) over all minibatches of
     ``data.order`` in the rows scheme (module doc); the threads meet at the barrier ``sync``
     twice a minibatch. ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr,
     group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
     results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
-    a state's buffer empty when the optimizer has none). Thread 0 writes ``stats``. ``out``:
+    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all): X
+    compressed by rows and by columns and a buffer of dz_1 for all rows, when the first layer
+    takes X's non-zeros (each minibatch is all of X), else empty. Thread 0 writes ``stats``.
+    ``out``:
     empty to step; else each minibatch's summed gradient is written there (flat layout), and
     nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`).
 
@@ -157,6 +176,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     state1, state2 = slots.state1, slots.state2
     transposed = Slots(st1, st2, slots.grad, slots.decay)   # the step's, on the transposed layout
     w, order = data.w, data.order
+    csr, csc, dz_all = sparse
     block_rows, n_groups = sizes
     grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
     n = order.shape[0]
@@ -190,7 +210,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                 ahead = order[r1:min(r1 + r1 - r0, n) if b + 1 < b1 or G == 1 else r1]
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
                                                    (acts_g[g], dzs_g[g], addr_g[g]), own,
-                                                   b > b0, blas, (use, wt), (fused, lr), ahead)
+                                                   b > b0, blas, (use, wt), (fused, lr), ahead,
+                                                   (csr, dz_all))
                 loss_g += loss_b
                 correct_g += correct_b
                 if not np.isfinite(loss_b):
@@ -209,8 +230,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
             count_minibatch(stats, k, B, loss, correct, weight)
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
-        _sum_and_step(flat, grads, (_folded(G, n_threads), G), offs, (use, wt, fused), slots,
-                      transposed, hyper, step + k + 1, t, n_threads, out)
+        _sum_and_step(flat, grads, (_folded(G, n_threads), G), offs, (use, wt, fused),
+                      (csc, dz_all), slots, transposed, hyper, step + k + 1, t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
     if out.shape[0] == 0:                       # stepped: W and the state back into place
         for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
@@ -293,8 +314,8 @@ def _step_or_copy(params, total, p0, p1, slots, hyper, step, out):
 
 
 @njit(cache=True, nogil=True)
-def _sum_and_step(flat, grads, groups, offs, dots, slots, transposed, hyper, step, t, n_threads,
-                  out):
+def _sum_and_step(flat, grads, groups, offs, dots, sparse, slots, transposed, hyper, step, t,
+                  n_threads, out):
     """Thread t's share of the sum G = G_0 + G_1 + ... (``groups`` as for :func:`_add_groups`)
     and the step: of every layer, the rows of W for its share of the inputs and its share of
     the biases (any number of threads gives the same bits: every sum runs in group order). A
@@ -302,9 +323,13 @@ def _sum_and_step(flat, grads, groups, offs, dots, slots, transposed, hyper, ste
     transposed (in wt, ``grads`` and the slots ``transposed``): its share there is the columns
     i0 .. i1 of each of its n_out rows (the step reads the weight decay at those offsets too: it
     is the same for every weight), and nothing when ``dots`` = (use, wt, fused) says its step
-    was fused into the product. With ``out`` not empty, the sums go there instead, in the flat
-    layout, and nothing is stepped."""
+    was fused into the product. ``sparse`` = (csc, dz_all), not empty when the first layer takes
+    X's non-zeros: its weight gradient is not in the groups' buffers, and the thread's share of
+    it, rows i0 .. i1 of dW_0 = X.T @ dz_1, is summed from X's columns i0 .. i1 into grads[0]
+    there (each column's sum in the order of X's rows: the same bits on any thread). With
+    ``out`` not empty, the sums go there instead, in the flat layout, and nothing is stepped."""
     use, wt, fused = dots
+    csc, dz_all = sparse
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         i0, i1 = span(n_in, t, n_threads)
@@ -323,7 +348,10 @@ def _sum_and_step(flat, grads, groups, offs, dots, slots, transposed, hyper, ste
             if out.shape[0]:
                 _transpose_inputs(grads[0], out, w0, n_in, n_out, i0, i1, False)
         else:
-            _add_groups(grads, groups, p0, p1)
+            if l == 0 and csc[0].shape[0]:
+                sparse_column_sums(grads[0, p0:p1].reshape((i1 - i0, n_out)), csc, dz_all, i0)
+            else:
+                _add_groups(grads, groups, p0, p1)
             _step_or_copy(flat, grads[0, p0:p1], p0, p1, slots, hyper, step, out)
         c0, c1 = span(n_out, t, n_threads)
         _add_groups(grads, groups, b0 + c0, b0 + c1)
@@ -339,11 +367,30 @@ def groups_for(batch_size, block_rows, n_params, itemsize):
     return int(max(1, min(plan.MAX_GROUPS, n_blocks, by_memory)))
 
 
-def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None):
+def takes_nonzeros(inputs, X, order, batch_size):
+    """Whether the first layer takes X's non-zeros (:mod:`.lowlevel.sparse`): every minibatch
+    is all of X, each row once (full-batch gradient descent), and at most
+    SPARSE_MAX_DENSITY of X's elements are not zero. ``inputs``: the call's
+    :class:`.lowlevel.sparse.CompressedX` (None: never)."""
+    n = X.shape[0]
+    if (inputs is None or isinstance(X, np.memmap) or min(batch_size, order.shape[0]) != n
+            or order.shape[0] % n or max(X.shape) >= 2 ** 31
+            or inputs.density(X) > plan.SPARSE_MAX_DENSITY):
+        return False
+    epochs = order.shape[0] // n                # each minibatch's rows, counted apart
+    counts = np.bincount((order.reshape(epochs, n) + n * np.arange(epochs)[:, None]).ravel(),
+                         minlength=epochs * n)
+    return bool((counts == 1).all())
+
+
+def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
+               inputs=None):
     """Run all minibatches in the rows scheme on ``how.threads`` threads (:func:`rows_worker`
     on pool threads, or in the calling thread alone), in blocks of ``how.chunk`` rows (``how``:
     the call's :class:`.plan.Plan`), with every buffer allocated here, before any worker
-    starts. ``out``: see :func:`rows_worker` (None: step)."""
+    starts. ``out``: see :func:`rows_worker` (None: step). ``inputs``: a
+    :class:`.lowlevel.sparse.CompressedX` for X, when the first layer may take its non-zeros
+    (:func:`takes_nonzeros`)."""
     flat = net.flat
     out = flat[:0] if out is None else out
     block_rows = int(how.chunk)
@@ -358,6 +405,19 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
             np.zeros(n_groups, dtype=np.int64))
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)
+    X = data.X
+    if takes_nonzeros(inputs, X, data.order, batch_size):
+        csr, csc = inputs.compressed(X)
+        sparse = (csr, csc, np.empty((X.shape[0], offs[0, 3]), flat.dtype))
+        use[0] = False                          # its W row-major, as the sparse products read it
+        # each minibatch in X's order: a full batch's gradient is a sum over all rows in any
+        # order, and the compressed rows are then read as they lie (shuffled, they were read
+        # from all over memory, and the step lost what the non-zeros won: "Sparse inputs")
+        n = X.shape[0]
+        data = data._replace(order=np.tile(np.arange(n, dtype=np.int64), data.order.shape[0] // n))
+    else:
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int32), flat[:0])
+        sparse = (none, none, np.empty((0, 0), flat.dtype))
     n_dots = flat.shape[0] if use.any() else 0
     state1, state2 = slots.state1, slots.state2
     dots = (use, np.empty(n_dots, flat.dtype), np.empty(min(n_dots, state1.shape[0]), flat.dtype),
@@ -368,7 +428,7 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
 
     def work_of(t):
         rows_worker((np.int64(t), np.int64(n_threads), sync, np.int64(yield_fn)), net, data,
-                    batch_size, slots, hyper, step, sizes, work, blas, dots, stats, out)
+                    batch_size, slots, hyper, step, sizes, work, blas, dots, sparse, stats, out)
 
     run_on_threads(work_of, n_threads)
 

@@ -1,7 +1,7 @@
 """Twins of the compiled kernels: each function has the name and the arguments of a kernel in
-fastmlp.engine.kernels, .optimizer, .lowlevel.tiles or .lowlevel.dots (outputs first, written in
-place; codes for activations and heads; ``blas`` accepted and unused). tests/test_twins.py finds
-every compiled kernel's twin by name."""
+fastmlp.engine.kernels, .optimizer, .lowlevel.tiles, .lowlevel.dots or .lowlevel.sparse
+(outputs first, written in place; codes for activations and heads; ``blas`` accepted and
+unused). tests/test_twins.py finds every compiled kernel's twin by name."""
 
 import numpy as np
 
@@ -9,7 +9,7 @@ from ..codes import ACTIVATIONS, HEADS, OPT_ADAM
 from .ops import (activation_forward, activation_grad, dense, dense_grads, head_output, sigmoid,
                   subset_correct)
 
-__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "RANK_ADD", "RANK_STEP", "RANK_WRITE", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "squared_error_backward", "update_block"]
+__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "RANK_ADD", "RANK_STEP", "RANK_WRITE", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "sparse_column_sums", "sparse_rows_epilogue", "squared_error_backward", "update_block"]
 
 
 
@@ -270,6 +270,32 @@ def dot_rank_update(Gt, A_rows, a_col, D, mode, lr, fetch_rows):
     S = D.T @ A
     Gt[...] = (S if mode == RANK_WRITE else Gt + S if mode == RANK_ADD
                else Gt - Gt.dtype.type(lr) * S)
+
+
+def _dense(compressed, n_cols, picked):
+    """Rows ``picked`` of the matrix whose rows are ``compressed`` = (ptr, idx, val), dense."""
+    ptr, idx, val = compressed
+    out = np.zeros((len(picked), n_cols), dtype=val.dtype)
+    for r, i in enumerate(picked):
+        out[r, idx[ptr[i]:ptr[i + 1]]] = val[ptr[i]:ptr[i + 1]]
+    return out
+
+
+def sparse_rows_epilogue(C, rows, csr, W, epi, e_addr):
+    """C = X[rows] @ W, X's rows given by their non-zeros ``csr`` = (ptr, idx, val), then + b
+    (b at address e_addr) or relu(. + b) by ``epi``."""
+    m, n = C.shape
+    Z = _dense(csr, W.shape[0], rows) @ W
+    if epi in (EPI_BIAS, EPI_BIAS_RELU):
+        Z = Z + _rows_at([e_addr], n, C.dtype)[0]
+    C[...] = np.maximum(Z, 0) if epi == EPI_BIAS_RELU else Z
+
+
+def sparse_column_sums(G, csc, D, k0):
+    """G = (X.T @ D)[k0:k0 + k] for G (k, n), X's columns given by their non-zeros ``csc`` =
+    (ptr, idx, val): rows k0 .. of the weight gradient X.T @ D."""
+    k = G.shape[0]
+    G[...] = _dense(csc, D.shape[0], range(k0, k0 + k)) @ D
 
 
 def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, step, blas=None):
