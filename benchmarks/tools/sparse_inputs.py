@@ -24,6 +24,14 @@ paired, interleaved rounds; each sparse result is checked against NumPy first.
 
 ``--density D`` zeroes a random share of X's non-zeros (fixed seed) until D of its elements
 are non-zero: the same pixels' layout, thinned, to find the density where sparse stops paying.
+
+``--steps MODEL`` times whole full-batch steps in the engine instead (``engine.train``, rows
+scheme, shuffled epochs, plain SGD, float32), dense against the non-zeros (a
+``CompressedX`` passed, X compressed once before the timing, as ``MLP.fit`` does; at any
+density, SPARSE_MAX_DENSITY set aside), at each
+``--threads`` count; ms per step, medians of paired, interleaved rounds of ``--epochs`` steps:
+
+    python -m benchmarks.tools.sparse_inputs --steps 784-20-10 --threads 1 2
 """
 
 import argparse
@@ -193,6 +201,45 @@ def compare(X, n, rounds):
     return {name: float(np.median(t)) for name, t in times.items()}, dots
 
 
+def engine_steps(X, layers, threads, rounds, epochs):
+    """{"dense" / "non-zeros": median ms per full-batch step} of ``layers`` on X at
+    ``threads`` threads, and the median ratio of the paired rounds."""
+    from fastmlp import engine
+    from fastmlp.codes import ACTIVATIONS, HEADS
+    from fastmlp.engine.lowlevel.sparse import CompressedX
+    from fastmlp.params import init_params
+
+    n = X.shape[0]
+    y = np.random.default_rng(0).integers(0, layers[-1], n)
+    order = np.concatenate([np.random.default_rng(e).permutation(n)
+                            for e in range(epochs)]).astype(np.int64)
+    start = init_params(layers, "he", np.random.default_rng(1), np.float32)
+    inputs = CompressedX()
+    inputs.compressed(X)
+    engine.plan.SPARSE_MAX_DENSITY = 1.0        # the non-zeros at any density: the crossover
+
+    def run(compressed):
+        flat = start.copy()
+        net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
+        batches = engine.Batches(X, y, np.zeros((0, layers[-1]), np.float32), order, n,
+                                 compressed=compressed)
+        with engine.tuner.fixed():
+            began = time.perf_counter()
+            stats = engine.train(net, engine.OptimizerState("sgd", flat.size, np.float32),
+                                 batches, engine.Hyper.of("sgd", 0.1), threads, guard=False)
+        if stats.engine != "numba":
+            raise RuntimeError("the compiled engine did not run (set FASTMLP_COMPILE=wait)")
+        return 1e3 * (time.perf_counter() - began) / epochs
+
+    run(None), run(inputs)
+    times = {"dense": [], "non-zeros": []}
+    for _ in range(rounds):
+        times["dense"].append(run(None))
+        times["non-zeros"].append(run(inputs))
+    ratio = np.median(np.array(times["dense"]) / np.array(times["non-zeros"]))
+    return {k: float(np.median(v)) for k, v in times.items()}, float(ratio)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=("mnist", "fashion"), default="mnist")
@@ -201,10 +248,24 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--density", type=float, default=None,
                         help="thin X's non-zeros at random to this share of its elements")
+    parser.add_argument("--steps", metavar="MODEL", help="time engine steps of MODEL (784-20-10)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--epochs", type=int, default=50, help="steps per round (--steps)")
     args = parser.parse_args(argv)
     X = _data(args.data, args.rows)
     if args.density is not None:
         X = thinned(X, args.density)
+    if args.steps:
+        layers = tuple(int(v) for v in args.steps.replace(",", "-").split("-"))
+        print(f"{args.data}: {X.shape[0]} rows, {np.mean(X != 0):.0%} non-zero; {args.steps} "
+              f"full batch, ms per step, medians of {args.rounds} interleaved rounds of "
+              f"{args.epochs} steps\n\n| threads | dense | non-zeros | paired ratio |\n"
+              "|---|---|---|---|")
+        for t in args.threads:
+            ms, ratio = engine_steps(X, layers, t, args.rounds, args.epochs)
+            print(f"| {t} | {ms['dense']:.2f} | {ms['non-zeros']:.2f} | {ratio:.2f}x |",
+                  flush=True)
+        return
     print(f"{args.data}: {X.shape[0]} rows, {np.mean(X != 0):.0%} non-zero; ms per pass over "
           f"the rows, medians of {args.rounds} interleaved rounds, 1 thread\n")
     print("| N | dense (its products) | sparse forward | sparse gradient, scatter | "

@@ -198,6 +198,8 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
     search = None if engine == "numpy" else _search(net, batches.batch_size, chosen)
+    if search is not None and chosen.scheme == "rows":
+        rows.compress_ahead(batches, net.flat.dtype)
     raw = new_stats(-(-len(batches.order) // batches.batch_size) if trace else 0)
     with np.errstate(over="ignore", invalid="ignore"):
         if search is None:
