@@ -4,7 +4,9 @@ Each loop is written as its notebook wrote it — vectorised NumPy, float64, its
 003 keep samples in columns), its initialisation, rate and step count — and trained on the same
 data as fastmlp's equivalent ``MLP.fit``: the first 8000 images of the real MNIST test set
 (../shared/data/mnist, or FASTMLP_MNIST_DIR) for training, the last 2000 for the accuracy.
-Rounds alternate notebook and fastmlp; the figures are medians.
+Rounds alternate notebook and fastmlp; the figures are medians. "fastmlp / floor": fastmlp's
+median time over the GEMM floor of its fit (the matrix-product FLOPs of every sample it trains
+on, at this machine's sgemm rate on the threads it runs, :mod:`fastmlp.flops`).
 
     python -m benchmarks.notebooks                 # all five, 3 rounds
     python -m benchmarks.notebooks --only 000 --scale 0.2 --threads 1
@@ -23,6 +25,7 @@ import numpy as np
 
 from fastmlp import MLP
 from fastmlp.bench import SETTLE_SECONDS
+from fastmlp.flops import floor_seconds, gemm_gflops
 from fastmlp.engine.lowlevel.threads import available_cores, thread_limits
 
 N_TRAIN = 8000
@@ -175,9 +178,11 @@ def notebooks(scale=1.0):
 
 
 def run(only=None, scale=1.0, rounds=3, threads=None):
-    """Rows of (name, notebook s, fastmlp s, ratio, notebook accuracy, fastmlp accuracy)."""
+    """Rows of (name, notebook s, fastmlp s, ratio, notebook accuracy, fastmlp accuracy,
+    fastmlp s over its GEMM floor)."""
     X, y, Xt, yt = mnist()
     threads = threads or available_cores()
+    gflops = gemm_gflops(threads)
     rows = []
     for name, (loop, (model_kw, fit_kw)) in notebooks(scale).items():
         if only and not any(name.startswith(o) for o in only):
@@ -203,10 +208,13 @@ def run(only=None, scale=1.0, rounds=3, threads=None):
                 times["fastmlp"].append(seconds)
                 acc["fastmlp"] = float(np.mean(model.predict(Xt) == yt))
         ratios = [a / b for a, b in zip(times["notebook"], times["fastmlp"])]
-        rows.append((name, statistics.median(times["notebook"]), statistics.median(times["fastmlp"]),
-                     statistics.median(ratios), acc["notebook"], acc["fastmlp"]))
+        epochs = fit_kw["epochs"]
+        floor = floor_seconds(model_kw["layers"], epochs * N_TRAIN, gflops)
+        fast = statistics.median(times["fastmlp"])
+        rows.append((name, statistics.median(times["notebook"]), fast, statistics.median(ratios),
+                     acc["notebook"], acc["fastmlp"], fast / floor))
         print(f"| {name} | {rows[-1][1]:.2f} | {rows[-1][2]:.2f} | {rows[-1][3]:.1f}x | "
-              f"{acc['notebook']:.3f} | {acc['fastmlp']:.3f} |", flush=True)
+              f"{acc['notebook']:.3f} | {acc['fastmlp']:.3f} | {rows[-1][6]:.2f}x |", flush=True)
     return rows
 
 
@@ -220,7 +228,7 @@ def main(argv=None):
     print(f"{N_TRAIN} training images, {args.rounds} rounds, threads "
           f"{args.threads or available_cores()}, scale {args.scale}\n")
     print("| notebook | its NumPy loop s | fastmlp s | speed-up (paired median) | its accuracy "
-          "| fastmlp accuracy |\n|---|---|---|---|---|---|")
+          "| fastmlp accuracy | fastmlp / floor |\n|---|---|---|---|---|---|---|")
     run(args.only, args.scale, args.rounds, args.threads)
 
 
