@@ -1,7 +1,8 @@
-"""The first layer on X's non-zeros (fastmlp.engine.lowlevel.sparse, the rows scheme's full
-batch): the compressed forms against NumPy, the two products against NumPy and their reference
-twins at every edge of their vectors, the choice of the path, and whole training runs against
-the reference: trajectories, finite differences, thread counts and row orders."""
+"""The first layer on X's non-zeros (fastmlp.engine.lowlevel.sparse; the rows scheme's full
+batch, the units scheme's minibatches): the compressed forms against NumPy, the products against
+NumPy and their reference twins at every edge of their vectors, the choice of the path, and
+whole training runs against the reference: trajectories, finite differences, thread counts and
+row orders."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,12 @@ import helpers  # noqa: I001 (the tests folder is on sys.path)
 
 from fastmlp import MLP, engine, reference
 from fastmlp.codes import ACTIVATIONS, HEADS
+from fastmlp.engine import units
+from fastmlp.engine.lowlevel.blas import blas_handle
 from fastmlp.engine.lowlevel.sparse import (MAX_VECTORS, CompressedX, compress,
-                                            sparse_column_sums, sparse_rows_epilogue)
+                                            sparse_column_sums, sparse_rank_update,
+                                            sparse_rows_epilogue)
+from fastmlp.engine.optimizer import Slots, update_block, update_block_nonzeros
 from fastmlp.engine.lowlevel.threads import thread_limits
 from fastmlp.engine.lowlevel.tiles import EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, VECTOR_BYTES
 from fastmlp.engine.rows import takes_nonzeros
@@ -100,6 +105,72 @@ def test_sparse_column_sums(dtype):
             np.testing.assert_allclose(G, twin, rtol=TOL[dtype], atol=TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_rank_update(dtype):
+    """C = alpha * X[rows].T @ D + beta * C for whole vectors of units (one, several, a pass of
+    MAX_VECTORS and past it), into a block of a bigger array, rows repeated and an all-zero
+    one; beta 0 writes C without reading it (NaN there stays out)."""
+    rng = np.random.default_rng(9)
+    X = mostly_zero(rng, 40, 37, dtype)
+    csr, _ = compress(X)
+    rows = np.array([3, 20, 3, 0, 39, 17, 5, 8, 8], dtype=np.int64)
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    for n in (lanes, 2 * lanes, MAX_VECTORS * lanes, (MAX_VECTORS + 1) * lanes):
+        D = rng.standard_normal((len(rows), n)).astype(dtype)
+        S = np.empty((37, n + lanes), dtype)            # a wider scratch, as a thread's
+        for alpha, beta in ((1.0, 0.0), (1.0, 1.0), (-0.1, 0.999)):
+            frame = np.full((37, n + 2), np.nan, dtype)
+            C = frame[:, 1:1 + n]
+            if beta:
+                C[...] = rng.standard_normal(C.shape)
+            start = C.astype(np.float64)
+            sparse_rank_update(C, rows, csr, D, alpha, beta, S)
+            want = alpha * (X[rows].T.astype(np.float64) @ D) + (beta * start if beta else 0)
+            helpers.assert_relative_close(C, want, TOL[dtype])
+            assert np.isnan(frame[:, 0]).all() and np.isnan(frame[:, -1]).all()
+            twin = start.astype(dtype)
+            reference.sparse_rank_update(twin, rows, csr, D, alpha, beta, S)
+            helpers.assert_relative_close(C, twin, TOL[dtype])
+
+
+@pytest.mark.parametrize("opt,kw,grad", [("sgd", {}, False), ("sgd", {"momentum": 0.9}, False),
+                                         ("sgd", {"weight_decay": 0.01}, False),
+                                         ("adam", {}, True), ("sgd", {"momentum": 0.9}, True)])
+def test_update_block_nonzeros_matches_update_block_on_the_dense_rows(opt, kw, grad):
+    """A first layer's block step from the rows' non-zeros against the same step from the rows
+    themselves (compiled) and the twin, float64: every optimizer path, fused or through the
+    gradient (a second piece accumulated)."""
+    rng = np.random.default_rng(10)
+    n_in, n_out = 23, 24
+    X = mostly_zero(rng, 30, n_in)
+    csr, _ = compress(X)
+    rows = rng.integers(0, 30, 12).astype(np.int64)
+    hyper = engine.Hyper.of(opt, 0.05, **kw)
+    size = n_in * n_out + n_out
+    start = rng.standard_normal(size)
+    blk = tuple(np.int64(v) for v in (0, n_in * n_out, n_in, n_out, 0, n_in, 8, 24, 8, 24))
+    dz = rng.standard_normal((12, n_out))
+    runs = []
+    for how in ("dense", "nonzeros", "twin"):
+        flat = start.copy()
+        state1 = np.zeros(size) if kw.get("momentum") or opt == "adam" else np.zeros(0)
+        slots = Slots(state1, np.zeros(size if opt == "adam" else 0),
+                      np.zeros(size if grad else 0), np.zeros(0))
+        for piece, accumulate in ((0, False), (1, True)) if grad else ((0, False),):
+            args = (flat, slots, blk)
+            tail = (dz, accumulate, hyper, hyper.opt if piece or not grad else -1, 1)
+            if how == "dense":
+                update_block(*args, X[rows], np.zeros(0, np.int64), *tail, blas_handle())
+            elif how == "nonzeros":
+                update_block_nonzeros(*args, rows, csr, *tail, np.empty((n_in, 16)))
+            else:
+                reference.update_block_nonzeros(*args, rows, csr, *tail, None)
+        runs.append(flat)
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(runs[1], runs[2], rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(runs[1], start)
+
+
 def test_compressed_x_is_made_once_per_array():
     rng = np.random.default_rng(3)
     X, other = mostly_zero(rng, 20, 8), mostly_zero(rng, 20, 8)
@@ -126,15 +197,27 @@ def test_takes_nonzeros_only_for_full_batches_of_mostly_zero_x(monkeypatch):
     assert not takes_nonzeros(CompressedX(), X, epochs, n)
 
 
+def test_units_take_nonzeros_for_pieces_of_enough_rows_and_whole_vectors():
+    rng = np.random.default_rng(11)
+    X = mostly_zero(rng, 50, 10, np.float32)
+    lanes = VECTOR_BYTES // 4
+    assert units.takes_nonzeros(CompressedX(), X, 4 * lanes, 2, 32)
+    assert not units.takes_nonzeros(None, X, 4 * lanes, 2, 32)
+    assert not units.takes_nonzeros(CompressedX(), X, 4 * lanes, 2, 31)    # few rows a piece
+    assert not units.takes_nonzeros(CompressedX(), X, 3 * lanes, 2, 32)    # 1.5 vectors a block
+    assert not units.takes_nonzeros(CompressedX(), np.ones((50, 10), np.float32), 4 * lanes,
+                                    2, 32)
+
+
 def _train(eng, X, y, layers, order, hyper, act="relu", head="softmax", w=None, threads=1,
-           compressed=True):
-    """Weights and statistics after full-batch training (minibatches of X.shape[0] rows) on
-    ``eng`` ("numba" or the reference "numpy"), from the same start."""
+           compressed=True, batch=None):
+    """Weights and statistics after training on minibatches of ``batch`` rows (None: full
+    batch, X.shape[0]) on ``eng`` ("numba" or the reference "numpy"), from the same start."""
     flat = init_params(layers, "he", np.random.default_rng(5), X.dtype)
     net = engine.Network(flat, layers, ACTIVATIONS.index(act), HEADS.index(head))
     state = engine.OptimizerState(hyper.opt_name, flat.size, X.dtype)
     Y = np.zeros((0, layers[-1]), X.dtype)
-    batches = engine.Batches(X, y, Y, order, X.shape[0], w,
+    batches = engine.Batches(X, y, Y, order, batch or X.shape[0], w,
                              compressed=CompressedX() if compressed else None)
     with thread_limits(threads, 1):
         stats = engine.train(net, state, batches, hyper.hyper, threads, eng, guard=False)
@@ -233,3 +316,74 @@ def test_fit_full_batch_on_mostly_zero_x_matches_the_reference():
         runs.append((hist["loss"], model._flat.copy()))
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10)
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch,act,opt", [(40, "relu", _Opt("sgd", lr=0.1)),
+                                           (300, "sigmoid", _Opt("sgd", lr=0.05, momentum=0.9)),
+                                           (64, "tanh", _Opt("adam", lr=0.01))])
+def test_units_minibatches_on_nonzeros_match_the_reference(batch, act, opt, monkeypatch):
+    """Three epochs of minibatches in the units scheme on a mostly-zero X (one minibatch in
+    pieces of 128 rows, one smaller last minibatch, rows drawn with replacement in the first
+    case), the first layer from the non-zeros, against the reference, float64: to 1e-10."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "units")
+    rng = np.random.default_rng(batch)
+    n, layers = 330, (40, 16, 10)
+    X = mostly_zero(rng, n, 40)
+    y = rng.integers(0, 10, n)
+    w = rng.random(n) + 0.5
+    order = (rng.integers(0, n, 3 * n) if batch == 40 else
+             np.concatenate([rng.permutation(n) for _ in range(3)])).astype(np.int64)
+    how = engine.plan_training(1, batch, layers, len(order))
+    assert how.scheme == "units" and units.takes_nonzeros(
+        CompressedX(), X, layers[1], how.parts, min(batch, how.chunk))
+    got, got_stats = _train("numba", X, y, layers, order, opt, act, w=w, batch=batch)
+    want, want_stats = _train("numpy", X, y, layers, order, opt, act, w=w, batch=batch)
+    assert got_stats.engine == "numba"
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert abs(got_stats.loss_sum - want_stats.loss_sum) <= 1e-10 * abs(want_stats.loss_sum)
+
+
+def test_units_on_nonzeros_same_bits_on_any_thread_count(monkeypatch):
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "units")
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)
+    monkeypatch.setattr(engine.plan, "MIN_UNITS_PER_THREAD", 1)
+    monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)
+    rng = np.random.default_rng(12)
+    n, layers = 256, (64, 32, 10)
+    X = mostly_zero(rng, n, 64, np.float32)
+    y = rng.integers(0, 10, n)
+    order = np.concatenate([rng.permutation(n) for _ in range(2)]).astype(np.int64)
+    how = engine.plan_training(2, 64, layers, len(order))
+    assert how.parts == 2 and units.takes_nonzeros(CompressedX(), X, 32, 2, 64)
+    runs = [_train("numba", X, y, layers, order, _Opt("sgd", lr=0.1), threads=t, batch=64)[0]
+            for t in (1, 2)]
+    assert np.array_equal(runs[0], runs[1])
+    dense = _train("numba", X, y, layers, order, _Opt("sgd", lr=0.1), batch=64,
+                   compressed=False)[0]
+    assert not np.array_equal(runs[0], dense)
+    np.testing.assert_allclose(runs[0], dense, rtol=1e-4, atol=1e-5)
+
+
+def test_units_step_on_nonzeros_matches_finite_differences(monkeypatch):
+    """One SGD step of lr 1 on a minibatch of all 40 rows in the units scheme, the first layer
+    (32 units, whole vectors) from the non-zeros: flat0 - flat1 against central differences."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "units")
+    monkeypatch.setattr(engine.plan, "SPARSE_MAX_DENSITY", 0.5)
+    rng = np.random.default_rng(13)
+    layers = (12, 16, 3)
+    X = mostly_zero(rng, 40, 12, density=0.3)
+    y = rng.integers(0, 3, 40)
+    Y = np.zeros((0, 3))
+    flat = helpers.off_the_kinks(layers, X)
+    stepped = flat.copy()
+    net = engine.Network(stepped, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
+    batches = engine.Batches(X, y, Y, np.arange(40, dtype=np.int64), 40, compressed=CompressedX())
+    how = engine.plan_training(1, 40, layers, 40)
+    assert how.scheme == "units" and units.takes_nonzeros(CompressedX(), X, 16, how.parts, 40)
+    engine.train(net, engine.OptimizerState("sgd", 0, np.float64), batches,
+                 engine.Hyper.of("sgd", 1.0), 1, guard=False)
+    numeric = helpers.central_differences(
+        lambda f: reference.loss_and_grad(layer_views(f, layers), X, y, Y, "relu", "softmax")[0],
+        flat)
+    err = np.abs((flat - stepped) - numeric)
+    assert err.max() < 1e-7 and err.mean() < 1e-8, f"max abs error {err.max():.3g}"

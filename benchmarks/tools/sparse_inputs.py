@@ -9,11 +9,10 @@ each N units:
 - forward, CSR (``sparse_rows_epilogue``): ``Z[i] = relu(b + sum_p x_p * W[k_p])``;
 - weight gradient, CSC (``sparse_column_sums``): ``dW[k] = sum_p x_p * dz[r_p]`` over the
   non-zeros of column k of X (dz of all rows kept: a pass over all rows before the gradient);
-- weight gradient, CSR scatter, a prototype here (not in the engine): ``dW[k_p] += x_p * dz[i]``
-  for each non-zero of each row (a load, multiply-add and store of dW's row k_p, up to
-  MAX_VECTORS vectors of units a pass); only for N a multiple of the vector's lanes (a masked
-  store per non-zero was several times slower on this machine: docs/performance.md, "Sparse
-  inputs").
+- weight gradient, CSR scatter (``sparse_rank_update``, the units scheme's): ``S[k_p] += x_p *
+  dz[i]`` for each non-zero of each row into a zeroed scratch S, then G += S; only for N a
+  whole number of vectors (a masked store per non-zero was several times slower on this
+  machine: docs/performance.md, "Sparse inputs").
 
 Dense: the engine's products for that layer (``dots_pay``: dot products, else the tiles), as
 benchmarks/tools/narrow_products.py runs them. Milliseconds per pass over the rows, medians of
@@ -25,13 +24,15 @@ paired, interleaved rounds; each sparse result is checked against NumPy first.
 ``--density D`` zeroes a random share of X's non-zeros (fixed seed) until D of its elements
 are non-zero: the same pixels' layout, thinned, to find the density where sparse stops paying.
 
-``--steps MODEL`` times whole full-batch steps in the engine instead (``engine.train``, rows
-scheme, shuffled epochs, plain SGD, float32), dense against the non-zeros (a
+``--steps MODEL`` times whole steps in the engine instead (``engine.train``, full batch or
+``--batch B`` rows, shuffled epochs or ``--drawn`` with replacement, plain SGD, float32, the
+scheme the plan picks), dense against the non-zeros (a
 ``CompressedX`` passed, X compressed once before the timing, as ``MLP.fit`` does; at any
 density, SPARSE_MAX_DENSITY set aside), at each
 ``--threads`` count; ms per step, medians of paired, interleaved rounds of ``--epochs`` steps:
 
     python -m benchmarks.tools.sparse_inputs --steps 784-20-10 --threads 1 2
+    python -m benchmarks.tools.sparse_inputs --steps 784-128-10 --batch 128 --drawn --act sigmoid
 """
 
 import argparse
@@ -40,87 +41,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from fastmlp.engine.lowlevel.dots import dots_pay
-from fastmlp.engine.lowlevel.intrinsics import int64s
-from fastmlp.engine.lowlevel.sparse import (MAX_VECTORS, compress, sparse_column_sums,
+from fastmlp.engine.lowlevel.sparse import (compress, sparse_column_sums, sparse_rank_update,
                                             sparse_rows_epilogue)
-from fastmlp.engine.lowlevel.tiles import EPI_BIAS_RELU, VECTOR_BYTES, _splat, _vector_helpers
+from fastmlp.engine.lowlevel.tiles import EPI_BIAS_RELU, VECTOR_BYTES
 
 from .narrow_products import BLOCK, _blocks
 
 LANES = VECTOR_BYTES // 4                       # float32 lanes per vector
 
 
-@intrinsic
-def _scatter(typingctx, vectors, g, d, x, like):
-    """G[idx[p], :vectors * lanes] += val[p] * d over the ``count`` entries of x = (idx_addr,
-    val_addr, count) (idx int32), G at g = (addr, ldg), d = (d_addr,) a row of dz; ``vectors`` a
-    literal; float32, no mask."""
-    if not isinstance(vectors, types.IntegerLiteral):
-        return None
-    sig = types.void(vectors, g, d, x, like)
-    NV = vectors.literal_value
-
-    def codegen(context, builder, signature, args):
-        g_v, ldg_v, d_v, idx_v, val_v, count_v = (
-            v for t, arg in zip(signature.args[1:4], args[1:4])
-            for v in int64s(context, builder, t, arg))
-        fl = context.get_value_type(signature.args[4])
-        vt = _vector_helpers(context, builder, fl)[0]
-        fma = _vector_helpers(context, builder, fl)[3]
-        i64 = ir.IntType(64)
-
-        def at(addr):
-            return builder.inttoptr(addr, vt.as_pointer())
-
-        d_vecs = [builder.load(at(builder.add(d_v, ir.Constant(i64, v * VECTOR_BYTES))), align=4)
-                  for v in range(NV)]
-        idx = builder.inttoptr(idx_v, ir.IntType(32).as_pointer())
-        val = builder.inttoptr(val_v, fl.as_pointer())
-        row_bytes = builder.mul(ldg_v, ir.Constant(i64, 4))
-        with cgutils.for_range(builder, count_v) as loop:
-            k = builder.sext(builder.load(builder.gep(idx, [loop.index])), i64)
-            x_p = _splat(builder, builder.load(builder.gep(val, [loop.index])), vt)
-            row = builder.add(g_v, builder.mul(k, row_bytes))
-            for v in range(NV):
-                addr = at(builder.add(row, ir.Constant(i64, v * VECTOR_BYTES)))
-                builder.store(builder.call(fma, [x_p, d_vecs[v], builder.load(addr, align=4)]),
-                              addr, align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit
-def _scatter_gradient(G, csr, D, r0, r1):
-    """G += X[r0:r1].T @ D[:r1 - r0] by rows of X in CSR; G's width a multiple of LANES."""
-    ptr, idx, val = csr
-    n = G.shape[1]
-    for i in range(r0, r1):
-        x = (idx.ctypes.data + ptr[i] * 4, val.ctypes.data + ptr[i] * 4, ptr[i + 1] - ptr[i])
-        for j0 in range(0, n, MAX_VECTORS * LANES):
-            g = (G.ctypes.data + j0 * 4, n)
-            d = (D.ctypes.data + (i - r0) * D.strides[0] + j0 * 4,)
-            vectors = min(MAX_VECTORS * LANES, n - j0) // LANES     # as a literal
-            if vectors == 4:
-                _scatter(4, g, d, x, np.float32(0))
-            elif vectors == 3:
-                _scatter(3, g, d, x, np.float32(0))
-            elif vectors == 2:
-                _scatter(2, g, d, x, np.float32(0))
-            else:
-                _scatter(1, g, d, x, np.float32(0))
-
-
-@njit
-def _sparse_pass(Z, G, csr, W, b, D, forward, scatter):
-    """Over all rows of X in blocks of BLOCK: the forward pass (the engine's), then
-    (``scatter``) the block's weight gradient by rows, as the rows scheme would run them."""
+def _sparse_pass(Z, G, csr, W, b, D, forward, scatter, S):
+    """Over all rows of X in blocks of BLOCK: the forward pass, then (``scatter``) the block's
+    weight gradient by rows added into G (scratch S), by the engine's kernels."""
     n_rows = csr[0].shape[0] - 1
     for r0 in range(0, n_rows, BLOCK):
         r1 = min(r0 + BLOCK, n_rows)
@@ -128,7 +64,7 @@ def _sparse_pass(Z, G, csr, W, b, D, forward, scatter):
             sparse_rows_epilogue(Z[:r1 - r0], np.arange(r0, r1), csr, W, EPI_BIAS_RELU,
                                  b.ctypes.data)
         if scatter:
-            _scatter_gradient(G, csr, D, r0, r1)
+            sparse_rank_update(G, np.arange(r0, r1), csr, D[:r1 - r0], 1.0, 1.0, S)
 
 
 def thinned(X, density, seed=0):
@@ -169,7 +105,8 @@ def compare(X, n, rounds):
     csr, csc = compress(X)
     scatter = n % LANES == 0
     # checked against NumPy on the last block and on all rows before any timing
-    _sparse_pass(Z, G, csr, W, b, D, True, scatter)
+    S = np.empty((k, n), np.float32)
+    _sparse_pass(Z, G, csr, W, b, D, True, scatter, S)
     last = (n_rows - 1) // BLOCK * BLOCK
     np.testing.assert_allclose(Z[:n_rows - last], np.maximum(X[last:] @ W + b, 0), atol=1e-4)
     if scatter:
@@ -185,11 +122,12 @@ def compare(X, n, rounds):
     addr = np.zeros(BLOCK, np.int64)
     runs = {
         "dense": lambda: _blocks(X, B, b, Z, D, G_dense, addr, 1, dots, True, True),
-        "sparse forward": lambda: _sparse_pass(Z, G, csr, W, b, D, True, False),
+        "sparse forward": lambda: _sparse_pass(Z, G, csr, W, b, D, True, False, S),
         "sparse gradient, CSC": lambda: sparse_column_sums(G, csc, D_all, 0),
     }
     if scatter:
-        runs["sparse gradient, scatter"] = lambda: _sparse_pass(Z, G, csr, W, b, D, False, True)
+        runs["sparse gradient, scatter"] = lambda: _sparse_pass(Z, G, csr, W, b, D, False, True,
+                                                                S)
     for run in runs.values():
         run()
     times = {name: [] for name in runs}
@@ -201,18 +139,24 @@ def compare(X, n, rounds):
     return {name: float(np.median(t)) for name, t in times.items()}, dots
 
 
-def engine_steps(X, layers, threads, rounds, epochs):
-    """{"dense" / "non-zeros": median ms per full-batch step} of ``layers`` on X at
-    ``threads`` threads, and the median ratio of the paired rounds."""
+def engine_steps(X, layers, threads, rounds, steps, batch=None, act="relu", drawn=False):
+    """{"dense" / "non-zeros": median ms per step} of ``layers`` on X at ``threads`` threads,
+    and the median ratio of the paired rounds: full batch (``batch`` None: shuffled epochs), or
+    minibatches of ``batch`` rows from shuffled epochs or ``drawn`` with replacement."""
     from fastmlp import engine
     from fastmlp.codes import ACTIVATIONS, HEADS
     from fastmlp.engine.lowlevel.sparse import CompressedX
     from fastmlp.params import init_params
 
     n = X.shape[0]
-    y = np.random.default_rng(0).integers(0, layers[-1], n)
-    order = np.concatenate([np.random.default_rng(e).permutation(n)
-                            for e in range(epochs)]).astype(np.int64)
+    batch = batch or n
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, layers[-1], n)
+    if drawn:
+        order = rng.integers(0, n, steps * batch).astype(np.int64)
+    else:
+        order = np.concatenate([rng.permutation(n) for _ in range(-(-steps * batch // n))])
+        order = order[:steps * batch].astype(np.int64)
     start = init_params(layers, "he", np.random.default_rng(1), np.float32)
     inputs = CompressedX()
     inputs.compressed(X)
@@ -220,8 +164,8 @@ def engine_steps(X, layers, threads, rounds, epochs):
 
     def run(compressed):
         flat = start.copy()
-        net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
-        batches = engine.Batches(X, y, np.zeros((0, layers[-1]), np.float32), order, n,
+        net = engine.Network(flat, layers, ACTIVATIONS.index(act), HEADS.index("softmax"))
+        batches = engine.Batches(X, y, np.zeros((0, layers[-1]), np.float32), order, batch,
                                  compressed=compressed)
         with engine.tuner.fixed():
             began = time.perf_counter()
@@ -229,7 +173,7 @@ def engine_steps(X, layers, threads, rounds, epochs):
                                  batches, engine.Hyper.of("sgd", 0.1), threads, guard=False)
         if stats.engine != "numba":
             raise RuntimeError("the compiled engine did not run (set FASTMLP_COMPILE=wait)")
-        return 1e3 * (time.perf_counter() - began) / epochs
+        return 1e3 * (time.perf_counter() - began) / steps
 
     run(None), run(inputs)
     times = {"dense": [], "non-zeros": []}
@@ -251,18 +195,26 @@ def main(argv=None):
     parser.add_argument("--steps", metavar="MODEL", help="time engine steps of MODEL (784-20-10)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--epochs", type=int, default=50, help="steps per round (--steps)")
+    parser.add_argument("--batch", type=int, default=None, help="minibatch rows (--steps; "
+                        "default: full batch)")
+    parser.add_argument("--act", default="relu", help="hidden activation (--steps)")
+    parser.add_argument("--drawn", action="store_true",
+                        help="minibatches drawn with replacement (--steps)")
     args = parser.parse_args(argv)
     X = _data(args.data, args.rows)
     if args.density is not None:
         X = thinned(X, args.density)
     if args.steps:
         layers = tuple(int(v) for v in args.steps.replace(",", "-").split("-"))
+        how = (f"batch {args.batch}{' drawn' if args.drawn else ''}" if args.batch
+               else "full batch")
         print(f"{args.data}: {X.shape[0]} rows, {np.mean(X != 0):.0%} non-zero; {args.steps} "
-              f"full batch, ms per step, medians of {args.rounds} interleaved rounds of "
+              f"{args.act}, {how}, ms per step, medians of {args.rounds} interleaved rounds of "
               f"{args.epochs} steps\n\n| threads | dense | non-zeros | paired ratio |\n"
               "|---|---|---|---|")
         for t in args.threads:
-            ms, ratio = engine_steps(X, layers, t, args.rounds, args.epochs)
+            ms, ratio = engine_steps(X, layers, t, args.rounds, args.epochs, args.batch,
+                                     args.act, args.drawn)
             print(f"| {t} | {ms['dense']:.2f} | {ms['non-zeros']:.2f} | {ratio:.2f}x |",
                   flush=True)
         return

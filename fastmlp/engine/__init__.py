@@ -51,11 +51,12 @@ class Batches(NamedTuple):
     head); ``w`` per-sample weights, or None for all 1. ``plan_rows``: the rows the call's plan
     is made for, 0 for ``len(order)``; an epoch cut into several calls passes its whole length,
     so that every call takes the same scheme and the cut does not change a bit. ``compressed``:
-    a :class:`CompressedX`, with which full-batch calls on a mostly-zero X take the first layer
-    from X's non-zeros (:func:`.rows.takes_nonzeros`), X compressed once for all the calls that
-    pass the same one (``MLP.fit`` passes one per fit); None: the dense products, always. The
-    choice depends on the data, the model and whether one is passed, never on how calls are
-    cut."""
+    a :class:`CompressedX`, with which calls on a mostly-zero X take the first layer from X's
+    non-zeros (full batches in the rows scheme, :func:`.rows.takes_nonzeros`; minibatches in the
+    units scheme, :func:`.units.takes_nonzeros`), X compressed once for all the calls that pass
+    the same one (``MLP.fit`` passes one per fit); None: the dense products, always. The choice
+    depends on the data, the model, the minibatch size and whether one is passed, never on how
+    calls are cut."""
     X: np.ndarray
     y: np.ndarray
     Y: np.ndarray
@@ -200,6 +201,8 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
     search = None if engine == "numpy" else _search(net, batches.batch_size, chosen)
     if search is not None and chosen.scheme == "rows":
         rows.compress_ahead(batches, net.flat.dtype)
+    elif search is not None and chosen.scheme == "units":
+        units.compress_ahead(batches, net.layers, chosen, net.flat.dtype)
     raw = new_stats(-(-len(batches.order) // batches.batch_size) if trace else 0)
     with np.errstate(over="ignore", invalid="ignore"):
         if search is None:
@@ -324,10 +327,11 @@ def train_batches(net, state, batches, hyper, stats=None):
     stats = new_stats() if stats is None else stats
     args = (how, Net(flat, offsets(layers), np.int64(net.act), np.int64(net.head)), data,
             int(batches.batch_size), slots, hyper, int(state.step), blas_handle(), stats)
-    if how.scheme == "rows":
-        rows.train_rows(*args, inputs=batches.compressed)
+    if how.scheme == "parts":
+        parts.train_parts(*args)
     else:
-        (units.train_units if how.scheme == "units" else parts.train_parts)(*args)
+        (rows.train_rows if how.scheme == "rows" else units.train_units)(
+            *args, inputs=batches.compressed)
     return stats
 
 

@@ -20,6 +20,7 @@ from numba import njit
 from ..codes import OPT_ADAM, OPTIMIZERS, code_of
 from ..params import weight_mask
 from .lowlevel.blas import gemm
+from .lowlevel.sparse import sparse_rank_update
 from .lowlevel.tiles import rank_update
 
 # error_model="numpy": a float division by zero gives inf or nan as in NumPy instead of raising,
@@ -186,23 +187,53 @@ def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, s
     over the block's ranges of the flat buffer.
     """
     w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1 = blk
+    C, alpha, beta = _product_target(flat, slots, blk, hyper, accumulate)
+    d = dz[:, j0:j1]
+    if a_rows.shape[0]:
+        rank_update(C, a_rows, s0, d, alpha, beta)
+    else:
+        gemm(blas, True, False, alpha, a_prev[:, s0:s1], d, beta, C)
+    _step_after_product(flat, slots, blk, dz, accumulate, hyper, opt, step)
+
+
+@njit(cache=True, nogil=True)
+def update_block_nonzeros(flat, slots, blk, rows, csr, dz, accumulate, hyper, opt, step, scratch):
+    """:func:`update_block` for a first layer from the non-zeros of its input rows: dW =
+    X[rows].T @ dz[:, j0:j1], X's rows given by ``csr`` (:mod:`.lowlevel.sparse`), over the
+    block's whole range of inputs (s0 = 0, s1 = n_in) and a whole number of vectors of units;
+    ``scratch``: at least (n_in, j1 - j0) (:func:`.lowlevel.sparse.sparse_rank_update`)."""
+    w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1 = blk
+    C, alpha, beta = _product_target(flat, slots, blk, hyper, accumulate)
+    sparse_rank_update(C, rows, csr, dz[:, j0:j1], alpha, beta, scratch)
+    _step_after_product(flat, slots, blk, dz, accumulate, hyper, opt, step)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _product_target(flat, slots, blk, hyper, accumulate):
+    """(C, alpha, beta): where :func:`update_block`'s product C = alpha * dW + beta * C goes,
+    the block of W (fused SGD), of the velocity (fused momentum) or of the gradient."""
+    w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1 = blk
     state1, state2, grad, decay = slots
     lr, momentum, weight_decay = hyper.lr, hyper.momentum, hyper.weight_decay
-    T = flat.dtype.type
     fused = grad.shape[0] == 0
-    d = dz[:, j0:j1]
-    # the product C = alpha * dW + beta * C into W, the velocity or the gradient
     if fused and momentum == 0.0:
         target, alpha, beta = flat, -lr, 1.0 - lr * weight_decay
     elif fused:
         target, alpha, beta = state1, 1.0, momentum
     else:
         target, alpha, beta = grad, 1.0, 1.0 if accumulate else 0.0
-    C = target[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1]
-    if a_rows.shape[0]:
-        rank_update(C, a_rows, s0, d, alpha, beta)
-    else:
-        gemm(blas, True, False, alpha, a_prev[:, s0:s1], d, beta, C)
+    return target[w0:b0].reshape((n_in, n_out))[s0:s1, j0:j1], alpha, beta
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _step_after_product(flat, slots, blk, dz, accumulate, hyper, opt, step):
+    """The rest of :func:`update_block` after its product: the fused momentum's pass or the
+    optimizer over the block's W, then the bias b[c0:c1] from the sums of dz's columns."""
+    w0, b0, n_in, n_out, s0, s1, j0, j1, c0, c1 = blk
+    state1, state2, grad, decay = slots
+    lr, momentum, weight_decay = hyper.lr, hyper.momentum, hyper.weight_decay
+    T = flat.dtype.type
+    fused = grad.shape[0] == 0
     # the block's contiguous ranges of the flat buffer: one when it spans whole rows, else a row each
     whole = j0 == 0 and j1 == n_out
     for q in range(1 if whole else s1 - s0):

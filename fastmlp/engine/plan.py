@@ -41,9 +41,11 @@ MIN_UNITS_PER_THREAD = 32
 # "Small minibatches of narrow nets")
 ROWS_MIN_BATCH = 256
 ROWS_MAX_WIDTH = 64
-# a full-batch call in the rows scheme takes the first layer from X's non-zeros when at most
-# this share of X's elements are not zero (docs/performance.md, "SPARSE_MAX_DENSITY = 0.22")
+# a call passed a CompressedX takes the first layer from X's non-zeros when at most this share
+# of X's elements are not zero (docs/performance.md, "SPARSE_MAX_DENSITY = 0.22"): the rows
+# scheme for a full batch, the units scheme for pieces of at least SPARSE_MIN_ROWS rows
 SPARSE_MAX_DENSITY = 0.22
+SPARSE_MIN_ROWS = 32
 # calls of fewer minibatches than this take parts: units' set-up per call is not won back
 MIN_BATCHES_FOR_UNITS = 8
 # the units scheme runs a larger minibatch in pieces of this many rows

@@ -35,12 +35,13 @@ from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward_rows, bias_act
                       head_backward, head_takes_Y)
 from .lowlevel.blas import gemm, gemm_few_rows
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
+from .lowlevel.sparse import sparse_rows_epilogue
 from .lowlevel.sync import aligned_empty, barrier, new_sync, per_thread, whole_lines, yield_address
 from .lowlevel.threads import run_on_threads
-from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_RELU_MASK, matmul_rows,
-                             matmul_rows_epilogue, row_addresses, row_stride)
+from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, EPI_RELU_MASK, VECTOR_BYTES,
+                             matmul_rows, matmul_rows_epilogue, row_addresses, row_stride)
 from .minibatch import block, count_minibatch, exchange, gather_targets, minibatch_weight, span
-from .optimizer import Slots, update_block
+from .optimizer import Slots, update_block, update_block_nonzeros
 
 
 class Team(NamedTuple):
@@ -84,10 +85,12 @@ class Own(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, stats):
+def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, sparse, blas, stats):
     """Thread ``team.t`` of the units scheme over all minibatches of ``data.order`` (see the
     module doc); ``sizes`` = (batch_size, chunk): each minibatch in pieces of up to ``chunk``
-    rows (all buffers hold a piece). Thread 0 writes ``stats``."""
+    rows (all buffers hold a piece). ``sparse`` = (csr, scratch): X's rows compressed and this
+    thread's scratch sum (at least (n_in, own units)), when the first layer takes X's non-zeros
+    (:func:`takes_nonzeros`), else empty. Thread 0 writes ``stats``."""
     t, n_threads, n_blocks, sync, yield_fn = team
     flat, offs, act, head = net
     X, y, Y, w, order = data
@@ -95,6 +98,8 @@ def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, 
     state1, state2, grad, decay = slots
     hid, hdz, hstarts, hld, part, pstarts = shared
     local, loffs, addr, z_own, dz_own, y_own, Y_own, w_own = own
+    csr, scratch = sparse
+    on_nonzeros = csr[0].shape[0] > 0
     b0, b1 = own_blocks(team)
     fpenv = flush_denormals()
     L = offs.shape[0]
@@ -143,12 +148,18 @@ def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, 
                     a_next = block(hid, hstarts, l + 1, B, hld[l + 1])[:, u0:u1]
                     bw0, bb0 = unit_block(loffs[l, 0], n_in, u0 - j0, u1 - j0, TRUE)
                     W_b = lflat[bw0:bb0].reshape((n_in, u1 - u0))
-                    if act == ACT_RELU or act == ACT_IDENTITY:  # bias, relu in the tiles' registers
-                        matmul_rows_epilogue(a_next, addr[l], W_b,
-                                             EPI_BIAS_RELU if act == ACT_RELU else EPI_BIAS,
+                    fused_act = act == ACT_RELU or act == ACT_IDENTITY
+                    epi = (EPI_BIAS_RELU if act == ACT_RELU else EPI_BIAS if fused_act
+                           else EPI_NONE)      # bias, relu in the registers
+                    if l == 0 and on_nonzeros:
+                        sparse_rows_epilogue(a_next, rows, csr, W_b, epi,
+                                             np.int64(lflat[bb0:].ctypes.data))
+                    elif fused_act:
+                        matmul_rows_epilogue(a_next, addr[l], W_b, epi,
                                              np.int64(lflat[bb0:].ctypes.data))
                     else:
                         matmul_rows(a_next, addr[l], W_b, 1.0, 0.0)
+                    if not fused_act:
                         bias_activation_rows(hid, hstarts[l + 1], hld[l + 1], B, u0, u1,
                                              lflat[bb0:bb0 + u1 - u0], act)
                 if l < L - 2:
@@ -224,10 +235,13 @@ def units_worker(team, net, data, sizes, slots, hyper, step, shared, own, blas, 
                                           lflat[bw0:bb0].reshape((n_in, u1 - u0)), Q)
                         else:
                             Q[:, :] = T(0)
-                    update_block(lflat, lslots, (bw0, bb0, n_in, u1 - u0, ZERO, n_in, ZERO, u1 - u0,
-                                                 ZERO, u1 - u0),
-                                 a, addr[l, :B], dz_out, accumulate, hyper, opt_k, step + k + 1,
-                                 blas)
+                    blk = (bw0, bb0, n_in, u1 - u0, ZERO, n_in, ZERO, u1 - u0, ZERO, u1 - u0)
+                    if l == 0 and on_nonzeros:
+                        update_block_nonzeros(lflat, lslots, blk, rows, csr, dz_out, accumulate,
+                                              hyper, opt_k, step + k + 1, scratch)
+                    else:
+                        update_block(lflat, lslots, blk, a, addr[l, :B], dz_out, accumulate,
+                                     hyper, opt_k, step + k + 1, blas)
                 if l > 0:
                     barrier(sync, n_threads, yield_fn)
                     s0, s1 = own_units(n_in, team)      # the columns this thread reads next
@@ -314,11 +328,41 @@ def own_columns(local, loffs, glob, offs, team, to_local):
             exchange(b[:, :n_b], local[lb0:lb0 + n_b].reshape((1, n_b)), to_local)
 
 
-def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats):
+def takes_nonzeros(inputs, X, first_width, n_blocks, piece_rows):
+    """Whether the first layer (``first_width`` units in ``n_blocks`` blocks) takes X's non-zeros
+    (:mod:`.lowlevel.sparse`): a :class:`.lowlevel.sparse.CompressedX` passed (``inputs``), at
+    most SPARSE_MAX_DENSITY of X's elements not zero, pieces of at least SPARSE_MIN_ROWS rows
+    (``piece_rows``: the scratch sum's two passes a piece do not pay back over fewer), and
+    every block of units a whole number of vectors (the scatter of the weight gradient stores
+    no masked vector)."""
+    from . import plan
+
+    lanes = VECTOR_BYTES // X.itemsize
+    if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
+            or piece_rows < plan.SPARSE_MIN_ROWS
+            or any((u1 - u0) % lanes for u0, u1 in (span.py_func(first_width, b, n_blocks)
+                                                    for b in range(n_blocks)))):
+        return False
+    return inputs.density(X) <= plan.SPARSE_MAX_DENSITY
+
+
+def compress_ahead(batches, layers, how, dtype):
+    """Compress X for a call that will take its non-zeros (:func:`takes_nonzeros`), before any
+    of its pieces is timed (see :func:`.rows.compress_ahead`)."""
+    X = batches.X
+    rows = min(batches.batch_size, how.chunk)
+    if X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous and takes_nonzeros(
+            batches.compressed, X, int(layers[1]), how.parts, rows):
+        batches.compressed.compressed(X)
+
+
+def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats, inputs=None):
     """Run :func:`units_worker` on ``plan.threads`` pool threads (:func:`run_on_threads`; a
     single worker runs in the calling thread) over ``plan.parts`` blocks of units, minibatches
     in pieces of ``plan.chunk`` rows, with every buffer allocated here, before any worker
-    starts: a worker that failed alone would leave the others waiting at a barrier."""
+    starts: a worker that failed alone would leave the others waiting at a barrier.
+    ``inputs``: a :class:`.lowlevel.sparse.CompressedX` for X, when the first layer may take
+    its non-zeros (:func:`takes_nonzeros`)."""
     n_threads, n_blocks, chunk = plan.threads, plan.parts, plan.chunk
     offs = net.offs
     L = offs.shape[0]
@@ -364,10 +408,17 @@ def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats):
         size = max(size, at)
     local = per_thread(n_threads, (5, size), dtype)
     sizes = (np.int64(batch_size), np.int64(chunk))
+    if takes_nonzeros(inputs, data.X, widths[1], n_blocks, min(batch_size, chunk)):
+        csr = inputs.compressed(data.X)[0]
+        sparse = [(csr, np.empty((widths[0], j1 - j0), dtype)) for j0, j1 in
+                  (own_units.py_func(widths[1], team) for team in teams)]
+    else:
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, dtype))
+        sparse = [(none, np.empty((0, 0), dtype))] * n_threads
 
     def work(t):
         units_worker(teams[t], net, data, sizes, slots, hyper,
                      np.int64(step), shared, Own(local[t], loffs[t], *(a[t] for a in own)),
-                     blas, stats)
+                     sparse[t], blas, stats)
 
     run_on_threads(work, n_threads)

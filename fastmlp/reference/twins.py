@@ -9,7 +9,7 @@ from ..codes import ACTIVATIONS, HEADS, OPT_ADAM
 from .ops import (activation_forward, activation_grad, dense, dense_grads, head_output, sigmoid,
                   subset_correct)
 
-__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "RANK_ADD", "RANK_STEP", "RANK_WRITE", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "sparse_column_sums", "sparse_rows_epilogue", "squared_error_backward", "update_block"]
+__all__ = ["EPI_BIAS", "EPI_BIAS_RELU", "EPI_RELU_MASK", "RANK_ADD", "RANK_STEP", "RANK_WRITE", "activate", "activation_backward", "activation_backward_rows", "activation_derivative", "bias_activation_forward", "bias_activation_rows", "dense_backward", "dense_forward", "dot_rank_update", "dot_rows_epilogue", "exp_nonpositive", "gather_convert", "head_backward", "head_forward", "head_loss", "matmul_rows", "matmul_rows_epilogue", "momentum_step", "optimizer_update", "rank_update", "row_addresses", "row_scale", "row_weight", "sigmoid_crossentropy_backward", "sigmoid_scalar", "sigmoid_squared_error_backward", "softmax_crossentropy_backward", "softplus_minus_yz", "sparse_column_sums", "sparse_rank_update", "sparse_rows_epilogue", "squared_error_backward", "update_block", "update_block_nonzeros"]
 
 
 
@@ -296,6 +296,22 @@ def sparse_column_sums(G, csc, D, k0):
     (ptr, idx, val): rows k0 .. of the weight gradient X.T @ D."""
     k = G.shape[0]
     G[...] = _dense(csc, D.shape[0], range(k0, k0 + k)) @ D
+
+
+def sparse_rank_update(C, rows, csr, D, alpha, beta, S):
+    """C = alpha * X[rows].T @ D + beta * C (beta 0: C is only written), X's rows given by
+    their non-zeros ``csr``; ``S`` (the compiled kernel's scratch) is unused."""
+    T = C.dtype.type
+    XT = _dense(csr, C.shape[0], rows).T
+    C[...] = T(alpha) * (XT @ D) + (T(beta) * C if beta else 0)
+
+
+def update_block_nonzeros(flat, slots, blk, rows, csr, dz, accumulate, hyper, opt, step,
+                          scratch):
+    """:func:`update_block` with the block's input rows given by their non-zeros ``csr``
+    (rows ``rows`` of X); ``scratch`` is unused."""
+    update_block(flat, slots, blk, _dense(csr, int(blk[2]), rows), np.zeros(0, np.int64), dz,
+                 accumulate, hyper, opt, step)
 
 
 def update_block(flat, slots, blk, a_prev, a_rows, dz, accumulate, hyper, opt, step, blas=None):

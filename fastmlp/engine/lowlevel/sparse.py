@@ -10,11 +10,16 @@ columns (CSC, the same of X.T), and the first layer's two products take only the
   vector of units, x_p times a vector of W's row idx[p] (W row-major; its rows stay in L1/L2);
 - :func:`sparse_column_sums`: the weight gradient, dW[k] = sum_p x_p * dz[r_p] over the
   non-zeros of column k of X, dz of every row of the minibatch held (full-batch gradient
-  descent: the minibatch is all of X, each row once).
+  descent: the minibatch is all of X, each row once);
+- :func:`sparse_rank_update`: the weight gradient of any rows, C = alpha * X[rows].T @ D +
+  beta * C, by rows: each non-zero x_p of row i adds x_p * D[i] to row idx[p] of a scratch
+  sum S (a load, a multiply-add and a store of each vector; units in whole vectors, as a masked
+  store in that loop costs several times a plain one), then C = alpha * S + beta * C.
 
 Each sum runs over a row's or a column's non-zeros in the order X has them, in CHAINS
 independent registers added at the end: its bits depend on X alone. They pay below about a
-fifth non-zero (docs/performance.md, "Sparse inputs"; the choice is in :mod:`..rows`).
+fifth non-zero (docs/performance.md, "Sparse inputs"; the choice is in :mod:`..rows` and
+:mod:`..units`).
 """
 
 import numpy as np
@@ -220,6 +225,85 @@ def _fill(csr, csc, X):
             cidx[at[j]] = i
             cval[at[j]] = val[p]
             at[j] += 1
+
+
+@intrinsic
+def _scatter(typingctx, vectors, s, d, x, like):
+    """S[idx[p], :vectors * lanes] += val[p] * d over the ``count`` entries of x = (idx_addr,
+    val_addr, count) (idx int32), S at s = (s_addr, lds) (lds in elements), d = (d_addr,) a row
+    of whole vectors; ``vectors`` a literal. No mask: S's rows hold whole vectors."""
+    if not isinstance(vectors, types.IntegerLiteral) or not isinstance(like, types.Float) or \
+            not all(isinstance(t, types.BaseTuple) for t in (s, d, x)):
+        return None
+    sig = types.void(vectors, s, d, x, like)
+    NV = vectors.literal_value
+
+    def codegen(context, builder, signature, args):
+        s_v, lds_v, d_v, idx_v, val_v, count_v = (
+            v for t, arg in zip(signature.args[1:4], args[1:4])
+            for v in int64s(context, builder, t, arg))
+        fl = context.get_value_type(signature.args[4])
+        vt, _, size, fma = _vector_helpers(context, builder, fl)[:4]
+        i64 = ir.IntType(64)
+
+        def vector_at(addr, v):
+            return builder.inttoptr(builder.add(addr, ir.Constant(i64, v * VECTOR_BYTES)),
+                                    vt.as_pointer())
+
+        d_vecs = [builder.load(vector_at(d_v, v), align=size) for v in range(NV)]
+        idx = builder.inttoptr(idx_v, ir.IntType(32).as_pointer())
+        val = builder.inttoptr(val_v, fl.as_pointer())
+        row_bytes = builder.mul(lds_v, ir.Constant(i64, size))
+        with cgutils.for_range(builder, count_v) as loop:
+            k = builder.sext(builder.load(builder.gep(idx, [loop.index])), i64)
+            x_p = _splat(builder, builder.load(builder.gep(val, [loop.index])), vt)
+            row = builder.add(s_v, builder.mul(k, row_bytes))
+            for v in range(NV):
+                at = vector_at(row, v)
+                builder.store(builder.call(fma, [x_p, d_vecs[v], builder.load(at, align=size)]),
+                              at, align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scatter_of(vectors, s, d, x, like):
+    """:func:`_scatter` with ``vectors`` (1 .. MAX_VECTORS) as a literal."""
+    if vectors == 4:
+        _scatter(4, s, d, x, like)
+    elif vectors == 3:
+        _scatter(3, s, d, x, like)
+    elif vectors == 2:
+        _scatter(2, s, d, x, like)
+    else:
+        _scatter(1, s, d, x, like)
+
+
+@njit(cache=True, nogil=True)
+def sparse_rank_update(C, rows, csr, D, alpha, beta, S):
+    """C (k, n) = alpha * X[rows].T @ D + beta * C (beta 0: C is only written), X given by its
+    rows' non-zeros ``csr`` = (ptr, idx, val) and D (m, n) (a layer's dz, m = len(rows)): the
+    weight gradient of a first layer. Summed by rows into the scratch S (at least (k, n)),
+    then combined. n must be a whole number of vectors; C, D and S need unit stride along their
+    rows; one float dtype throughout."""
+    k, n = C.shape
+    T = C.dtype.type
+    lanes = VECTOR_BYTES // C.itemsize
+    chunk = MAX_VECTORS * lanes
+    lds = S.strides[0] // S.itemsize
+    for r in range(k):
+        for j in range(n):
+            S[r, j] = T(0)
+    for i in range(rows.shape[0]):
+        x = _entries(csr, rows[i])
+        for j0 in range(0, n, chunk):
+            _scatter_of(min(chunk, n - j0) // lanes, (S.ctypes.data + j0 * S.itemsize, lds),
+                        (D.ctypes.data + i * D.strides[0] + j0 * D.itemsize,), x, T(0))
+    a, b = T(alpha), T(beta)
+    for r in range(k):
+        for j in range(n):
+            C[r, j] = a * S[r, j] + b * C[r, j] if beta != 0 else a * S[r, j]
 
 
 def compress(X):
