@@ -167,10 +167,12 @@ def test_compressed_x_is_made_once_per_array():
     rng = np.random.default_rng(3)
     X, other = mostly_zero(rng, 20, 8), mostly_zero(rng, 20, 8)
     inputs = CompressedX()
-    first = inputs.compressed(X)
-    assert inputs.compressed(X) is first and inputs.density(X) == np.count_nonzero(X) / X.size
-    again = inputs.compressed(other)
-    assert again is not first and np.array_equal(again[0][2], compress(other)[0][2])
+    first = inputs.rows(X), inputs.columns(X)
+    assert inputs.rows(X) is first[0] and inputs.columns(X) is first[1]
+    assert inputs.density(X) == np.count_nonzero(X) / X.size
+    again = inputs.columns(other)
+    assert again is not first[1] and np.array_equal(again[2], compress(other)[1][2])
+    assert np.array_equal(inputs.rows(other)[2], compress(other)[0][2])
 
 
 def test_takes_nonzeros_only_for_full_batches_of_mostly_zero_x(monkeypatch):

@@ -159,7 +159,7 @@ def engine_steps(X, layers, threads, rounds, steps, batch=None, act="relu", draw
         order = order[:steps * batch].astype(np.int64)
     start = init_params(layers, "he", np.random.default_rng(1), np.float32)
     inputs = CompressedX()
-    inputs.compressed(X)
+    inputs.columns(X)                           # and its CSR
     engine.plan.SPARSE_MAX_DENSITY = 1.0        # the non-zeros at any density: the crossover
 
     def run(compressed):

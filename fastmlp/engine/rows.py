@@ -390,7 +390,7 @@ def compress_ahead(batches, dtype):
     X = batches.X
     if X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous and takes_nonzeros(
             batches.compressed, X, batches.order, batches.batch_size):
-        batches.compressed.compressed(X)
+        batches.compressed.columns(X)           # and its CSR
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
@@ -417,8 +417,8 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
                    dtype=np.bool_)
     X = data.X
     if takes_nonzeros(inputs, X, data.order, batch_size):
-        csr, csc = inputs.compressed(X)
-        sparse = (csr, csc, np.empty((X.shape[0], offs[0, 3]), flat.dtype))
+        dz_all = np.empty((X.shape[0], offs[0, 3]), flat.dtype)
+        sparse = (inputs.rows(X), inputs.columns(X), dz_all)
         use[0] = False                          # its W row-major, as the sparse products read it
         # each minibatch in X's order: a full batch's gradient is a sum over all rows in any
         # order, and the compressed rows are then read as they lie (shuffled, they were read

@@ -353,7 +353,7 @@ def compress_ahead(batches, layers, how, dtype):
     rows = min(batches.batch_size, how.chunk)
     if X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous and takes_nonzeros(
             batches.compressed, X, int(layers[1]), how.parts, rows):
-        batches.compressed.compressed(X)
+        batches.compressed.rows(X)
 
 
 def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats, inputs=None):
@@ -409,7 +409,7 @@ def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats, in
     local = per_thread(n_threads, (5, size), dtype)
     sizes = (np.int64(batch_size), np.int64(chunk))
     if takes_nonzeros(inputs, data.X, widths[1], n_blocks, min(batch_size, chunk)):
-        csr = inputs.compressed(data.X)[0]
+        csr = inputs.rows(data.X)
         sparse = [(csr, np.empty((widths[0], j1 - j0), dtype)) for j0, j1 in
                   (own_units.py_func(widths[1], team) for team in teams)]
     else:

@@ -189,37 +189,42 @@ def sparse_column_sums(G, csc, D, k0):
 
 
 @njit(cache=True, nogil=True)
-def _count(ptr, cptr, X):
-    """ptr[i + 1] = ptr[i] + the non-zeros of row i of X (ptr[0] = 0), and cptr[j + 1] the
-    non-zeros of column j (cptr zero before)."""
+def _count_rows(ptr, X):
+    """ptr[i + 1] = ptr[i] + the non-zeros of row i of X (ptr[0] = 0)."""
     ptr[0] = 0
     for i in range(X.shape[0]):
         count = 0
         for j in range(X.shape[1]):
-            nonzero = X[i, j] != 0
-            count += nonzero                    # no branch: the loop vectorizes
-            cptr[j + 1] += nonzero
+            count += X[i, j] != 0               # no branch: the loop vectorizes
         ptr[i + 1] = ptr[i] + count
 
 
 @njit(cache=True, nogil=True)
-def _fill(csr, csc, X):
-    """CSR and CSC of X, both ``ptr`` arrays filled already (:func:`_count`, CSC's as counts);
-    rows and columns in increasing order. CSR's idx and val have room for X.shape[1] entries
-    past its last: each element is written, and the next one written over it if it was 0 (no
-    branch on the data)."""
+def _fill_rows(csr, X):
+    """CSR of X, its ``ptr`` filled already (:func:`_count_rows`), columns in increasing order.
+    idx and val have room for X.shape[1] entries past the last: each element is written, and
+    the next one written over it if it was 0 (no branch on the data)."""
     ptr, idx, val = csr
-    cptr, cidx, cval = csc
     for i in range(X.shape[0]):
         p = ptr[i]
         for j in range(X.shape[1]):
             idx[p] = j
             val[p] = X[i, j]
             p += X[i, j] != 0
-    for j in range(X.shape[1]):
+
+
+@njit(cache=True, nogil=True)
+def _transpose(csc, csr):
+    """CSC from CSR (a counting sort by column), rows in increasing order in each column;
+    CSC's ``ptr`` zero before."""
+    ptr, idx, val = csr
+    cptr, cidx, cval = csc
+    for p in range(idx.shape[0]):
+        cptr[idx[p] + 1] += 1
+    for j in range(cptr.shape[0] - 1):
         cptr[j + 1] += cptr[j]
     at = cptr[:-1].copy()                      # the next free entry of each column
-    for i in range(X.shape[0]):
+    for i in range(ptr.shape[0] - 1):
         for p in range(ptr[i], ptr[i + 1]):
             j = idx[p]
             cidx[at[j]] = i
@@ -306,30 +311,44 @@ def sparse_rank_update(C, rows, csr, D, alpha, beta, S):
             C[r, j] = a * S[r, j] + b * C[r, j] if beta != 0 else a * S[r, j]
 
 
-def compress(X):
-    """(csr, csc) of a 2-D float array X: each (ptr int64, idx int32, val of X's dtype), of X's
-    rows and of its columns (see the module doc). X needs fewer than 2**31 rows and columns."""
+def compress_rows(X):
+    """CSR of a 2-D float array X: (ptr int64, idx int32, val of X's dtype), the columns and
+    values of each row's non-zeros (see the module doc). X needs fewer than 2**31 columns."""
     n, k = X.shape
-    ptr, cptr = np.empty(n + 1, np.int64), np.zeros(k + 1, np.int64)
-    _count(ptr, cptr, X)
+    ptr = np.empty(n + 1, np.int64)
+    _count_rows(ptr, X)
     nnz = int(ptr[-1])
     csr = (ptr, np.empty(nnz + k, np.int32), np.empty(nnz + k, X.dtype))
-    csc = (cptr, np.empty(nnz, np.int32), np.empty(nnz, X.dtype))
-    _fill(csr, csc, X)
-    return (ptr, csr[1][:nnz], csr[2][:nnz]), csc
+    _fill_rows(csr, X)
+    return ptr, csr[1][:nnz], csr[2][:nnz]
+
+
+def compress_columns(csr, n_cols):
+    """CSC of the matrix of ``n_cols`` columns whose CSR is ``csr``: the rows and values of each
+    column's non-zeros, rows in increasing order. It needs fewer than 2**31 rows."""
+    nnz = csr[1].shape[0]
+    csc = (np.zeros(n_cols + 1, np.int64), np.empty(nnz, np.int32), np.empty(nnz, csr[2].dtype))
+    _transpose(csc, csr)
+    return csc
+
+
+def compress(X):
+    """(csr, csc) of a 2-D float array X (:func:`compress_rows`, :func:`compress_columns`)."""
+    csr = compress_rows(X)
+    return csr, compress_columns(csr, X.shape[1])
 
 
 class CompressedX:
-    """An X's share of non-zeros and its :func:`compress`, each made on first use and kept
-    while the same array comes back: the pieces of one training call, and the calls of one
-    ``fit``, train on one X. Another array starts afresh."""
+    """An X's share of non-zeros, its CSR and its CSC, each made on first use and kept while
+    the same array comes back: the pieces of one training call, and the calls of one ``fit``,
+    train on one X. Another array starts afresh."""
 
     def __init__(self):
-        self._X, self._density, self._both = None, None, None
+        self._X, self._density, self._csr, self._csc = None, None, None, None
 
     def _for(self, X):
         if X is not self._X:
-            self._X, self._density, self._both = X, None, None
+            self._X, self._density, self._csr, self._csc = X, None, None, None
 
     def density(self, X):
         """The share of X's elements that are not zero."""
@@ -338,9 +357,16 @@ class CompressedX:
             self._density = np.count_nonzero(X) / max(1, X.size)
         return self._density
 
-    def compressed(self, X):
-        """(csr, csc) of X (:func:`compress`)."""
+    def rows(self, X):
+        """X's CSR (:func:`compress_rows`)."""
         self._for(X)
-        if self._both is None:
-            self._both = compress(X)
-        return self._both
+        if self._csr is None:
+            self._csr = compress_rows(X)
+        return self._csr
+
+    def columns(self, X):
+        """X's CSC (:func:`compress_columns`), from its CSR."""
+        csr = self.rows(X)
+        if self._csc is None:
+            self._csc = compress_columns(csr, X.shape[1])
+        return self._csc
