@@ -199,10 +199,8 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
         raise ValueError("train needs a batch_size >= 1 and at least one row in order.")
     chosen = plan_training(_threads(threads), batches.batch_size, net.layers, batches.planned_rows)
     search = None if engine == "numpy" else _search(net, batches.batch_size, chosen)
-    if search is not None and chosen.scheme == "rows":
-        rows.compress_ahead(batches, net.flat.dtype)
-    elif search is not None and chosen.scheme == "units":
-        units.compress_ahead(batches, net.layers, chosen, net.flat.dtype)
+    if search is not None:
+        _compress_ahead(batches, net, chosen)
     raw = new_stats(-(-len(batches.order) // batches.batch_size) if trace else 0)
     with np.errstate(over="ignore", invalid="ignore"):
         if search is None:
@@ -218,6 +216,27 @@ def train(net, state, batches, hyper, threads=None, engine="numba", guard=True, 
         net.flat[...] = saved[0]
         state.restore(saved[1])
     return stats._replace(overflowed=bool(why), why=why)
+
+
+def _compress_ahead(batches, net, chosen):
+    """Compress X for a call whose first layer will take its non-zeros, before any of its
+    pieces is timed: a one-off cost of a few steps, not the speed of a thread count. Only an X
+    that :func:`train_batches` passes on as it is (the one ``batches.compressed`` then keeps)."""
+    X, inputs = batches.X, batches.compressed
+    if inputs is None or not _read_as_is(X, net.flat.dtype):
+        return
+    if chosen.scheme == "rows" and rows.takes_nonzeros(inputs, X, batches.order,
+                                                       batches.batch_size):
+        inputs.columns(X)                       # and its CSR
+    elif chosen.scheme == "units" and units.takes_nonzeros(
+            inputs, X, int(net.layers[1]), chosen.parts, min(batches.batch_size, chosen.chunk)):
+        inputs.rows(X)
+
+
+def _read_as_is(X, dtype):
+    """Whether the compiled schemes read X as it is: rows of unit stride in the model's dtype
+    (callers that validate X pass it so); else :func:`train_batches` copies it."""
+    return X.dtype == dtype and X.strides[1] == X.itemsize
 
 
 def _kind(layers, batch_size, dtype, chosen):
@@ -314,9 +333,7 @@ def train_batches(net, state, batches, hyper, stats=None):
 
     flat, layers = net.flat, net.layers
     X = batches.X
-    if X.dtype != flat.dtype or X.strides[1] != X.itemsize:
-        # the units scheme reads X's rows by address, as the model's dtype (callers that
-        # validate X pass it so already: no copy)
+    if not _read_as_is(X, flat.dtype):          # the units scheme reads X's rows by address
         X = np.ascontiguousarray(X, dtype=flat.dtype)
     data = Data(X, batches.y, batches.Y, _weights(batches.w, flat, X.shape[0]), batches.order)
     # the plan's pieces, on at most the Numba threads in force

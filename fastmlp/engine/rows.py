@@ -383,16 +383,6 @@ def takes_nonzeros(inputs, X, order, batch_size):
     return bool((counts == 1).all())
 
 
-def compress_ahead(batches, dtype):
-    """Compress X for a call that will take its non-zeros (:func:`takes_nonzeros`; ``batches``:
-    the call's :class:`fastmlp.engine.Batches`, X already in the model's ``dtype``), before
-    any of its pieces is timed: a one-off cost of a few steps, not the speed of a thread count."""
-    X = batches.X
-    if X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous and takes_nonzeros(
-            batches.compressed, X, batches.order, batches.batch_size):
-        batches.compressed.columns(X)           # and its CSR
-
-
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
                inputs=None):
     """Run all minibatches in the rows scheme on ``how.threads`` threads (:func:`rows_worker`

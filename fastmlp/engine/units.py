@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import ACT_IDENTITY, ACT_RELU
+from . import plan
 from .kernels import (FALSE, ONE, TRUE, ZERO, activation_backward_rows, bias_activation_rows,
                       head_backward, head_takes_Y)
 from .lowlevel.blas import gemm, gemm_few_rows
@@ -335,8 +336,6 @@ def takes_nonzeros(inputs, X, first_width, n_blocks, piece_rows):
     (``piece_rows``: the scratch sum's two passes a piece do not pay back over fewer), and
     every block of units a whole number of vectors (the scatter of the weight gradient stores
     no masked vector)."""
-    from . import plan
-
     lanes = VECTOR_BYTES // X.itemsize
     if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
             or piece_rows < plan.SPARSE_MIN_ROWS
@@ -344,16 +343,6 @@ def takes_nonzeros(inputs, X, first_width, n_blocks, piece_rows):
                                                     for b in range(n_blocks)))):
         return False
     return inputs.density(X) <= plan.SPARSE_MAX_DENSITY
-
-
-def compress_ahead(batches, layers, how, dtype):
-    """Compress X for a call that will take its non-zeros (:func:`takes_nonzeros`), before any
-    of its pieces is timed (see :func:`.rows.compress_ahead`)."""
-    X = batches.X
-    rows = min(batches.batch_size, how.chunk)
-    if X.dtype == dtype and X.ndim == 2 and X.flags.c_contiguous and takes_nonzeros(
-            batches.compressed, X, int(layers[1]), how.parts, rows):
-        batches.compressed.rows(X)
 
 
 def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats, inputs=None):
