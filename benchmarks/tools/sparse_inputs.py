@@ -215,7 +215,7 @@ def main(argv=None):
         for t in args.threads:
             ms, ratio = engine_steps(X, layers, t, args.rounds, args.epochs, args.batch,
                                      args.act, args.drawn)
-            print(f"| {t} | {ms['dense']:.2f} | {ms['non-zeros']:.2f} | {ratio:.2f}x |",
+            print(f"| {t} | {ms['dense']:.3g} | {ms['non-zeros']:.3g} | {ratio:.2f}x |",
                   flush=True)
         return
     print(f"{args.data}: {X.shape[0]} rows, {np.mean(X != 0):.0%} non-zero; ms per pass over "

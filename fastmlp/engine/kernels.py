@@ -18,11 +18,13 @@ through :func:`fastmlp.engine.lowlevel.blas.gemm`; ``blas`` is the handle from
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..codes import (ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, HEAD_IDENTITY,
                     HEAD_LOGISTIC, HEAD_SIGMOID, HEAD_SOFTMAX, LEAKY_SLOPE)
 from .lowlevel.blas import gemm, gemm_few_rows
+from .lowlevel.intrinsics import float32_from_bits
 
 # error_model="numpy": a float division by zero gives inf or nan as in NumPy instead of raising,
 # which also lets LLVM vectorise loops that divide (docs/performance.md, "error_model").
@@ -37,12 +39,12 @@ TRUE, FALSE = np.bool_(True), np.bool_(False)
 
 @jit
 def sigmoid_scalar(z):
-    """1 / (1 + exp(-z)) without overflow: exp only ever sees -|z|."""
+    """1 / (1 + exp(-z)) without overflow: with e = exp(-|z|) <= 1, 1 / (1 + e) for z >= 0
+    and e / (1 + e) below (NaN stays NaN). No branch and, in float32, no call
+    (:func:`exp_nonpositive_scalar`): a loop over it vectorises."""
     T = type(z)
-    if z >= 0:
-        return T(1) / (T(1) + math.exp(-z))
-    e = math.exp(z)
-    return e / (T(1) + e)
+    e = exp_nonpositive_scalar(-abs(z))
+    return (T(1) if z >= 0 else e) / (T(1) + e)
 
 
 @jit
@@ -90,6 +92,9 @@ def bias_activation_rows(buf, start, ld, B, c0, c1, b, act):
             for j in range(n):
                 z = row[j] + b[j]
                 row[j] = T(0) if z <= 0 else z
+        elif act == ACT_SIGMOID:        # a loop of its own too: it vectorises
+            for j in range(n):
+                row[j] = sigmoid_scalar(row[j] + b[j])
         else:
             for j in range(n):
                 row[j] = activate(row[j] + b[j], act)
@@ -175,40 +180,50 @@ def row_scale(w, i, scale):
 EXP_MIN_F32 = -87.33654
 
 
-@jit
-def exp_nonpositive(x, bits):
-    """x <- exp(x) in place on a 1-D array of values <= 0 (NaN stays NaN); ``bits`` is int32
-    scratch of the same length (float32; float64 calls math.exp and leaves it unread). float32
-    is computed so that LLVM vectorises the loop (libm's expf is a call per element), to within
-    about 1 ulp of expf (the Cephes scheme):
-        exp(x) = 2^n * exp(r),  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2]
+def exp_nonpositive_scalar(v):
+    """exp(v) for v <= 0 (NaN stays NaN); compiled, float32 takes :func:`_exp_nonpositive_f32`
+    and float64 math.exp."""
+    return math.exp(v)
+
+
+@overload(exp_nonpositive_scalar, jit_options={"error_model": "numpy"}, inline="always")
+def _exp_nonpositive_scalar(v):
+    if v == types.float32:
+        return _exp_nonpositive_f32
+    return lambda v: math.exp(v)
+
+
+def _exp_nonpositive_f32(v):
+    """exp(v) for a float32 v <= 0 (NaN stays NaN), with no call, so that a loop over it
+    vectorises (libm's expf is a call per element), to within about 1 ulp of expf (the Cephes
+    scheme):
+        exp(v) = 2^n * exp(r),  n = round(v / ln 2),  r = v - n ln 2 in [-ln2/2, ln2/2]
     with ln 2 split in two constants so that n ln 2 is exact enough, exp(r) by its Taylor-like
     minimax polynomial 1 + r + r^2 (1/2 + r/6 + ...), and 2^n written into the exponent bits
     ((n + 127) << 23); below EXP_MIN_F32 the result is 0."""
-    T = x.dtype.type
-    if x.itemsize == 8:
-        for k in range(x.shape[0]):
-            x[k] = math.exp(x[k])
-        return
+    T = np.float32
+    # NaN -> 0 and v clamped to [EXP_MIN_F32, 0] for the integer conversion only
+    vc = T(0) if v != v else (T(EXP_MIN_F32) if v < T(EXP_MIN_F32) else v)
+    m = np.int32(vc * T(1.4426950408889634) - T(0.5))   # truncation = round(v / ln 2)
+    n = T(m)
+    r = vc - n * T(0.693359375) + n * T(2.12194440e-4)
+    p = T(1.9875691500e-4)
+    p = p * r + T(1.3981999507e-3)
+    p = p * r + T(8.3334519073e-3)
+    p = p * r + T(4.1665795894e-2)
+    p = p * r + T(1.6666665459e-1)
+    p = p * r + T(5.0000001201e-1)
+    p = p * r * r + r + T(1)
+    two_n = float32_from_bits((m + np.int32(127)) << np.int32(23))
+    return v if v != v else (T(0) if v < T(EXP_MIN_F32) else p * two_n)
+
+
+@jit
+def exp_nonpositive(x):
+    """x <- exp(x) in place on a 1-D array of values <= 0 (NaN stays NaN), element by element
+    (:func:`exp_nonpositive_scalar`: in float32 the loop vectorises)."""
     for k in range(x.shape[0]):
-        v = x[k]
-        # NaN -> 0 and v clamped to [EXP_MIN_F32, 0] for the integer conversion only
-        vc = T(0) if v != v else (T(EXP_MIN_F32) if v < T(EXP_MIN_F32) else v)
-        m = np.int32(vc * T(1.4426950408889634) - T(0.5))   # truncation = round(v / ln 2)
-        n = T(m)
-        r = vc - n * T(0.693359375) + n * T(2.12194440e-4)
-        p = T(1.9875691500e-4)
-        p = p * r + T(1.3981999507e-3)
-        p = p * r + T(8.3334519073e-3)
-        p = p * r + T(4.1665795894e-2)
-        p = p * r + T(1.6666665459e-1)
-        p = p * r + T(5.0000001201e-1)
-        p = p * r * r + r + T(1)
-        x[k] = v if v != v else (T(0) if v < T(EXP_MIN_F32) else p)
-        bits[k] = (m + np.int32(127)) << np.int32(23)
-    scale = bits.view(x.dtype)                  # 2^n as float32
-    for k in range(x.shape[0]):
-        x[k] *= scale[k]
+        x[k] = exp_nonpositive_scalar(x[k])
 
 
 @jit
@@ -222,7 +237,6 @@ def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
     B, C = logits.shape
     T = type(scale)
     e = np.empty(B * C, dtype=dlogits.dtype)
-    bits = np.empty(B * C if dlogits.itemsize == 4 else 0, dtype=np.int32)    # float32 only
     zmax = np.empty(B, dtype=dlogits.dtype)
     correct = 0
     for i in range(B):
@@ -236,7 +250,7 @@ def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
         correct += arg == y[i]
         for j in range(C):
             e[i * C + j] = logits[i, j] - top
-    exp_nonpositive(e, bits)
+    exp_nonpositive(e)
     loss = 0.0
     for i in range(B):
         s = row_scale(w, i, scale)

@@ -89,7 +89,7 @@ def row_scale(w, i, scale):
     return scale if len(w) == 0 else scale * w[i]
 
 
-def exp_nonpositive(x, bits=None):
+def exp_nonpositive(x):
     """x <- exp(x), in place (x <= 0)."""
     x[...] = np.exp(x)
 
