@@ -295,13 +295,15 @@ def sigmoid_squared_error_backward(dz, z, y, w, scale):
         wi = row_weight(w, i)
         arg = 0
         for j in range(C):
-            if z[i, j] > z[i, arg]:
-                arg = j
-            a = sigmoid_scalar(z[i, j])
+            arg = j if z[i, j] > z[i, arg] else arg
+        correct += arg == y[i]
+        for j in range(C):                      # a into dz first: this loop vectorises
+            dz[i, j] = sigmoid_scalar(z[i, j])
+        for j in range(C):
+            a = dz[i, j]
             d = a - (T(1) if j == y[i] else T(0))
             dz[i, j] = d * a * (T(1) - a) * s
             loss += wi * (0.5 * float(d) * float(d))
-        correct += arg == y[i]
     return loss, correct
 
 
