@@ -318,6 +318,32 @@ def test_rows_scheme_gives_the_same_bits_on_any_thread_count(optimizer, kw, dtyp
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2])
 
 
+def test_rows_scheme_full_batch_takes_x_in_its_order(monkeypatch):
+    """A full batch's rows go through the rows scheme in X's order, whatever order each
+    epoch drew them in: the same bits for any shuffle; a minibatch of fewer rows keeps its
+    drawn order."""
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", "rows")
+    monkeypatch.setattr(engine.plan, "BLOCK_ROWS", 16)
+    rng = np.random.default_rng(3)
+    n, layers = 100, (20, 12, 4)
+    X, y = rng.standard_normal((n, 20)).astype(np.float32), rng.integers(0, 4, n)
+    shuffled = np.concatenate([rng.permutation(n) for _ in range(2)]).astype(np.int64)
+    in_order = np.tile(np.arange(n, dtype=np.int64), 2)
+
+    def trained(order, batch):
+        flat = init_params(layers, "he", np.random.default_rng(4), np.float32)
+        net = engine.Network(flat, layers, ACTIVATIONS.index("relu"), HEADS.index("softmax"))
+        engine.train(net, engine.OptimizerState("sgd", flat.size, np.float32),
+                     engine.Batches(X, y, np.zeros((0, 4), np.float32), order, batch),
+                     engine.Hyper.of("sgd", 0.1), 1, guard=False)
+        return flat
+
+    assert engine.rows.full_batches(X, shuffled, n) and not engine.rows.full_batches(X, shuffled,
+                                                                                     n - 1)
+    assert np.array_equal(trained(shuffled, n), trained(in_order, n))
+    assert not np.array_equal(trained(shuffled, 50), trained(in_order, 50))
+
+
 @pytest.mark.parametrize("layers", [[64, 5], [64, 9, 5]])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_rows_scheme_full_batch_matches_the_numpy_engine(layers, threads, monkeypatch):

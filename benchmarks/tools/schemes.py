@@ -4,6 +4,12 @@ count, with the share of the GEMM floor. Measures the crossovers in fastmlp/engi
 
     python -m benchmarks.tools.schemes 784-20-10 --batch 8000 --threads 1 2
     python -m benchmarks.tools.schemes 784-128-10 --batch 2048 --act relu --rounds 7
+
+The scheme "rows-drawn" is the rows scheme with each full batch's rows in the order drawn, as
+it took them before it took them in X's order (docs/performance.md, "Full batches in X's
+order"):
+
+    python -m benchmarks.tools.schemes 784-10-10 --schemes rows,rows-drawn --rounds 9
 """
 
 import argparse
@@ -24,6 +30,11 @@ def compare(layers, batch, threads, schemes, rounds, steps, act="relu"):
     X, y = workload_data(layers)
     order = np.concatenate([np.random.default_rng(s).permutation(ROWS)
                             for s in range(-(-steps * batch // ROWS))])[:steps * batch]
+    full_batches = engine.rows.full_batches
+
+    def drawn(X, order, batch_size):            # rows-drawn: no minibatch counts as full
+        return False
+
     runs = {}
     for name in schemes:
         flat = init_params(layers, "he", np.random.default_rng(0), np.float32)
@@ -34,7 +45,8 @@ def compare(layers, batch, threads, schemes, rounds, steps, act="relu"):
         for name in schemes:
             net, state, start = runs[name]
             net.flat[...] = start
-            engine.plan.FORCE_SCHEME = None if name == "default" else name
+            engine.plan.FORCE_SCHEME = {"default": None, "rows-drawn": "rows"}.get(name, name)
+            engine.rows.full_batches = drawn if name == "rows-drawn" else full_batches
             t0 = time.perf_counter()
             engine.train(net, state, engine.Batches(X, y, np.zeros((0, layers[-1]), np.float32),
                                                     order, batch),
@@ -42,6 +54,7 @@ def compare(layers, batch, threads, schemes, rounds, steps, act="relu"):
             if r:
                 times[name].append((time.perf_counter() - t0) / steps)
     engine.plan.FORCE_SCHEME = None
+    engine.rows.full_batches = full_batches
     floor = floor_seconds(layers, batch, gemm_gflops(threads))
     return ({n: 1e3 * statistics.median(t) for n, t in times.items()},
             {n: statistics.median(floor / s for s in t) for n, t in times.items()})

@@ -367,20 +367,27 @@ def groups_for(batch_size, block_rows, n_params, itemsize):
     return int(max(1, min(plan.MAX_GROUPS, n_blocks, by_memory)))
 
 
-def takes_nonzeros(inputs, X, order, batch_size):
-    """Whether the first layer takes X's non-zeros (:mod:`.lowlevel.sparse`): every minibatch
-    is all of X, each row once (full-batch gradient descent), and at most
-    SPARSE_MAX_DENSITY of X's elements are not zero. ``inputs``: the call's
-    :class:`.lowlevel.sparse.CompressedX` (None: never)."""
+def full_batches(X, order, batch_size):
+    """Whether every minibatch of ``order`` is all of X, each row once (full-batch gradient
+    descent)."""
     n = X.shape[0]
-    if (inputs is None or isinstance(X, np.memmap) or min(batch_size, order.shape[0]) != n
-            or order.shape[0] % n or max(X.shape) >= 2 ** 31
-            or inputs.density(X) > plan.SPARSE_MAX_DENSITY):
+    if min(batch_size, order.shape[0]) != n or order.shape[0] % n:
         return False
     epochs = order.shape[0] // n                # each minibatch's rows, counted apart
     counts = np.bincount((order.reshape(epochs, n) + n * np.arange(epochs)[:, None]).ravel(),
                          minlength=epochs * n)
     return bool((counts == 1).all())
+
+
+def takes_nonzeros(inputs, X, order, batch_size):
+    """Whether the first layer takes X's non-zeros (:mod:`.lowlevel.sparse`): every minibatch
+    is all of X, each row once (:func:`full_batches`), and at most SPARSE_MAX_DENSITY of X's
+    elements are not zero. ``inputs``: the call's :class:`.lowlevel.sparse.CompressedX` (None:
+    never)."""
+    if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
+            or inputs.density(X) > plan.SPARSE_MAX_DENSITY):
+        return False
+    return full_batches(X, order, batch_size)
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
@@ -406,15 +413,17 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)
     X = data.X
+    if full_batches(X, data.order, batch_size):
+        # each minibatch in X's order: a full batch's gradient is a sum over all rows in any
+        # order, and X's rows (or its compressed rows) are then read as they lie, not from all
+        # over memory (docs/performance.md, "Full batches in X's order"); the weights then do
+        # not depend on the order drawn either
+        n = X.shape[0]
+        data = data._replace(order=np.tile(np.arange(n, dtype=np.int64), data.order.shape[0] // n))
     if takes_nonzeros(inputs, X, data.order, batch_size):
         dz_all = np.empty((X.shape[0], offs[0, 3]), flat.dtype)
         sparse = (inputs.rows(X), inputs.columns(X), dz_all)
         use[0] = False                          # its W row-major, as the sparse products read it
-        # each minibatch in X's order: a full batch's gradient is a sum over all rows in any
-        # order, and the compressed rows are then read as they lie (shuffled, they were read
-        # from all over memory, and the step lost what the non-zeros won: "Sparse inputs")
-        n = X.shape[0]
-        data = data._replace(order=np.tile(np.arange(n, dtype=np.int64), data.order.shape[0] // n))
     else:
         none = (np.zeros(0, np.int64), np.zeros(0, np.int32), flat[:0])
         sparse = (none, none, np.empty((0, 0), flat.dtype))
