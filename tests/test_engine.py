@@ -1,6 +1,5 @@
 """The compiled engine against the reference: gradients, whole training runs, determinism."""
 
-import os
 import platform
 import subprocess
 import sys

@@ -24,7 +24,8 @@ step works there, element by element as on the flat layout, and the call copies 
 the parameters at its end.
 
 Each row of X is read from memory once per step (the parts scheme gathers the minibatch and
-reads it again for the weight gradient, after it has left the cache).
+reads it again for the weight gradient, after it has left the cache); a full batch's rows in
+X's order, whatever order they were drawn in (:func:`full_batches`).
 """
 
 import numpy as np
