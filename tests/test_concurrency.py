@@ -88,7 +88,11 @@ def test_threads_give_the_results_of_sequential_runs(monkeypatch):
         for job, got, want in zip(JOBS, results, sequential):
             np.testing.assert_array_equal(got[0], want[0], err_msg=f"weights of job {job}")
             np.testing.assert_array_equal(got[1], want[1], err_msg=f"predictions of job {job}")
-            assert got[2] == want[2]
+            # an epoch's loss is the sum of its calls' sums, and after the first call fit sizes
+            # its calls by the time they take: calls cut elsewhere round the float64 sum
+            # differently (seen once in CI: ...8225 against ...8223)
+            np.testing.assert_allclose(got[2], want[2], rtol=1e-14, atol=0,
+                                       err_msg=f"losses of job {job}")
 
 
 def test_predict_from_many_threads_while_training():
