@@ -385,10 +385,9 @@ def takes_nonzeros(inputs, X, order, batch_size):
     is all of X, each row once (:func:`full_batches`), and at most SPARSE_MAX_DENSITY of X's
     elements are not zero. ``inputs``: the call's :class:`.lowlevel.sparse.CompressedX` (None:
     never)."""
-    if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
-            or inputs.density(X) > plan.SPARSE_MAX_DENSITY):
+    if inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31:
         return False
-    return full_batches(X, order, batch_size)
+    return full_batches(X, order, batch_size) and inputs.density(X) <= plan.SPARSE_MAX_DENSITY
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
