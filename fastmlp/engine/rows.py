@@ -385,9 +385,14 @@ def takes_nonzeros(inputs, X, order, batch_size):
     is all of X, each row once (:func:`full_batches`), and at most SPARSE_MAX_DENSITY of X's
     elements are not zero. ``inputs``: the call's :class:`.lowlevel.sparse.CompressedX` (None:
     never)."""
-    if inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31:
-        return False
-    return full_batches(X, order, batch_size) and inputs.density(X) <= plan.SPARSE_MAX_DENSITY
+    return full_batches(X, order, batch_size) and _mostly_zeros(inputs, X)
+
+
+def _mostly_zeros(inputs, X):
+    """Whether X, in memory and under 2**31 rows and columns, has at most SPARSE_MAX_DENSITY of
+    its elements not zero (the share ``inputs``, a CompressedX, keeps; None: never)."""
+    return (inputs is not None and not isinstance(X, np.memmap) and max(X.shape) < 2 ** 31
+            and inputs.density(X) <= plan.SPARSE_MAX_DENSITY)
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,
@@ -413,14 +418,15 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)
     X = data.X
-    if full_batches(X, data.order, batch_size):
+    full = full_batches(X, data.order, batch_size)
+    if full:
         # each minibatch in X's order: a full batch's gradient is a sum over all rows in any
         # order, and X's rows (or its compressed rows) are then read as they lie, not from all
         # over memory (docs/performance.md, "Full batches in X's order"); the weights then do
         # not depend on the order drawn either
         n = X.shape[0]
         data = data._replace(order=np.tile(np.arange(n, dtype=np.int64), data.order.shape[0] // n))
-    if takes_nonzeros(inputs, X, data.order, batch_size):
+    if full and _mostly_zeros(inputs, X):     # takes_nonzeros, its order counted once
         dz_all = np.empty((X.shape[0], offs[0, 3]), flat.dtype)
         sparse = (inputs.rows(X), inputs.columns(X), dz_all)
         use[0] = False                          # its W row-major, as the sparse products read it
