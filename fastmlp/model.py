@@ -254,7 +254,8 @@ class MLP:
         momentum / Adam moments when the same optimizer is used (a different one starts fresh).
         Minibatches are drawn from one index permutation per epoch (X and y stay paired); with
         ``batch_size=None`` (or one above the number of samples, as scikit-learn clips it) it is
-        full-batch gradient descent, with ``replacement=True`` each
+        full-batch gradient descent, its rows in X's order (no permutation is drawn: it would
+        change only the rounding of the gradient's sum), with ``replacement=True`` each
         epoch samples n indices with replacement, with ``shuffle=False`` the order is fixed.
         ``shuffle_block=ROWS`` shuffles by blocks for data read from a file larger than memory:
         each epoch visits the blocks of ROWS consecutive rows in a random order and the rows of
@@ -463,11 +464,15 @@ class MLP:
         if self._optimizer is None or self._optimizer.opt != opt:
             self._optimizer = _engine().OptimizerState(opt, self._flat.shape[0], self._flat.dtype)
 
-    def _epoch_order(self, n, shuffle, replacement):
-        """An epoch's order of the n rows. ``shuffle``: True (a permutation), False (in order)
-        or an int, the rows of a shuffle block (see ``fit``'s ``shuffle_block``)."""
+    def _epoch_order(self, n, shuffle, replacement, batch):
+        """An epoch's order of the n rows in minibatches of ``batch`` rows. ``shuffle``: True (a
+        permutation), False (in order) or an int, the rows of a shuffle block (see ``fit``'s
+        ``shuffle_block``). A full batch (``batch`` = n, without replacement) takes the rows in
+        order and draws nothing: its gradient is a sum over all rows, whatever their order."""
         if replacement:
             return self._rng.integers(0, n, size=n, dtype=np.int64)
+        if batch >= n:
+            return np.arange(n, dtype=np.int64)
         if shuffle is True:
             return self._rng.permutation(n).astype(np.int64)
         if shuffle:
@@ -487,7 +492,7 @@ class MLP:
         engine = _engine()
         start = time.perf_counter()
         n = X.shape[0]
-        order = self._epoch_order(n, shuffle, replacement)
+        order = self._epoch_order(n, shuffle, replacement, batch)
         per_call = batch if callbacks is not None else first_slice(self.layers, batch)
         # from a file: at most MAPPED_SLICE_BYTES of converted rows (but whole minibatches)
         most = whole_batches(X.slice_rows(self.dtype), batch) if isinstance(X, MappedRows) else n
@@ -579,7 +584,8 @@ class MLP:
         start = time.perf_counter()
         n = X.shape[0]
         drawn_from = self._rng.bit_generator.state
-        order = np.concatenate([self._epoch_order(n, shuffle, replacement) for _ in range(count)])
+        order = np.concatenate([self._epoch_order(n, shuffle, replacement, batch)
+                                for _ in range(count)])
         stats = _engine().train(self._network(), self._optimizer,
                                 _slice_batches(X, y_idx, Y, weights, order, batch, n, self.dtype,
                                                self.engine, inputs),

@@ -339,6 +339,10 @@ def test_rows_scheme_full_batch_takes_x_in_its_order(monkeypatch):
 
     assert engine.rows.full_batches(X, shuffled, n) and not engine.rows.full_batches(X, shuffled,
                                                                                      n - 1)
+    repeated = in_order.copy()
+    repeated[n + 1] = 0                         # the second epoch takes row 0 twice
+    assert engine.rows.full_batches(X, in_order, n)
+    assert not engine.rows.full_batches(X, repeated, n)
     assert np.array_equal(trained(shuffled, n), trained(in_order, n))
     assert not np.array_equal(trained(shuffled, 50), trained(in_order, 50))
 

@@ -107,8 +107,8 @@ def test_checkpoint_resume_from_a_file_is_bitwise(tmp_path, small_slices):
 
 
 def test_shuffle_block_visits_blocks_whole_in_a_random_order():
-    order = MLP([4, 3, 2], seed=0)._epoch_order(100, 32, False)
-    assert np.array_equal(order, MLP([4, 3, 2], seed=0)._epoch_order(100, 32, False))
+    order = MLP([4, 3, 2], seed=0)._epoch_order(100, 32, False, 10)
+    assert np.array_equal(order, MLP([4, 3, 2], seed=0)._epoch_order(100, 32, False, 10))
     blocks = [set(range(s, min(s + 32, 100))) for s in range(0, 100, 32)]
     seen, k = [], 0
     while k < 100:

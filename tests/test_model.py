@@ -251,12 +251,18 @@ def test_optimizers_and_batching_learn(engine, kwargs):
 
 
 def test_full_batch_is_one_update_per_epoch(engine):
+    """A full batch takes X's rows in order and draws no order from the model's generator."""
     X, y = blobs(n=60)
     a = MLP([4, 5, 3], engine=engine, seed=0)
     b = MLP([4, 5, 3], engine=engine, seed=0)
+    untouched = MLP([4, 5, 3], engine=engine, seed=0)._rng.bit_generator.state
     a.fit(X, y, epochs=2, batch_size=None, lr=0.1)
     b.fit(X, y, epochs=2, batch_size=len(X), lr=0.1, shuffle=False)
-    np.testing.assert_allclose(flat_params(a), flat_params(b), rtol=1e-5, atol=1e-7)
+    assert np.array_equal(flat_params(a), flat_params(b))
+    assert a._rng.bit_generator.state == untouched
+    c = MLP([4, 5, 3], engine=engine, seed=0)
+    c.fit(X, y, epochs=2, batch_size=len(X) - 1, lr=0.1)
+    assert c._rng.bit_generator.state != untouched
 
 
 def test_momentum_is_not_an_optimizer_name():
