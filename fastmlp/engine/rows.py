@@ -41,8 +41,8 @@ from .lowlevel.fpenv import flush_denormals, restore_fpenv
 from .lowlevel.sparse import sparse_column_sums, sparse_rows_epilogue
 from .lowlevel.sync import aligned_empty, barrier, new_sync, whole_lines, yield_address
 from .lowlevel.threads import run_on_threads
-from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, matmul_rows, matmul_rows_epilogue,
-                             rank_update, row_addresses)
+from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, VECTOR_BYTES, matmul_rows,
+                             matmul_rows_epilogue, rank_update, row_addresses)
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, count_minibatch, minibatch_weight,
                         new_stats, rows_head_backward, span)
 from .optimizer import Hyper, Slots, optimizer_update
@@ -70,9 +70,10 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     from W_l transposed, (n_out, n_in) at W_l's offsets in ``wt`` (its copy in ``flat`` is
     stale during the call), and its part of ``grad`` holds dW_l transposed the same way.
 
-    ``sparse`` = (csr, dz_all), both empty unless the first layer takes X's non-zeros
+    ``sparse`` = (csr, dz_all, w_pad), all empty unless the first layer takes X's non-zeros
     (:mod:`.lowlevel.sparse`; the rows are a full batch): its forward pass then reads X's rows
-    in ``csr``, and its dz rows go to dz_all[rows[i]] for the weight gradient of all rows that
+    in ``csr`` and W_0 from ``w_pad``, its copy in rows of whole vectors (:func:`train_rows`),
+    and its dz rows go to dz_all[rows[i]] for the weight gradient of all rows that
     :func:`_sum_and_step` takes from X's columns; its part of ``grad`` is left alone but for
     the bias."""
     flat, offs, act, head = net
@@ -80,7 +81,7 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     fused, lr = step
     X = data.X
     acts, dzs, addr = bufs
-    csr, dz_all = sparse
+    csr, dz_all, w_pad = sparse
     on_nonzeros = csr[0].shape[0] > 0
     fpenv = flush_denormals()
     m = rows.shape[0]
@@ -102,7 +103,7 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
         # bias and relu in the registers; other activations in a pass of their own
         epi = EPI_BIAS_RELU if f == ACT_RELU else EPI_BIAS if f == ACT_IDENTITY else EPI_NONE
         if l == 0 and on_nonzeros:
-            sparse_rows_epilogue(a_next, rows, csr, W, epi, np.int64(flat[b0:].ctypes.data))
+            sparse_rows_epilogue(a_next, rows, csr, w_pad, epi, np.int64(flat[b0:].ctypes.data))
         elif use[l]:
             dot_rows_epilogue(a_next, addr[l, :m], wt[w0:b0].reshape((n_out, n_in)), epi,
                               np.int64(flat[b0:].ctypes.data))
@@ -161,9 +162,9 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
     results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
-    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all): X
-    compressed by rows and by columns and a buffer of dz_1 for all rows, when the first layer
-    takes X's non-zeros (each minibatch is all of X), else empty. Thread 0 writes ``stats``.
+    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all, w_pad): X
+    compressed by rows and by columns, a buffer of dz_1 for all rows and W_0's padded copy
+    (:func:`train_rows`), when the first layer takes X's non-zeros (each minibatch is all of X), else empty. Thread 0 writes ``stats``.
     ``out``:
     empty to step; else each minibatch's summed gradient is written there (flat layout), and
     nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`).
@@ -177,7 +178,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     state1, state2 = slots.state1, slots.state2
     transposed = Slots(st1, st2, slots.grad, slots.decay)   # the step's, on the transposed layout
     w, order = data.w, data.order
-    csr, csc, dz_all = sparse
+    csr, csc, dz_all, w_pad = sparse
     block_rows, n_groups = sizes
     grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
     n = order.shape[0]
@@ -212,7 +213,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
                                                    (acts_g[g], dzs_g[g], addr_g[g]), own,
                                                    b > b0, blas, (use, wt), (fused, lr), ahead,
-                                                   (csr, dz_all))
+                                                   (csr, dz_all, w_pad))
                 loss_g += loss_b
                 correct_g += correct_b
                 if not np.isfinite(loss_b):
@@ -232,7 +233,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
         _sum_and_step(flat, grads, (_folded(G, n_threads), G), offs, (use, wt, fused),
-                      (csc, dz_all), slots, transposed, hyper, step + k + 1, t, n_threads, out)
+                      (csc, dz_all, w_pad), slots, transposed, hyper, step + k + 1, t, n_threads, out)
         barrier(sync, n_threads, yield_fn)
     if out.shape[0] == 0:                       # stepped: W and the state back into place
         for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
@@ -324,13 +325,14 @@ def _sum_and_step(flat, grads, groups, offs, dots, sparse, slots, transposed, hy
     transposed (in wt, ``grads`` and the slots ``transposed``): its share there is the columns
     i0 .. i1 of each of its n_out rows (the step reads the weight decay at those offsets too: it
     is the same for every weight), and nothing when ``dots`` = (use, wt, fused) says its step
-    was fused into the product. ``sparse`` = (csc, dz_all), not empty when the first layer takes
-    X's non-zeros: its weight gradient is not in the groups' buffers, and the thread's share of
-    it, rows i0 .. i1 of dW_0 = X.T @ dz_1, is summed from X's columns i0 .. i1 into grads[0]
-    there (each column's sum in the order of X's rows: the same bits on any thread). With
+    was fused into the product. ``sparse`` = (csc, dz_all, w_pad), not empty when the first layer
+    takes X's non-zeros: its weight gradient is not in the groups' buffers, and the thread's
+    share of it, rows i0 .. i1 of dW_0 = X.T @ dz_1, is summed from X's columns i0 .. i1 into
+    grads[0] there (each column's sum in the order of X's rows: the same bits on any thread);
+    the stepped rows go into the forward pass's copy of W_0, w_pad, too. With
     ``out`` not empty, the sums go there instead, in the flat layout, and nothing is stepped."""
     use, wt, fused = dots
-    csc, dz_all = sparse
+    csc, dz_all, w_pad = sparse
     for l in range(offs.shape[0]):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         i0, i1 = span(n_in, t, n_threads)
@@ -354,6 +356,8 @@ def _sum_and_step(flat, grads, groups, offs, dots, sparse, slots, transposed, hy
             else:
                 _add_groups(grads, groups, p0, p1)
             _step_or_copy(flat, grads[0, p0:p1], p0, p1, slots, hyper, step, out)
+            if l == 0 and csc[0].shape[0]:
+                w_pad[i0:i1, :n_out] = flat[p0:p1].reshape((i1 - i0, n_out))
         c0, c1 = span(n_out, t, n_threads)
         _add_groups(grads, groups, b0 + c0, b0 + c1)
         _step_or_copy(flat, grads[0, b0 + c0:b0 + c1], b0 + c0, b0 + c1, slots, hyper, step,
@@ -431,11 +435,18 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
         data = data._replace(order=np.tile(np.arange(n, dtype=np.int64), data.order.shape[0] // n))
     if full and _mostly_zeros(inputs, X):     # takes_nonzeros, its order counted once
         dz_all = np.empty((X.shape[0], offs[0, 3]), flat.dtype)
-        sparse = (inputs.rows(X), inputs.columns(X), dz_all)
+        # W_0 for the forward pass in rows of whole vectors on cache lines of their own: a row
+        # of 10 float32 read as one masked vector crossed a line in most rows
+        # (docs/performance.md, "W_0 in rows of whole vectors")
+        n_in, n_out, lanes = int(offs[0, 2]), int(offs[0, 3]), VECTOR_BYTES // flat.itemsize
+        w_pad = aligned_empty((n_in, -(-n_out // lanes) * lanes), flat.dtype)
+        w_pad[:, n_out:] = 0
+        w_pad[:, :n_out] = flat[offs[0, 0]:offs[0, 1]].reshape((n_in, n_out))
+        sparse = (inputs.rows(X), inputs.columns(X), dz_all, w_pad)
         use[0] = False                          # its W row-major, as the sparse products read it
     else:
         none = (np.zeros(0, np.int64), np.zeros(0, np.int32), flat[:0])
-        sparse = (none, none, np.empty((0, 0), flat.dtype))
+        sparse = (none, none, np.empty((0, 0), flat.dtype), np.empty((0, 0), flat.dtype))
     n_dots = flat.shape[0] if use.any() else 0
     state1, state2 = slots.state1, slots.state2
     dots = (use, np.empty(n_dots, flat.dtype), np.empty(min(n_dots, state1.shape[0]), flat.dtype),
