@@ -81,8 +81,28 @@ def plan_rows(layers, batch_size, n_rows, threads=None):
                          f"{_count(chosen.blas_threads, 'thread')}"),
             ("  threads", why[0]),
             ("  scheme", why[1]),
+            ("  inputs", _first_layer(chosen, batch_size, layers, n_rows)),
             ("inference", f"{_count(inference.parts, 'run')} of chunks of up to {PREDICT_CHUNK} "
                           f"rows on {_count(inference.threads, 'thread')}")]
+
+
+def _first_layer(chosen, batch_size, layers, n_rows):
+    """Whether the first layer of a float32 training call planned as ``chosen`` may take X's
+    non-zeros (:mod:`fastmlp.engine.lowlevel.sparse`), in words: that depends on X's share of
+    non-zeros, which only the data says."""
+    from .engine.plan import SPARSE_MAX_DENSITY
+    from .engine.units import not_on_nonzeros
+
+    may = (f"X's non-zeros when at most SPARSE_MAX_DENSITY = {SPARSE_MAX_DENSITY} of its "
+           "elements are not zero (MLP.fit passes X compressed), else the dense products")
+    if chosen.scheme == "rows":
+        return may if batch_size >= n_rows else (
+            "the dense products: the rows scheme takes X's non-zeros only when every minibatch "
+            "is all of X (full-batch gradient descent)")
+    if chosen.scheme == "units" and len(layers) > 2:
+        why = not_on_nonzeros(int(layers[1]), chosen.parts, chosen.chunk, 4)
+        return f"the dense products: {why}" if why else may
+    return "the dense products (the parts scheme: BLAS on the gathered minibatch)"
 
 
 def _count(n, word):

@@ -203,6 +203,28 @@ def test_units_take_nonzeros_for_pieces_of_enough_rows_and_whole_vectors():
                                     2, 32)
 
 
+@pytest.mark.parametrize("layers,batch,n", [((784, 10, 10), 8000, 8000), ((784, 10, 10), 10, 8000),
+                                            ((784, 128, 10), 128, 8000),
+                                            ((784, 128, 10), 16, 8000),
+                                            ((784, 72, 10), 128, 8000),
+                                            ((784, 512, 256, 10), 512, 60000)])
+def test_info_says_whether_the_first_layer_may_take_the_nonzeros(layers, batch, n):
+    """fastmlp info --model's "inputs" line names the non-zeros exactly when the planned call
+    takes them for a mostly-zero X (float32, MLP.fit's CompressedX)."""
+    from fastmlp.info import plan_rows
+
+    chosen = engine.plan_training(2, batch, layers, n)
+    X = mostly_zero(np.random.default_rng(2), n, layers[0], np.float32)
+    if chosen.scheme == "rows":
+        takes = takes_nonzeros(CompressedX(), X, np.arange(n, dtype=np.int64), batch)
+    elif chosen.scheme == "units":
+        takes = units.takes_nonzeros(CompressedX(), X, layers[1], chosen.parts, chosen.chunk)
+    else:
+        takes = False
+    line = dict(plan_rows(layers, batch, n, threads=2))["  inputs"]
+    assert line.startswith("X's non-zeros") == takes, line
+
+
 def _train(eng, X, y, layers, order, hyper, act="relu", head="softmax", w=None, threads=1,
            compressed=True, batch=None):
     """Weights and statistics after training on minibatches of ``batch`` rows (None: full

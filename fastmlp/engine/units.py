@@ -336,13 +336,23 @@ def takes_nonzeros(inputs, X, first_width, n_blocks, piece_rows):
     (``piece_rows``: the scratch sum's two passes a piece do not pay back over fewer), and
     every block of units a whole number of vectors (the scatter of the weight gradient stores
     no masked vector)."""
-    lanes = VECTOR_BYTES // X.itemsize
     if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
-            or piece_rows < plan.SPARSE_MIN_ROWS
-            or any((u1 - u0) % lanes for u0, u1 in (span.py_func(first_width, b, n_blocks)
-                                                    for b in range(n_blocks)))):
+            or not_on_nonzeros(first_width, n_blocks, piece_rows, X.itemsize)):
         return False
     return inputs.density(X) <= plan.SPARSE_MAX_DENSITY
+
+
+def not_on_nonzeros(first_width, n_blocks, piece_rows, itemsize):
+    """Why a first layer of ``first_width`` units in ``n_blocks`` blocks, in pieces of
+    ``piece_rows`` rows, never takes X's non-zeros, whatever X (:func:`takes_nonzeros`), in
+    words; "" when it may."""
+    lanes = VECTOR_BYTES // itemsize
+    if piece_rows < plan.SPARSE_MIN_ROWS:
+        return f"pieces of {piece_rows} rows, under SPARSE_MIN_ROWS = {plan.SPARSE_MIN_ROWS}"
+    if any((u1 - u0) % lanes for u0, u1 in (span.py_func(first_width, b, n_blocks)
+                                            for b in range(n_blocks))):
+        return f"blocks of the first layer's units that are not whole vectors of {lanes} lanes"
+    return ""
 
 
 def train_units(plan, net, data, batch_size, slots, hyper, step, blas, stats, inputs=None):
