@@ -162,9 +162,10 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
     results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
     optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
-    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all, w_pad): X
-    compressed by rows and by columns, a buffer of dz_1 for all rows and W_0's padded copy
-    (:func:`train_rows`), when the first layer takes X's non-zeros (each minibatch is all of X), else empty. Thread 0 writes ``stats``.
+    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all,
+    w_pad): X compressed by rows and by columns, a buffer of dz_1 for all rows and W_0's padded
+    copy (:func:`train_rows`), when the first layer takes X's non-zeros (each minibatch is all
+    of X), else empty. Thread 0 writes ``stats``.
     ``out``:
     empty to step; else each minibatch's summed gradient is written there (flat layout), and
     nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`).
@@ -233,7 +234,8 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
         if not np.isfinite(loss):               # every thread stops at the same minibatch
             break
         _sum_and_step(flat, grads, (_folded(G, n_threads), G), offs, (use, wt, fused),
-                      (csc, dz_all, w_pad), slots, transposed, hyper, step + k + 1, t, n_threads, out)
+                      (csc, dz_all, w_pad), slots, transposed, hyper, step + k + 1, t, n_threads,
+                      out)
         barrier(sync, n_threads, yield_fn)
     if out.shape[0] == 0:                       # stepped: W and the state back into place
         for src, dst in ((flat, wt), (state1, st1), (state2, st2)):
