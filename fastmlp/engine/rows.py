@@ -398,10 +398,9 @@ def takes_nonzeros(inputs, X, order, batch_size):
 
 
 def _mostly_zeros(inputs, X):
-    """Whether X, in memory and under 2**31 rows and columns, has at most SPARSE_MAX_DENSITY of
-    its elements not zero (the share ``inputs``, a CompressedX, keeps; None: never)."""
-    return (inputs is not None and not isinstance(X, np.memmap) and max(X.shape) < 2 ** 31
-            and inputs.density(X) <= plan.SPARSE_MAX_DENSITY)
+    """:meth:`.lowlevel.sparse.CompressedX.mostly_zeros` at SPARSE_MAX_DENSITY (``inputs``
+    None: never)."""
+    return inputs is not None and inputs.mostly_zeros(X, plan.SPARSE_MAX_DENSITY)
 
 
 def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=None,

@@ -336,10 +336,9 @@ def takes_nonzeros(inputs, X, first_width, n_blocks, piece_rows):
     (``piece_rows``: the scratch sum's two passes a piece do not pay back over fewer), and
     every block of units a whole number of vectors (the scatter of the weight gradient stores
     no masked vector)."""
-    if (inputs is None or isinstance(X, np.memmap) or max(X.shape) >= 2 ** 31
-            or not_on_nonzeros(first_width, n_blocks, piece_rows, X.itemsize)):
-        return False
-    return inputs.density(X) <= plan.SPARSE_MAX_DENSITY
+    return (inputs is not None and not not_on_nonzeros(first_width, n_blocks, piece_rows,
+                                                        X.itemsize)
+            and inputs.mostly_zeros(X, plan.SPARSE_MAX_DENSITY))
 
 
 def not_on_nonzeros(first_width, n_blocks, piece_rows, itemsize):

@@ -357,6 +357,12 @@ class CompressedX:
             self._density = np.count_nonzero(X) / max(1, X.size)
         return self._density
 
+    def mostly_zeros(self, X, max_density):
+        """Whether X can be compressed here (in memory, under 2**31 rows and columns) and at
+        most ``max_density`` of its elements are not zero."""
+        return (not isinstance(X, np.memmap) and max(X.shape) < 2 ** 31
+                and self.density(X) <= max_density)
+
     def rows(self, X):
         """X's CSR (:func:`compress_rows`)."""
         self._for(X)
