@@ -1,11 +1,15 @@
 """Tests of fastmlp.data: each reader on small files written here, the split, and bad files."""
 
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fastmlp import data as data_module
 from fastmlp.data import DataError, Dataset, as_float_images, load, read_idx, train_test_split
 from fastmlp.mapped import MappedRows
 from helpers import MNIST_DIR
@@ -243,6 +247,31 @@ def test_load_builtin_digits():
 def test_load_digits_with_other_split():
     data = load(split=0.5)
     assert abs(len(data.X_test) - 1797 / 2) < 10
+
+
+def test_digits_read_from_scikit_learns_file_are_load_digits(monkeypatch):
+    """The file read without importing scikit-learn, and load_digits where it is not as
+    expected, give the same pixels and labels as scikit-learn's own loader."""
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
+    X_expected, y_expected = load_digits(return_X_y=True)
+    X, y = data_module._read_digits()
+    np.testing.assert_array_equal(X, X_expected)
+    np.testing.assert_array_equal(y, y_expected)
+    monkeypatch.setattr(data_module, "DIGITS_SHAPE", (1797, 66))    # the file "changed"
+    X, y = data_module._read_digits()
+    np.testing.assert_array_equal(X, X_expected)
+    np.testing.assert_array_equal(y, y_expected)
+
+
+def test_builtin_digits_load_without_importing_scikit_learn():
+    """Importing scikit-learn took 2 of the 2.6 s of ``fastmlp train``."""
+    pytest.importorskip("sklearn")
+    code = ("import sys; from fastmlp.data import load; load(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=root), check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------- split
