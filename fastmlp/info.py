@@ -25,8 +25,8 @@ def report_rows():
                        f"{platform.system()} {platform.machine()})"),
             ("numpy", np.__version__),
             ("numba", numba.__version__)]
-    for name, extra in (("matplotlib", "plot"), ("sklearn", "sklearn")):
-        rows.append((name if name != "sklearn" else "scikit-learn", _version_of(name, extra)))
+    rows.append(("matplotlib", _version_of("matplotlib", "matplotlib", "plot")))
+    rows.append(("scikit-learn", _version_of("sklearn", "scikit-learn", "sklearn")))
     rows.append(("cores", f"{available_cores()} available to this process "
                           f"({os.cpu_count()} in the machine)"))
     rows.append(("numba threads", f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)"))
@@ -109,13 +109,22 @@ def _count(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _version_of(module, extra):
+def _version_of(module, distribution, extra):
+    """The installed version of ``module``, read from its distribution's metadata: importing
+    scikit-learn or matplotlib takes a second or two."""
     import importlib
+    from importlib import metadata, util
 
+    missing = f'not installed (pip install "fastmlp[{extra}]")'
+    if util.find_spec(module) is None:
+        return missing
     try:
-        return importlib.import_module(module).__version__
-    except ImportError:
-        return f'not installed (pip install "fastmlp[{extra}]")'
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:     # importable but not installed: a source tree
+        try:
+            return importlib.import_module(module).__version__
+        except ImportError:
+            return missing
 
 
 def _threading_layer():

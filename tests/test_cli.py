@@ -153,6 +153,23 @@ def test_info(tmp_path):
     assert "unknown" not in out.split("threading layer")[1].splitlines()[0]
 
 
+def test_info_reads_versions_without_importing_the_packages(tmp_path, monkeypatch):
+    """From the distribution's metadata (importing scikit-learn took a second of ``info``); from
+    the module where it has none; "not installed" where there is no module."""
+    from importlib import metadata
+
+    from fastmlp import info
+
+    assert info._version_of("numpy", "numpy", "x") == np.__version__
+    assert info._version_of("no_such_module_here", "numpy", "plot").startswith(
+        'not installed (pip install "fastmlp[plot]")')
+    (tmp_path / "plain_module_here.py").write_text("__version__ = '1.2.3'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("plain-module-here")
+    assert info._version_of("plain_module_here", "plain-module-here", "x") == "1.2.3"
+
+
 def test_info_shows_the_plan_of_a_model_and_why(tmp_path):
     from fastmlp.engine import tuner
     from fastmlp.engine.plan import plan_training
