@@ -48,6 +48,27 @@ def picked_rows(rng, dtype, m, k):
     return X, rows, addr
 
 
+def call_as_views(kernel, *args):
+    """``kernel(*args)`` with every 2-D array typed as a view (layout "A"), whatever its flags.
+
+    Called from Python, Numba compiles a kernel again for each layout of its arguments, and a
+    single row, or a block of a single column, is C-contiguous: the tests of a tiling's edges
+    compiled each product up to four times per dtype (0.4-2.3 s each). The kernels read arrays
+    through their strides, so one version per dtype, the views', stands for them all."""
+    import numba
+    from numba import types
+
+    signature = tuple(t.copy(layout="A") if isinstance(t, types.Array) and t.ndim == 2 else t
+                      for t in map(numba.typeof, args))
+    if signature not in kernel.overloads:
+        kernel.compile(signature)
+    kernel.disable_compile(True)        # so C arrays take the view's version, not a new one
+    try:
+        return kernel(*args)
+    finally:
+        kernel.disable_compile(False)
+
+
 def assert_relative_close(got, want, tol):
     """max |got - want| <= tol * max(1, max |want|), and finite."""
     err = np.abs(got - want).max() / max(1.0, np.abs(want).max())

@@ -52,7 +52,7 @@ def test_dot_rows_epilogue(dtype, m, n):
                           (EPI_BIAS_RELU, np.maximum(product + b, 0))):
             frame = np.full((m, n + 3), np.nan, dtype)
             C = frame[:, 1:1 + n]
-            dot_rows_epilogue(C, addr, Wt, epi, b.ctypes.data)
+            helpers.call_as_views(dot_rows_epilogue, C, addr, Wt, epi, b.ctypes.data)
             helpers.assert_relative_close(C, want, TOL[dtype])
             assert np.isnan(frame[:, 0]).all() and np.isnan(frame[:, 1 + n:]).all()
             twin = np.empty_like(C)
@@ -67,7 +67,8 @@ def test_dot_rows_relu_keeps_nan_as_np_maximum():
     row_addresses(addr, X, np.array([0, 1]))
     Wt = np.full((3, 70), -1.0, np.float32)
     C = np.zeros((2, 3), np.float32)
-    dot_rows_epilogue(C, addr, Wt, EPI_BIAS_RELU, np.zeros(3, np.float32).ctypes.data)
+    b = np.zeros(3, np.float32)
+    helpers.call_as_views(dot_rows_epilogue, C, addr, Wt, EPI_BIAS_RELU, b.ctypes.data)
     assert np.isnan(C[0]).all() and (C[1] == 0).all()
 
 
@@ -91,7 +92,7 @@ def test_dot_rank_update(dtype, n, mode):
             if mode == RANK_WRITE:
                 Gt[:] = np.nan
             fetch = addr[::-1].copy() if m % 2 else addr[:0]     # changes no value
-            dot_rank_update(Gt, addr, 2, D, mode, lr, fetch)
+            helpers.call_as_views(dot_rank_update, Gt, addr, 2, D, mode, lr, fetch)
             S = D.T.astype(np.float64) @ X[rows, 2:2 + k].astype(np.float64)
             want = S if mode == RANK_WRITE else before + S if mode == RANK_ADD else before - lr * S
             helpers.assert_relative_close(Gt, want, TOL[dtype])
@@ -101,7 +102,7 @@ def test_dot_rank_update(dtype, n, mode):
             helpers.assert_relative_close(Gt, twin, TOL[dtype])
             if mode == RANK_STEP:               # p - lr * g, g the sums as RANK_WRITE stores them
                 stored = np.empty_like(before)
-                dot_rank_update(stored, addr, 2, D, RANK_WRITE, lr, addr[:0])
+                helpers.call_as_views(dot_rank_update, stored, addr, 2, D, RANK_WRITE, lr, addr[:0])
                 assert np.array_equal(Gt, before - dtype(lr) * stored)
 
 

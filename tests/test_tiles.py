@@ -40,7 +40,7 @@ def test_matmul_rows(dtype, m, n):
             outside = np.delete(frame, np.s_[1:1 + n], axis=1)
             if beta == 0:
                 C[:] = np.nan                   # beta 0: C is only written
-            matmul_rows(C, addr, W, alpha, beta)
+            helpers.call_as_views(matmul_rows, C, addr, W, alpha, beta)
             want = alpha * (X[rows, :k].astype(np.float64) @ W) + (beta * before if beta else 0)
             helpers.assert_relative_close(C, want, TOL[dtype])
             assert np.array_equal(np.delete(frame, np.s_[1:1 + n], axis=1), outside)
@@ -65,7 +65,7 @@ def test_matmul_rows_epilogue(dtype, m, n):
         for epi, want in ((EPI_BIAS, product + b), (EPI_BIAS_RELU, np.maximum(product + b, 0))):
             frame = np.full((m, n + 4), np.nan, dtype)
             C = frame[:, 1:1 + n]
-            matmul_rows_epilogue(C, addr, W, epi, b.ctypes.data)
+            helpers.call_as_views(matmul_rows_epilogue, C, addr, W, epi, b.ctypes.data)
             assert np.array_equal(np.isnan(C), np.isnan(want)), epi
             helpers.assert_relative_close(np.nan_to_num(C), np.nan_to_num(want), TOL[dtype])
             assert np.isnan(frame[:, 0]).all() and np.isnan(frame[:, 1 + n:]).all()
@@ -74,7 +74,8 @@ def test_matmul_rows_epilogue(dtype, m, n):
         a_frame[-1, 1] = np.nan
         frame = np.zeros((m, n + 4), dtype)
         C = frame[:, 1:1 + n]
-        matmul_rows_epilogue(C, addr, W, EPI_RELU_MASK, a_frame.ctypes.data - frame.ctypes.data)
+        helpers.call_as_views(matmul_rows_epilogue, C, addr, W, EPI_RELU_MASK,
+                              a_frame.ctypes.data - frame.ctypes.data)
         keep = a_frame[:, 1:1 + n] > 0          # NaN > 0 is False: times 0
         want = product * keep                   # as kernels.activation_backward: NaN * 0 is NaN
         assert np.array_equal(np.isnan(C), np.isnan(want))
@@ -96,7 +97,8 @@ def test_rank_update(dtype, k, n):
             outside = np.delete(frame, np.s_[1:1 + n], axis=1).copy()
             if beta == 0:
                 C[:] = np.nan
-            rank_update(C, addr, 2, D, alpha, beta)         # A = columns 2 .. 2 + k of the rows
+            # A = columns 2 .. 2 + k of the rows
+            helpers.call_as_views(rank_update, C, addr, 2, D, alpha, beta)
             A = X[rows, 2:2 + k].astype(np.float64)
             want = alpha * (A.T @ D) + (beta * before if beta else 0)
             helpers.assert_relative_close(C, want, TOL[dtype])
@@ -108,16 +110,17 @@ def test_matmul_rows_uses_the_addressed_rows_in_order():
     addr = np.empty(3, dtype=np.int64)
     row_addresses(addr, X, np.array([3, 0, 3]))
     C = np.empty((3, 1))
-    matmul_rows(C, addr, np.ones((3, 1)), 1.0, 0.0)
+    helpers.call_as_views(matmul_rows, C, addr, np.ones((3, 1)), 1.0, 0.0)
     assert C[:, 0].tolist() == [30.0, 3.0, 30.0]
 
 
 def test_empty_reduction_scales_c():
     C = np.full((3, 5), np.nan)
-    matmul_rows(C, np.empty(3, dtype=np.int64), np.empty((0, 5)), 1.0, 0.0)
+    helpers.call_as_views(matmul_rows, C, np.empty(3, dtype=np.int64), np.empty((0, 5)), 1.0, 0.0)
     assert (C == 0).all()
     C = np.full((4, 5), 2.0)
-    rank_update(C, np.empty(0, dtype=np.int64), 0, np.empty((0, 5)), 1.0, 0.5)
+    helpers.call_as_views(rank_update, C, np.empty(0, dtype=np.int64), 0, np.empty((0, 5)), 1.0,
+                          0.5)
     assert (C == 1.0).all()
 
 
@@ -131,11 +134,11 @@ def test_power_of_two_strides(dtype, stride):
     X, rows, addr = helpers.picked_rows(rng, dtype, m, k)
     W = rng.standard_normal((k, stride)).astype(dtype)[:, 8:8 + n]
     C = np.empty((m, n), dtype=dtype)
-    matmul_rows(C, addr, W, 1.0, 0.0)
+    helpers.call_as_views(matmul_rows, C, addr, W, 1.0, 0.0)
     helpers.assert_relative_close(C, X[rows, :k].astype(np.float64) @ W, TOL[dtype])
     D = rng.standard_normal((m, stride)).astype(dtype)[:, 8:8 + n]
     U = np.zeros((k, n), dtype=dtype)
-    rank_update(U, addr, 0, D, 1.0, 0.0)
+    helpers.call_as_views(rank_update, U, addr, 0, D, 1.0, 0.0)
     helpers.assert_relative_close(U, X[rows, :k].T.astype(np.float64) @ D, TOL[dtype])
 
 
