@@ -263,6 +263,12 @@ def test_digits_read_from_scikit_learns_file_are_load_digits(monkeypatch):
     np.testing.assert_array_equal(y, y_expected)
 
 
+def test_builtin_digits_without_scikit_learn_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)       # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "fastmlp\[sklearn\]"'):
+        load()
+
+
 def test_builtin_digits_load_without_importing_scikit_learn():
     """Importing scikit-learn took 2 of the 2.6 s of ``fastmlp train``."""
     pytest.importorskip("sklearn")
