@@ -156,6 +156,48 @@ def test_row_stride_pads_rows_that_share_few_l1_sets():
         assert _depth(padded * itemsize) == DEPTH, (width, itemsize)
 
 
+@pytest.mark.parametrize("scheme,threads", [("rows", 1), ("rows", 2), ("units", 1), ("units", 2),
+                                            ("parts", 1), ("parts", 2)])
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "identity"])
+def test_a_step_allocates_nothing(scheme, threads, head, monkeypatch):
+    """Every buffer of a training call is allocated once per call, none per minibatch: a call of
+    16 minibatches makes as many of Numba's allocations as one of 4 (tiny minibatches of 3
+    rows, with per-sample weights; 40 inputs into 21 units: dot products in the rows scheme,
+    whose plain SGD step is fused into them)."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    monkeypatch.setattr(engine.plan, "FORCE_SCHEME", scheme)
+    monkeypatch.setattr(engine.plan, "MIN_MACS_PER_THREAD", 1)     # 2 threads on a tiny net
+    monkeypatch.setattr(engine.plan, "MIN_BATCHES_FOR_UNITS", 1)
+    monkeypatch.setattr(engine.plan, "PLAN_CORES", 2)              # whatever the machine has
+    layers = np.array([40, 21, 4])
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((48, 40)).astype(np.float32)
+    y, Y = rng.integers(0, 4, 48), np.zeros((0, 4), np.float32)
+    if head == "identity":
+        y, Y = np.zeros(0, np.int64), rng.standard_normal((48, 4)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, 48).astype(np.float32)
+    flat = init_params(layers, "he", np.random.default_rng(1), np.float32)
+    allocations = []
+    enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        for steps in (4, 4, 16):                # the first call may compile
+            order = rng.permutation(48)[:3 * steps]
+            before = rtsys.get_allocation_stats().alloc
+            with thread_limits(threads, 1):
+                stats = helpers.train_batches(engine, flat, layers, ACTIVATIONS.index("sigmoid"),
+                                              HEADS.index(head), X, y, Y, order, 3, 0, 0.05, 0.0,
+                                              False, 0.0, 0.9, 0.999, 1e-8, np.zeros(0, np.float32),
+                                              np.zeros(0, np.float32), 0, w)
+            allocations.append(rtsys.get_allocation_stats().alloc - before)
+            assert stats[3] == steps
+    finally:
+        if not enabled:
+            _nrt_python.memsys_disable_stats()
+    assert allocations[1] == allocations[2], f"{scheme} on {threads}: allocations {allocations}"
+
+
 @pytest.mark.parametrize("optimizer,kw", [("sgd", {}), ("sgd", {"momentum": 0.9}),
                                           ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
                                           ("adam", {"lr": 0.01})])

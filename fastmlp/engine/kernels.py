@@ -232,21 +232,15 @@ def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
 
     ``w`` holds the rows' weights (empty: all 1). Returns (sum over rows of
     w_i * [logsumexp(z_i) - z_i[y_i]], correct argmax count, unweighted). Stable for any finite
-    logits: exp only sees z - max(z) <= 0, all rows' at once (:func:`exp_nonpositive`).
+    logits: exp only sees z - max(z) <= 0, all rows' at once (:func:`exp_nonpositive`), in
+    dlogits itself where it is contiguous (no scratch array: a step allocates nothing).
     """
     B, C = logits.shape
     T = type(scale)
-    e = np.empty(B * C, dtype=dlogits.dtype)
-    zmax = np.empty(B, dtype=dlogits.dtype)
+    e = flat_scratch(dlogits)                   # e[i * C + j]: z_ij - max(z_i), then its exp
     correct = 0
     for i in range(B):
-        top = logits[i, 0]
-        arg = 0
-        for j in range(1, C):
-            if logits[i, j] > top:
-                top = logits[i, j]
-                arg = j
-        zmax[i] = top
+        top, arg = _row_max(logits, i)
         correct += arg == y[i]
         for j in range(C):
             e[i * C + j] = logits[i, j] - top
@@ -261,8 +255,34 @@ def softmax_crossentropy_backward(dlogits, logits, y, w, scale):
         for j in range(C):
             dlogits[i, j] = e[i * C + j] * (inv * s)
         dlogits[i, y[i]] -= s
-        loss += row_weight(w, i) * (math.log(total) - (logits[i, y[i]] - zmax[i]))
+        top = _row_max(logits, i)[0]
+        loss += row_weight(w, i) * (math.log(total) - (logits[i, y[i]] - top))
     return loss, correct
+
+
+@jit
+def _row_max(z, i):
+    """(max of row i of z, the first column that holds it)."""
+    top = z[i, 0]
+    arg = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > top:
+            top = z[i, j]
+            arg = j
+    return top, arg
+
+
+def flat_scratch(a):
+    """A 1-D array of a's size: compiled, ``a`` itself seen flat where its type is contiguous
+    (no allocation; what is written there is written into ``a``), else a new array."""
+    return np.empty(a.size, a.dtype)
+
+
+@overload(flat_scratch, inline="always")
+def _flat_scratch(a):
+    if isinstance(a, types.Array) and a.layout == "C":
+        return lambda a: a.reshape(a.size)
+    return lambda a: np.empty(a.size, a.dtype)
 
 
 @jit

@@ -68,7 +68,8 @@ def span(n, part, n_parts):
 
 @njit(cache=True, nogil=True, inline="always")
 def minibatch_buffers(offs, batch_size, dtype_of):
-    """(starts, acts, dzs) for minibatches of up to ``batch_size`` rows (see the module doc)."""
+    """(starts, acts, dzs, dz_starts) for minibatches of up to ``batch_size`` rows (see the
+    module doc); dz_l's block in dzs starts at dz_starts[l] = starts[l] - starts[1]."""
     L = offs.shape[0]
     starts = np.zeros(L + 2, dtype=np.int64)
     starts[1] = batch_size * offs[0, 2]
@@ -76,7 +77,7 @@ def minibatch_buffers(offs, batch_size, dtype_of):
         starts[l + 2] = starts[l + 1] + batch_size * offs[l, 3]
     acts = np.empty(starts[L + 1], dtype=dtype_of.dtype)
     dzs = np.empty(starts[L + 1] - starts[1], dtype=dtype_of.dtype)
-    return starts, acts, dzs
+    return starts, acts, dzs, starts - starts[1]
 
 
 # Explicit loops instead of Numba's array assignment, which compiles a general broadcasting
@@ -115,18 +116,29 @@ def gather_targets(yr, Yr, wr, y, Y, w, rows):
 
 
 @njit(cache=True, nogil=True)
-def rows_head_backward(dz, z, data, rows, head, scale):
+def rows_head_backward(dz, z, data, rows, head, scale, targets):
     """The head's (summed weighted loss, correct count) of the logits z of the samples ``rows``,
     and its dz (see :func:`.kernels.head_backward`), with their targets and weights gathered from
-    ``data``."""
+    ``data`` into ``targets``, one copy of :func:`target_buffers` (at least as many rows as
+    ``rows``, where not empty)."""
     _, y, Y, w, _ = data
     m = rows.shape[0]
-    takes_Y = head_takes_Y(head)
-    yr = np.empty(0 if takes_Y else m, dtype=y.dtype)
-    Yr = np.empty((m if takes_Y else 0, z.shape[1]), dtype=Y.dtype)
-    wr = np.empty(m if w.shape[0] else 0, dtype=w.dtype)
+    yb, Yb, wb = targets
+    yr, Yr, wr = yb[:m], Yb[:m], wb[:m]         # an empty buffer stays empty
     gather_targets(yr, Yr, wr, y, Y, w, rows)
     return head_backward(dz, z, yr, Yr, wr, head, scale)
+
+
+@njit(cache=True, nogil=True)
+def target_buffers(y, Y, w, head, copies, rows):
+    """``copies`` buffers for the head's targets and weights of up to ``rows`` samples, as
+    :func:`gather_targets` fills them: (class indices (copies, rows), target rows (copies,
+    rows, Y's width), weights (copies, rows)), each empty where the head or the data has none.
+    Allocated once per call: a step allocates nothing."""
+    takes_Y = head_takes_Y(head)
+    return (np.empty((copies, 0 if takes_Y else rows), y.dtype),
+            np.empty((copies, rows if takes_Y else 0, Y.shape[1]), Y.dtype),
+            np.empty((copies, rows if w.shape[0] else 0), w.dtype))
 
 
 @njit(cache=True, nogil=True)

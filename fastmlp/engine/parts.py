@@ -20,25 +20,26 @@ from .kernels import FALSE, ONE, ZERO, activation_backward, dense_forward
 from .lowlevel.blas import gemm
 from .lowlevel.fpenv import flush_denormals, restore_fpenv
 from .minibatch import (Data, block, count_minibatch, gather, minibatch_buffers, minibatch_weight,
-                        rows_head_backward, span, twin)
+                        rows_head_backward, span, target_buffers, twin)
 from .optimizer import Hyper, Slots, update_block
 
 
 @njit(cache=True, nogil=True)
-def rows_forward_backward(net, data, rows, r0, B, scale, bufs, blas):
+def rows_forward_backward(net, data, rows, r0, B, scale, bufs, targets, blas):
     """Phase 1 for minibatch rows r0 : r0 + len(rows) (sample indices ``rows``): gather, forward,
-    the head's loss and dz, then dz of every hidden layer, into ``bufs`` = (starts, acts, dzs)
-    of the whole minibatch of B rows (see :mod:`.minibatch`). ``scale``: the gradient's factor,
-    1 / the minibatch's weight. Returns (summed weighted loss, correct count); a non-finite loss
-    returns at once."""
+    the head's loss and dz, then dz of every hidden layer, into ``bufs`` = (starts, acts, dzs,
+    dz_starts) of the whole minibatch of B rows (see :mod:`.minibatch`); the targets of those rows go to
+    rows r0 : r0 + len(rows) of ``targets`` (:func:`.minibatch.target_buffers`, one copy).
+    ``scale``: the gradient's factor, 1 / the minibatch's weight. Returns (summed weighted
+    loss, correct count); a non-finite loss returns at once."""
     flat, offs, act, head = net
     X = data.X
-    starts, acts, dzs = bufs
+    starts, acts, dzs, dz_starts = bufs
+    yb, Yb, wb = targets
     fpenv = flush_denormals()
     m = rows.shape[0]
     L = offs.shape[0]
     r1 = r0 + m
-    dz_starts = starts - starts[1]
     x = block(acts, starts, 0, B, offs[0, 2])[r0:r1]
     gather(x, X, rows)                          # gather the minibatch: X is never copied whole
     for l in range(L):                          # forward: a_{l+1} = act(a_l @ W_l + b_l)
@@ -50,7 +51,7 @@ def rows_forward_backward(net, data, rows, r0, B, scale, bufs, blas):
     n_last = offs[L - 1, 3]
     loss, correct = rows_head_backward(block(dzs, dz_starts, L, B, n_last)[r0:r1],
                                        block(acts, starts, L, B, n_last)[r0:r1], data, rows,
-                                       head, scale)
+                                       head, scale, (yb[r0:], Yb[r0:], wb[r0:]))
     if not np.isfinite(loss):
         restore_fpenv(fpenv)
         return loss, correct
@@ -70,10 +71,9 @@ def update_slice(net, bufs, B, part, n_parts, slots, hyper, opt, step, blas):
     stepped by :func:`.optimizer.update_block` (``opt`` negative: the gradient only). Slices
     never overlap, so parts can run on different threads."""
     flat, offs, _, _ = net
-    starts, acts, dzs = bufs
+    starts, acts, dzs, dz_starts = bufs
     fpenv = flush_denormals()
     L = offs.shape[0]
-    dz_starts = starts - starts[1]
     for l in range(L):
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
         s0, s1 = span(n_in, part, n_parts)
@@ -92,8 +92,9 @@ def _train_loop(net, data, batch_size, slots, hyper, step, n_parts, blas, stats)
     (rows, then parameter slices); compiled serial and parallel (see minibatch.twin)."""
     flat, offs = net.flat, net.offs
     w, order = data.w, data.order
-    starts, acts, dzs = minibatch_buffers(offs, batch_size, flat)
-    bufs = (starts, acts, dzs)
+    bufs = minibatch_buffers(offs, batch_size, flat)
+    ys, Ys, ws = target_buffers(data.y, data.Y, data.w, net.head, ONE, batch_size)
+    targets = (ys[0], Ys[0], ws[0])
     part_loss = np.zeros(n_parts)
     part_correct = np.zeros(n_parts, dtype=np.int64)
     n = order.shape[0]
@@ -109,7 +110,7 @@ def _train_loop(net, data, batch_size, slots, hyper, step, n_parts, blas, stats)
             part_correct[t] = 0
             if r1 > r0:
                 part_loss[t], part_correct[t] = rows_forward_backward(
-                    net, data, order[start + r0:start + r1], r0, B, scale, bufs, blas)
+                    net, data, order[start + r0:start + r1], r0, B, scale, bufs, targets, blas)
         loss = 0.0
         correct = ZERO                          # not the literal 0 (see kernels.ZERO)
         for t in range(n_parts):                # fixed order: deterministic
@@ -139,13 +140,14 @@ def loss_and_grad_all(net, data, scale, grad, blas):
     gradient of the loss times ``scale`` into the flat ``grad``; the parameters do not change."""
     flat = net.flat
     n = data.X.shape[0]
-    starts, acts, dzs = minibatch_buffers(net.offs, n, flat)
+    bufs = minibatch_buffers(net.offs, n, flat)
+    ys, Ys, ws = target_buffers(data.y, data.Y, data.w, net.head, ONE, n)
     # ZERO, ONE, FALSE: not literals, so that the training loop's compiled versions serve here
     loss, correct = rows_forward_backward(net, data, np.arange(n), ZERO, n, flat.dtype.type(scale),
-                                          (starts, acts, dzs), blas)
+                                          bufs, (ys[0], Ys[0], ws[0]), blas)
     if np.isfinite(loss):
         no_step = Hyper(ZERO, 0.0, 0.0, FALSE, 0.0, 0.9, 0.999, 1e-8)
-        update_slice(net, (starts, acts, dzs), n, ZERO, ONE,
+        update_slice(net, bufs, n, ZERO, ONE,
                      Slots(flat[:0], flat[:0], grad, flat[:0]), no_step, -ONE, ONE, blas)
     return loss, correct
 

@@ -44,24 +44,24 @@ from .lowlevel.threads import run_on_threads
 from .lowlevel.tiles import (EPI_BIAS, EPI_BIAS_RELU, EPI_NONE, VECTOR_BYTES, matmul_rows,
                              matmul_rows_epilogue, rank_update, row_addresses)
 from .minibatch import (BAD_LOSS, CORRECT, DIVERGED_AT, LOSS, count_minibatch, minibatch_weight,
-                        new_stats, rows_head_backward, span)
+                        new_stats, rows_head_backward, span, target_buffers)
 from .optimizer import Hyper, Slots, optimizer_update
 
 
 @njit(cache=True, nogil=True)
 def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, step, ahead,
                    sparse):
-    """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times
-    ``scale`` goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs``
-    = (acts, dzs, addr): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m
-    rows, and L + 1 rows of row addresses: of each layer's input (see below), and of the rows
-    of ``ahead``. A non-finite loss returns at once, with ``grad`` as it was. ``step`` = (fused,
-    lr): with ``fused``, the layers on dot products take their plain SGD step W_l -= lr * dW_l
-    here, in their transposed W (see below), and their part of ``grad`` is left alone (the
-    rows are the whole minibatch). ``ahead``: the samples of the block that comes next (at most
-    as many as ``rows``, or none); when the first layer takes dot products, its weight gradient
-    fetches their rows of X into the cache while it runs, so that the next block's forward pass
-    does not wait for memory.
+    """(summed weighted loss, correct count) of the samples ``rows``, whose gradient times ``scale``
+    goes into the flat ``grad`` (added to what it holds with ``accumulate``). ``bufs`` = (acts, dzs,
+    addr, targets): a_1 .. a_L and dz_1 .. dz_L back to back, each (m, width) for the m rows
+    (:func:`_block_start`); L + 1 rows of row addresses: of each layer's input (see below), and of
+    the rows of ``ahead``; one copy of :func:`.minibatch.target_buffers`. Nothing is allocated here.
+    A non-finite loss returns at once, with ``grad`` as it was. ``step`` = (fused, lr): with
+    ``fused``, the layers on dot products take their plain SGD step W_l -= lr * dW_l here, in their
+    transposed W (see below), and their part of ``grad`` is left alone (the rows are the whole
+    minibatch). ``ahead``: the samples of the block that comes next (at most as many as ``rows``, or
+    none); when the first layer takes dot products, its weight gradient fetches their rows of X into
+    the cache while it runs, so that the next block's forward pass does not wait for memory.
 
     Products through the register tiles (:mod:`.lowlevel.tiles`): the forward pass and the
     weight gradients read X's rows where they lie, the hidden layers' rows by address too;
@@ -80,24 +80,21 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     use, wt = dots
     fused, lr = step
     X = data.X
-    acts, dzs, addr = bufs
+    acts, dzs, addr, targets = bufs
     csr, dz_all, w_pad = sparse
     on_nonzeros = csr[0].shape[0] > 0
     fpenv = flush_denormals()
     m = rows.shape[0]
     L = offs.shape[0]
     T = flat.dtype.type
-    # a_l's block at at[l] (l >= 1) and dz_l's at the same offset of dzs
-    at = np.zeros(L + 2, dtype=np.int64)
-    for l in range(L):
-        at[l + 2] = at[l + 1] + m * offs[l, 3]
     row_addresses(addr[0], X, rows)
     fetch = addr[L, :ahead.shape[0]]
     if ahead.shape[0]:                          # (no rows means every row to row_addresses)
         row_addresses(fetch, X, ahead)
     for l in range(L):                          # a_{l+1} = act(a_l @ W_l + b_l)
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        a_next = acts[at[l + 1]:at[l + 2]].reshape((m, n_out))
+        a_at = _block_start(offs, m, l + 1)
+        a_next = acts[a_at:a_at + m * n_out].reshape((m, n_out))
         W = flat[w0:b0].reshape((n_in, n_out))
         f = act if l < L - 1 else ACT_IDENTITY
         # bias and relu in the registers; other activations in a pass of their own
@@ -116,22 +113,24 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
         if l < L - 1:
             row_addresses(addr[l + 1], a_next, rows[:0])
     n_last = offs[L - 1, 3]
-    loss, correct = rows_head_backward(dzs[at[L]:at[L + 1]].reshape((m, n_last)),
-                                       acts[at[L]:at[L + 1]].reshape((m, n_last)), data, rows,
-                                       head, scale)
+    top = _block_start(offs, m, L)
+    loss, correct = rows_head_backward(dzs[top:top + m * n_last].reshape((m, n_last)),
+                                       acts[top:top + m * n_last].reshape((m, n_last)), data,
+                                       rows, head, scale, targets)
     if not np.isfinite(loss):
         restore_fpenv(fpenv)
         return loss, correct
     for l in range(L - 1, -1, -1):              # from the top: dz_l, then dW_l and db_l
         w0, b0, n_in, n_out = offs[l, 0], offs[l, 1], offs[l, 2], offs[l, 3]
-        dz = dzs[at[l + 1]:at[l + 2]].reshape((m, n_out))
+        a_at, dz_at = _block_start(offs, m, l), _block_start(offs, m, l + 1)
+        dz = dzs[dz_at:dz_at + m * n_out].reshape((m, n_out))
         if l > 0:                               # dz_l = (dz_{l+1} @ W_l.T) * act'(a_l)
-            dz_l = dzs[at[l]:at[l + 1]].reshape((m, n_in))
+            dz_l = dzs[a_at:a_at + m * n_in].reshape((m, n_in))
             if use[l]:
                 gemm(blas, False, False, 1.0, dz, wt[w0:b0].reshape((n_out, n_in)), 0.0, dz_l)
             else:
                 gemm(blas, False, True, 1.0, dz, flat[w0:b0].reshape((n_in, n_out)), 0.0, dz_l)
-            activation_backward(dz_l, acts[at[l]:at[l + 1]].reshape((m, n_in)), act)
+            activation_backward(dz_l, acts[a_at:a_at + m * n_in].reshape((m, n_in)), act)
         if l == 0 and on_nonzeros:              # dW_0 from X's columns, after all blocks
             for i in range(m):
                 for j in range(n_out):
@@ -153,19 +152,29 @@ def block_gradient(net, data, rows, scale, bufs, grad, accumulate, blas, dots, s
     return loss, correct
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _block_start(offs, m, l):
+    """Where a_l of ``m`` rows starts in :func:`block_gradient`'s ``acts`` (l >= 1), and dz_l
+    in its ``dzs``: after the blocks of layers 1 .. l - 1."""
+    start = 0
+    for q in range(l - 1):
+        start += m * offs[q, 3]
+    return start
+
+
 @njit(cache=True, nogil=True)
 def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, blas, dots,
                 sparse, stats, out):
-    """Thread t of ``team`` = (t, n_threads, sync, yield_fn) over all minibatches of
-    ``data.order`` in the rows scheme (module doc); the threads meet at the barrier ``sync``
-    twice a minibatch. ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr,
-    group_loss, group_correct): group g's gradient buffer, :func:`block_gradient`'s buffers and
-    results in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and
-    optimizer state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``;
-    a state's buffer empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all,
-    w_pad): X compressed by rows and by columns, a buffer of dz_1 for all rows and W_0's padded
-    copy (:func:`train_rows`), when the first layer takes X's non-zeros (each minibatch is all
-    of X), else empty. Thread 0 writes ``stats``.
+    """Thread t of ``team`` = (t, n_threads, sync, yield_fn) over all minibatches of ``data.order``
+    in the rows scheme (module doc); the threads meet at the barrier ``sync`` twice a minibatch.
+    ``sizes`` = (block_rows, n_groups); ``work`` = (grads, acts, dzs, addr, group_loss,
+    group_correct, targets): group g's gradient buffer, :func:`block_gradient`'s buffers and results
+    in row g; ``dots`` = (use, wt, st1, st2): the layers with use[l] have their W and optimizer
+    state transposed in wt, st1 and st2 for the call (at their offsets in ``flat``; a state's buffer
+    empty when the optimizer has none). ``sparse`` = (csr, csc, dz_all, w_pad): X compressed by rows
+    and by columns, a buffer of dz_1 for all rows and W_0's padded copy (:func:`train_rows`), when
+    the first layer takes X's non-zeros (each minibatch is all of X), else empty. Thread 0 writes
+    ``stats``.
     ``out``:
     empty to step; else each minibatch's summed gradient is written there (flat layout), and
     nothing is stepped or written back into ``flat`` (:func:`loss_and_grad_rows`).
@@ -181,7 +190,7 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
     w, order = data.w, data.order
     csr, csc, dz_all, w_pad = sparse
     block_rows, n_groups = sizes
-    grads, acts_g, dzs_g, addr_g, group_loss, group_correct = work
+    grads, acts_g, dzs_g, addr_g, group_loss, group_correct, targets = work
     n = order.shape[0]
     fused = (out.shape[0] == 0 and batch_size <= block_rows and hyper.opt != OPT_ADAM
              and hyper.momentum == 0.0 and hyper.weight_decay == 0.0)
@@ -212,7 +221,9 @@ def rows_worker(team, net, data, batch_size, slots, hyper, step, sizes, work, bl
                 # next minibatch's first
                 ahead = order[r1:min(r1 + r1 - r0, n) if b + 1 < b1 or G == 1 else r1]
                 loss_b, correct_b = block_gradient(net, data, order[r0:r1], scale,
-                                                   (acts_g[g], dzs_g[g], addr_g[g]), own,
+                                                   (acts_g[g], dzs_g[g], addr_g[g],
+                                                    (targets[0][g], targets[1][g],
+                                                     targets[2][g])), own,
                                                    b > b0, blas, (use, wt), (fused, lr), ahead,
                                                    (csr, dz_all, w_pad))
                 loss_g += loss_b
@@ -422,7 +433,8 @@ def train_rows(how, net, data, batch_size, slots, hyper, step, blas, stats, out=
     work = (aligned_empty((n_groups, whole_lines(flat.shape[0], flat.dtype)), flat.dtype),
             np.empty((n_groups, size), flat.dtype), np.empty((n_groups, size), flat.dtype),
             np.empty((n_groups, L + 1, block_rows), np.int64), np.zeros(n_groups),
-            np.zeros(n_groups, dtype=np.int64))
+            np.zeros(n_groups, dtype=np.int64),
+            target_buffers(data.y, data.Y, data.w, net.head, n_groups, block_rows))
     use = np.array([dots_pay(n_in, n_out, flat.itemsize) for n_in, n_out in offs[:, 2:4]],
                    dtype=np.bool_)
     X = data.X
