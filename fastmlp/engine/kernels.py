@@ -426,10 +426,7 @@ def head_loss(z, y, Y, w, head):
                 same = same and ((z[i, j] > T(0)) == (Y[i, j] > T(0.5)))
             correct += same
             continue
-        arg = 0
-        for j in range(1, C):
-            if z[i, j] > z[i, arg]:
-                arg = j
+        arg = _row_max(z, i)[1]
         correct += arg == y[i]
         if head == HEAD_SOFTMAX:
             total = 0.0

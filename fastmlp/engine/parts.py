@@ -28,10 +28,10 @@ from .optimizer import Hyper, Slots, update_block
 def rows_forward_backward(net, data, rows, r0, B, scale, bufs, targets, blas):
     """Phase 1 for minibatch rows r0 : r0 + len(rows) (sample indices ``rows``): gather, forward,
     the head's loss and dz, then dz of every hidden layer, into ``bufs`` = (starts, acts, dzs,
-    dz_starts) of the whole minibatch of B rows (see :mod:`.minibatch`); the targets of those rows go to
-    rows r0 : r0 + len(rows) of ``targets`` (:func:`.minibatch.target_buffers`, one copy).
-    ``scale``: the gradient's factor, 1 / the minibatch's weight. Returns (summed weighted
-    loss, correct count); a non-finite loss returns at once."""
+    dz_starts) of the whole minibatch of B rows (see :mod:`.minibatch`); the targets of those
+    rows go to rows r0 : r0 + len(rows) of ``targets`` (:func:`.minibatch.target_buffers`, one
+    copy). ``scale``: the gradient's factor, 1 / the minibatch's weight. Returns (summed
+    weighted loss, correct count); a non-finite loss returns at once."""
     flat, offs, act, head = net
     X = data.X
     starts, acts, dzs, dz_starts = bufs
